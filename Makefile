@@ -1,0 +1,58 @@
+# Two commands on a fresh machine: `make setup`, then `make all`. Tests: `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+RUN    ?= artifacts/default
+# Debian/Ubuntu libraries Qt needs to run (offscreen included) on a bare machine.
+QT_APT := libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 \
+          libdbus-1-3 fonts-dejavu-core
+
+.PHONY: setup system-deps all data train export serve benchmark publish clean test app
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+setup: $(PY)
+	# CPU torch first, so nothing later pulls a multi-GB CUDA build on a CPU machine.
+	$(PIP) install torch==2.13.0
+	# llama-cpp-python compiles (about 10 minutes on 2 cores); pip caches the built wheel.
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PIP) install -c constraints.txt -e ".[app,build,dev]"
+	$(PY) -m models.codeset E11.9 > /dev/null  # compile the code-set cache once
+	@echo "Set-up done. Qt on a bare Debian/Ubuntu also needs: $(QT_APT) (make system-deps)"
+
+system-deps:  # apt packages for Qt; needs root
+	@missing=$$(for p in $(QT_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
+
+all: $(PY)
+	$(PY) -m builder all --run-dir $(RUN)
+
+data: $(PY)
+	$(PY) -m builder data --run-dir $(RUN)
+
+train: $(PY)
+	$(PY) -m builder train --run-dir $(RUN)
+
+export: $(PY)
+	$(PY) -m builder export --run-dir $(RUN)
+
+serve: $(PY)
+	$(PY) -m builder serve --run-dir $(RUN)
+
+benchmark: $(PY)
+	$(PY) -m builder benchmark --run-dir $(RUN)
+
+publish: $(PY)
+	$(PY) -m builder publish --run-dir $(RUN)
+
+app: $(PY)
+	$(PY) -m desktop
+
+test: $(PY)
+	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q
+
+clean:
+	rm -rf artifacts build dist .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""The model builder: data -> train -> merge -> export -> evaluate -> register."""

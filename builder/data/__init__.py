@@ -1,0 +1,1 @@
+"""Training and evaluation data: CodiEsp, synthetic notes, hub datasets -> contract examples."""

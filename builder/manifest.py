@@ -1,0 +1,46 @@
+"""The run manifest: what each stage read, wrote (with sha256) and how long it took."""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from models.files import sha256_file, write_json_atomic
+
+_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
+             "gguf", "onnxruntime", "llama-cpp-python", "simple-icd-10-cm")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def record_stage(run_dir: Path, stage: str, config: dict, inputs: dict, outputs: list[Path],
+                 seconds: float, extra: dict | None = None) -> dict:
+    """Add (or replace) one stage's entry in run_dir/manifest.json, atomically."""
+    import json
+
+    path = Path(run_dir) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    manifest["stages"][stage] = {
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(seconds, 2),
+        "config": config,
+        "inputs": inputs,
+        "versions": package_versions(),
+        "outputs": {
+            str(p.relative_to(run_dir)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in outputs
+        },
+        **(extra or {}),
+    }
+    write_json_atomic(path, manifest)
+    return manifest["stages"][stage]

@@ -1,0 +1,202 @@
+"""The prompt contract: how a note becomes chat messages, and how an answer is read back.
+
+Training examples and inference prompts are both built here, so they cannot drift apart.
+The answer is JSON: {"codes": [{"code": "E11.22", "evidence": "words quoted from the note"}]}.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from .codeset import InvalidCodeFormat, normalize
+
+MAX_CODES = 30
+MAX_EVIDENCE_CHARS = 160
+
+SYSTEM_PROMPT = (
+    "You are an expert medical coder. Read the clinical note and list the ICD-10-CM FY2026 "
+    "diagnosis codes it supports, most important first. Code only conditions the note states "
+    "as present; never code what is denied, ruled out or only in the family history. For each "
+    "code, quote the words of the note that support it. Answer with JSON only."
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A code offered to the model, with its official description."""
+
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class CodedItem:
+    code: str
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    raw: str
+    reason: str  # bad_format | duplicate | no_code | too_many
+
+
+@dataclass
+class ParsedAnswer:
+    items: list[CodedItem] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    mode: str = "empty"  # json | repaired | salvaged | empty
+
+    @property
+    def codes(self) -> list[str]:
+        return [i.code for i in self.items]
+
+
+# --- prompt ------------------------------------------------------------------------------
+def user_message(note: str, candidates: Sequence[Candidate] | None = None) -> str:
+    parts = ["Clinical note:", "<<<", note.strip(), ">>>"]
+    if candidates:
+        parts += ["", "Candidate codes (prefer these; each is valid in FY2026):"]
+        parts += [f"{c.code} {c.description}" for c in candidates]
+    parts += ["", 'Answer as {"codes": [{"code": "...", "evidence": "..."}]}.']
+    return "\n".join(parts)
+
+
+def build_messages(note: str, candidates: Sequence[Candidate] | None = None) -> list[dict]:
+    """Chat messages (system + user) for a note; the model's reply completes them."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_message(note, candidates)},
+    ]
+
+
+def format_answer(items: Iterable[CodedItem]) -> str:
+    """The exact answer text the model is trained to write."""
+    codes = [{"code": i.code, "evidence": i.evidence[:MAX_EVIDENCE_CHARS]} for i in items]
+    return json.dumps({"codes": codes[:MAX_CODES]}, ensure_ascii=False)
+
+
+def training_example(note: str, items: Sequence[CodedItem],
+                     candidates: Sequence[Candidate] | None = None) -> dict:
+    """A prompt-completion conversational example (completion-only loss in trl)."""
+    return {
+        "prompt": build_messages(note, candidates),
+        "completion": [{"role": "assistant", "content": format_answer(items)}],
+    }
+
+
+# --- constraint --------------------------------------------------------------------------
+CODE_PATTERN = "^[A-Z][0-9][0-9A-Z]([.][0-9A-Z]{1,4})?$"  # [.] not \. (see STACK.md)
+
+ANSWER_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "codes": {
+            "type": "array",
+            "maxItems": MAX_CODES,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string", "pattern": CODE_PATTERN},
+                    "evidence": {"type": "string", "maxLength": MAX_EVIDENCE_CHARS},
+                },
+                "required": ["code", "evidence"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["codes"],
+    "additionalProperties": False,
+}
+
+# Hand-written GBNF for llama.cpp: the same language as ANSWER_SCHEMA, bounded so decoding ends.
+GBNF = rf"""
+root     ::= "{{" ws "\"codes\"" ws ":" ws "[" ws items? ws "]" ws "}}"
+items    ::= item (ws "," ws item){{0,{MAX_CODES - 1}}}
+item     ::= "{{" ws "\"code\"" ws ":" ws "\"" code "\"" ws "," ws "\"evidence\"" ws ":" ws evidence ws "}}"
+code     ::= [A-Z] [0-9] [0-9A-Z] ("." [0-9A-Z]{{1,4}})?
+evidence ::= "\"" char{{0,{MAX_EVIDENCE_CHARS}}} "\""
+char     ::= [^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{{4}})
+ws       ::= [ \t\n]{{0,2}}
+""".strip() + "\n"
+
+
+# --- parse -------------------------------------------------------------------------------
+_CODE_IN_TEXT = re.compile(r"\b[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
+_ITEM_IN_TEXT = re.compile(
+    r'\{\s*"code"\s*:\s*"(?P<code>[^"]{0,20})"\s*(?:,\s*"evidence"\s*:\s*"(?P<ev>(?:[^"\\]|\\.)*)"?)?')
+_CODE_KEYS = ("code", "icd10", "icd_10", "icd10_code", "icd")
+
+
+def parse_answer(text: str) -> ParsedAnswer:
+    """Read a model's answer. Never raises; reports every item it dropped and why."""
+    try:
+        return _parse(text if isinstance(text, str) else str(text))
+    except Exception as exc:  # noqa: BLE001 - model output must never crash the caller
+        return ParsedAnswer(dropped=[Dropped(str(text)[:200], f"unparseable: {exc}")])
+
+
+def _parse(text: str) -> ParsedAnswer:
+    stripped = re.sub(r"^```(?:json)?|```$", "", text.strip(), flags=re.M).strip()
+    data = _loads(stripped)
+    if data is None and "{" in stripped:
+        data = _loads(stripped[stripped.find("{"): stripped.rfind("}") + 1])
+    if data is not None:
+        raw_items = data.get("codes", []) if isinstance(data, dict) else data
+        if isinstance(raw_items, list):
+            return _collect(raw_items, "json")
+    matches = list(_ITEM_IN_TEXT.finditer(stripped))
+    if matches:  # JSON cut short (token limit) or slightly malformed
+        raw = [{"code": m.group("code"), "evidence": _unescape(m.group("ev") or "")} for m in matches]
+        return _collect(raw, "repaired")
+    codes = _CODE_IN_TEXT.findall(stripped)
+    return _collect(codes, "salvaged" if codes else "empty")
+
+
+def _loads(text: str):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _unescape(s: str) -> str:
+    try:
+        return json.loads(f'"{s}"')
+    except ValueError:
+        return s
+
+
+def _collect(raw_items: list, mode: str) -> ParsedAnswer:
+    out = ParsedAnswer(mode=mode)
+    seen: set[str] = set()
+    for raw in raw_items:
+        if isinstance(raw, dict):
+            code = next((raw[k] for k in _CODE_KEYS if isinstance(raw.get(k), str)), None)
+            evidence = raw.get("evidence")
+            evidence = evidence if isinstance(evidence, str) else ""
+        elif isinstance(raw, str):
+            code, evidence = raw, ""
+        else:
+            code, evidence = None, ""
+        if code is None:
+            out.dropped.append(Dropped(json.dumps(raw, ensure_ascii=False)[:200], "no_code"))
+            continue
+        try:
+            norm = normalize(code)
+        except InvalidCodeFormat:
+            out.dropped.append(Dropped(code[:200], "bad_format"))
+            continue
+        if norm in seen:
+            out.dropped.append(Dropped(code, "duplicate"))
+            continue
+        if len(out.items) >= MAX_CODES:
+            out.dropped.append(Dropped(code, "too_many"))
+            continue
+        seen.add(norm)
+        out.items.append(CodedItem(norm, evidence.strip()[:MAX_EVIDENCE_CHARS]))
+    if not out.items and mode != "json":
+        out.mode = "empty" if not out.dropped else mode
+    return out

@@ -1,0 +1,72 @@
+"""Checks on a clinical note before it goes anywhere: empty, binary, huge, not English.
+
+Errors say what to do; warnings travel with the result so the user sees them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_NOTE_CHARS = 200_000
+# Function words that make up a large share of any English prose, clinical notes included.
+_ENGLISH_COMMON = frozenset(
+    "the and of with to in a is was for on no not patient history pain left right at by as "
+    "an or be has had were are this that he she his her from denies without after".split()
+)
+_WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
+
+
+class NoteError(ValueError):
+    """The note cannot be coded as given; the message says what to do."""
+
+
+@dataclass
+class CheckedNote:
+    text: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_note(text: str, max_chars: int = MAX_NOTE_CHARS) -> CheckedNote:
+    """Validate a note; raise NoteError for what cannot be coded, warn for what is doubtful."""
+    if not isinstance(text, str):
+        raise NoteError("The note must be text. Paste the note or open a .txt file.")
+    if "\x00" in text:
+        raise NoteError("The note contains binary data (NUL bytes). Open the plain-text note, "
+                        "not a PDF, image or word-processor file.")
+    if not text.strip():
+        raise NoteError("The note is empty. Paste a clinical note first.")
+    if len(text) > max_chars:
+        raise NoteError(f"The note has {len(text):,} characters; the limit is {max_chars:,}. "
+                        "Split it into separate encounters and code each one.")
+    warnings = []
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
+    if controls > max(3, len(text) // 100):
+        raise NoteError("The note looks like binary data (many control characters). Open the "
+                        "plain-text note instead.")
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) >= 20:
+        share = sum(w in _ENGLISH_COMMON for w in words) / len(words)
+        latin = sum(w.isascii() for w in words) / len(words)
+        if share < 0.04 or latin < 0.5:
+            warnings.append("The note does not look like English. The model was trained on "
+                            "English notes: review every suggestion with extra care.")
+    return CheckedNote(text=text, warnings=warnings)
+
+
+def read_note_file(path: str | Path) -> CheckedNote:
+    """Read a note from disk: UTF-8 (with or without BOM), else Windows-1252 with a warning."""
+    raw = Path(path).read_bytes()
+    if b"\x00" in raw[:8192]:
+        raise NoteError(f"{path} is a binary file, not a text note. Save the note as plain text "
+                        "(.txt) and open that.")
+    try:
+        text, warning = raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")
+        warning = (f"{Path(path).name} is not UTF-8; it was read as Windows-1252. Check accented "
+                   "characters.")
+    checked = check_note(text)
+    if warning:
+        checked.warnings.insert(0, warning)
+    return checked

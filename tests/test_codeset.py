@@ -1,0 +1,154 @@
+"""The FY2026 code set: what the app's look-up panel and the validator rely on."""
+import json
+import os
+import sys
+
+import pytest
+
+from models import codeset
+from models.codeset import InvalidCodeFormat, UnknownCode, normalize
+
+from .conftest import ROOT, run_module
+
+
+@pytest.mark.parametrize("raw", ["e119", "E11.9", " e11.9 ", "E119", "e11.9\n"])
+def test_normalize_accepts_the_spellings_coders_type(raw):
+    assert normalize(raw) == "E11.9"
+
+
+def test_normalize_keeps_short_and_long_codes():
+    assert normalize("i10") == "I10"
+    assert normalize("s72001a") == "S72.001A"
+
+
+@pytest.mark.parametrize("raw", ["", "banana", "11.9", "E1", "E11.99999", "E11..9", "E 11.9", None, 119])
+def test_normalize_rejects_garbage_with_a_message(raw):
+    with pytest.raises(InvalidCodeFormat, match="ICD-10-CM code"):
+        normalize(raw)
+
+
+def test_edition_and_size(cs):
+    assert cs.edition == "ICD-10-CM FY2026"
+    assert int(cs.meta["n_billable"]) == 74719
+    assert len(cs.all_codes()) == 74719
+
+
+def test_validity_and_billability(cs):
+    assert cs.is_valid("E11.22") and cs.is_billable("e1122")
+    assert cs.is_valid("E11") and not cs.is_billable("E11")  # a category header
+    assert cs.is_valid("S72.001") and not cs.is_billable("S72.001")  # needs a 7th character
+    assert cs.is_billable("S72.001A")
+    assert not cs.is_valid("E11.99") and not cs.is_billable("E11.99")
+    assert not cs.is_valid("garbage") and not cs.is_billable("garbage")
+    # R51 was split after 2018 into R51.0 and R51.9.
+    assert not cs.is_billable("R51") and cs.is_billable("R51.9")
+
+
+def test_description_and_unknown_code(cs):
+    assert cs.description("e1122") == "Type 2 diabetes mellitus with diabetic chronic kidney disease"
+    with pytest.raises(UnknownCode, match="not a code in ICD-10-CM FY2026"):
+        cs.description("E11.99")
+
+
+def test_hierarchy(cs):
+    assert cs.ancestors("E11.22") == ["E11.2", "E11"]
+    assert cs.ancestors("E11.22", include_groups=True) == ["E11.2", "E11", "E08-E13", "4"]
+    assert cs.children("E11.2") == ["E11.21", "E11.22", "E11.29"]
+    assert cs.billable_descendants("R51") == ["R51.0", "R51.9"]
+    assert cs.billable_descendants("I10") == ["I10"]
+    # A one-category block shares its name with the category: the category wins, no loop.
+    assert cs.ancestors("B10.01") == ["B10.0", "B10"]
+
+
+def test_excludes1_pairs_and_conflicts(cs):
+    notes = cs.excludes1("E11.9")
+    assert any(n.source == "E11" and "E10" in n.note for n in notes)
+    conflict = cs.excludes1_conflict("E11.9", "E10.65")
+    assert conflict is not None and "type 1 diabetes" in conflict.note
+    assert cs.excludes1_conflict("E10.65", "E11.9") is not None  # symmetric
+    assert cs.excludes1_conflict("E11.9", "I10") is None
+
+
+def test_inclusion_terms(cs):
+    assert "Facial pain NOS" in cs.inclusion_terms("R51.9")
+
+
+def test_record_has_everything_the_lookup_panel_shows(cs):
+    rec = cs.record("E11.22")
+    assert rec.billable and rec.parent == "E11.2" and rec.children == []
+    assert any("N18" in n for n in rec.use_additional_code)
+    assert cs.record("S72").seven_chr_def["A"].startswith("initial encounter")
+
+
+def test_search_ranks_the_right_code_first(cs):
+    hits = cs.search("type 2 diabetes mellitus with diabetic chronic kidney disease")
+    assert "E11.22" in [h.code for h in hits[:3]]
+    assert cs.search("type 2 diabetes with kidney disease")[0].code == "E11.22"
+    assert cs.search("essential hypertension")[0].code == "I10"
+
+
+def test_search_by_code_lists_the_code_and_its_descendants(cs):
+    codes = [h.code for h in cs.search("e11.2")]
+    assert codes == ["E11.2", "E11.21", "E11.22", "E11.29"]
+
+
+def test_search_handles_empty_and_hostile_queries(cs):
+    assert cs.search("") == [] and cs.search("   ") == []
+    assert cs.search("the of and") == []
+    # FTS5 operators and quotes must be treated as words, not syntax.
+    assert isinstance(cs.search('chest" OR pain NEAR( AND * ^'), list)
+    assert cs.search("x" * 10000) == []
+
+
+def test_billable_only_search(cs):
+    assert all(h.billable for h in cs.search("headache", billable_only=True))
+
+
+def test_cli_record_json():
+    out = run_module("models.codeset", "e1122", "--json")
+    assert out.returncode == 0, out.stderr
+    rec = json.loads(out.stdout)
+    assert rec["code"] == "E11.22" and rec["billable"] and rec["edition"] == "ICD-10-CM FY2026"
+
+
+def test_cli_search_prints_ranked_codes():
+    out = run_module("models.codeset", "search",
+                     "type 2 diabetes mellitus with diabetic chronic kidney disease")
+    assert out.returncode == 0
+    top3 = [line.split()[1] for line in out.stdout.splitlines()[:3]]
+    assert "E11.22" in top3
+
+
+def test_cli_bad_code_says_what_is_wrong():
+    out = run_module("models.codeset", "banana")
+    assert out.returncode == 1
+    assert "not an ICD-10-CM code" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cache_is_compiled_once_and_opened_without_the_source_package(tmp_path):
+    env = {"ICD10_CODER_CACHE": str(tmp_path)}
+    script = ("import sys, models.codeset as c; cs = c.load(); "
+              "print(cs.path.name, 'simple_icd_10_cm' in sys.modules)")
+    import subprocess
+
+    def run():
+        return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                              text=True, env={**os.environ, **env})
+    first, second = run(), run()
+    assert first.returncode == 0, first.stderr
+    name, imported = first.stdout.split()
+    assert name.startswith("codeset-simple-icd-10-cm-1.5.0") and imported == "True"  # compiled
+    assert second.stdout.split() == [name, "False"]  # reused, source package not imported
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temp files left behind
+
+
+def test_schema_mismatch_is_a_clear_error(tmp_path, cs):
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "old.sqlite"
+    shutil.copy(cs.path, copy)
+    with sqlite3.connect(copy) as con:
+        con.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
+    with pytest.raises(codeset.CodeSetError, match="Delete it"):
+        codeset.CodeSet(copy)

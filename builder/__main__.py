@@ -8,12 +8,11 @@ import sys
 
 from .config import ConfigError, load_config
 
-STAGES = ("data", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
+STAGES = ("data", "retriever", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
           "publish", "all")
 _LATER = {
     "train": "issue 4 (QLoRA/LoRA training)", "merge": "issue 4 (adapter merge)",
-    "export": "issue 5 (GGUF and ONNX export)", "evaluate": "issue 3 (evaluation)",
-    "register": "issue 7 (Ollama and LM Studio)", "serve": "issue 7 (REST server)",
+    "export": "issue 5 (GGUF and ONNX export)",     "register": "issue 7 (Ollama and LM Studio)", "serve": "issue 7 (REST server)",
     "benchmark": "issue 9 (benchmarks)", "publish": "issue 7 (publishing)",
 }
 
@@ -25,6 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value, e.g. data.seed=7")
     parser.add_argument("--run-dir", help="run folder (default artifacts/default)")
+    ev = parser.add_argument_group("evaluate")
+    ev.add_argument("--data", default="codiesp:builder/corpora/codiesp/dev",
+                    help="codiesp:FOLDER, synthetic-val, or a .jsonl file (default: CodiEsp dev)")
+    ev.add_argument("--system", default=None,
+                    help="`retrieval`, `base` (the base model), or a model (same as --model)")
+    ev.add_argument("--model", default=None, help="a merged model folder or HF id")
+    ev.add_argument("--limit", type=int, default=0, help="only the first N notes")
+    ev.add_argument("--out", default=None, help="output folder (default <run>/eval/<data>__<system>)")
+    ev.add_argument("--candidates", type=int, default=20, help="candidate codes in the prompt")
+    ev.add_argument("--no-candidates", action="store_true", help="zero-shot: no candidates in the prompt")
+    ev.add_argument("--max-tokens", type=int, default=384, help="answer length limit")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -33,6 +43,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.run_dir:
         cfg.run_dir = args.run_dir
+    if args.stage == "retriever":
+        from . import retriever  # noqa: PLC0415
+
+        print(json.dumps(retriever.run(cfg, install=cfg.retriever.install), indent=2))
+        return 0
+    if args.stage == "evaluate":
+        from . import evaluate  # noqa: PLC0415
+        from models.notes import NoteError  # noqa: PLC0415
+        from models.runtimes import RuntimeUnavailable  # noqa: PLC0415
+
+        system = args.model or args.system or "retrieval"
+        try:
+            metrics = evaluate.run(cfg, args.data, system, args.out, args.limit, args.candidates,
+                                   args.no_candidates, args.max_tokens)
+        except (evaluate.EvalDataError, RuntimeUnavailable, NoteError, ValueError) as exc:
+            print(f"error: evaluate: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(metrics, indent=2))
+        return 0
     if args.stage in ("data", "all"):
         from .data import build  # noqa: PLC0415
         from .data.codiesp import CorpusError  # noqa: PLC0415

@@ -75,3 +75,31 @@ def load_tokenizer(base: str = EMBEDDED):
             _fix_tokenizer(tok).save_pretrained(tmp)
         _publish(folder, fill)
     return AutoTokenizer.from_pretrained(str(folder))
+
+
+def ensure_base_model(base: str = EMBEDDED) -> str:
+    """An HF model folder or id for `base`; the embedded GGUF is converted once and cached."""
+    if base != EMBEDDED:
+        return base
+    folder = embedded_folder() / "model"
+    if not (folder / "model.safetensors").exists():
+        gguf = embedded_gguf()
+
+        def fill(tmp: Path):
+            from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            # transformers refuses to save a GGUF-loaded model while it still looks quantized;
+            # the weights are already dequantized to fp32.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            tok = _fix_tokenizer(AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name))
+            model.config.eos_token_id = tok.eos_token_id
+            model.config.pad_token_id = tok.pad_token_id
+            model.generation_config.eos_token_id = tok.eos_token_id
+            model.generation_config.pad_token_id = tok.pad_token_id
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+        _publish(folder, fill)
+    return str(folder)

@@ -29,10 +29,16 @@ class DataConfig:
 
 
 @dataclass
+class RetrieverConfig:
+    install: bool = False  # also replace the retriever shipped in models/resources/
+
+
+@dataclass
 class BuildConfig:
     run_dir: str = "artifacts/default"
     base_model: str = "embedded:smollm2-135m-instruct"  # or an HF id / local folder
     data: DataConfig = field(default_factory=DataConfig)
+    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -36,6 +36,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

@@ -1,29 +1,48 @@
-"""Candidate retrieval: from a note, the codes most worth showing the model.
+"""Candidate retrieval: from a note, the codes most worth showing the model, best first.
 
-Sentence and clause level search over the code set (descriptions and inclusion terms), negated
-clauses skipped, scores aggregated per billable code with the span of the note that matched.
+Three signals, combined by a small learned ranker (logistic regression):
+- lexical: each clause of the note (negated clauses skipped) is searched in the code set's
+  descriptions and inclusion terms; a code scores by how much of its wording the clause covers;
+- neighbours: codes of the most similar notes in the training cases (TF-IDF cosine);
+- prior: how often the code was assigned in the training cases.
+The learned parts (neighbour index, priors, ranker weights, threshold) are fitted on CodiEsp
+train and tuned on dev by `python -m builder retriever`, and ship in models/resources/. Without
+them the retriever falls back to the lexical signal alone.
 """
 from __future__ import annotations
 
+import gzip
+import json
+import math
 import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
-from .codeset import CodeSet
+import numpy as np
+
+from .codeset import CodeSet, stems
 from .contract import Candidate
 
 _SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)
 _CLAUSE_SPLIT = re.compile(r",|\bbut\b|\bwhile\b|\bwith no\b", re.I)
+# A negation cue among a clause's first words ("He denies...", "There was no...").
 _NEGATION = re.compile(
-    r"^\s*(?:no|not|denies|denied|without|negative for|ruled out|rules out|no evidence of|"
-    r"free of|absence of|absent|never had)\b", re.I)
+    r"^\W*(?:[a-z]+\W+){0,3}?(?:no|not|denies|denied|deny|without|negative for|ruled out|"
+    r"rules out|excluded|free of|absence of|absent|never had)\b", re.I)
+FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
+            "knn_x_lex")
+DEFAULT_MODEL = "retriever-codiesp.json.gz"
+_SAME_NOTE = 0.98  # a neighbour this similar is the query note itself (training data)
 
 
 @dataclass(frozen=True)
 class RetrievedCode:
     code: str
     description: str
-    score: float
-    start: int  # span of the note that matched best
+    score: float  # ranker probability that the code belongs to the note
+    start: int  # span of the note that matched best (0, 0 when only neighbours/prior found it)
     end: int
 
     def as_candidate(self) -> Candidate:
@@ -33,10 +52,8 @@ class RetrievedCode:
 def clauses(note: str):
     """(start, end) spans of the note's clauses, in order, negated ones excluded."""
     for sent in _SENTENCE.finditer(note):
-        start = sent.start()
-        pieces = _CLAUSE_SPLIT.split(sent.group())
-        offset = start
-        for piece in pieces:
+        offset = sent.start()
+        for piece in _CLAUSE_SPLIT.split(sent.group()):
             idx = note.find(piece, offset)
             offset = idx + len(piece)
             if len(piece.strip()) < 3 or _NEGATION.match(piece):
@@ -45,15 +62,144 @@ def clauses(note: str):
             yield idx + lead, idx + len(piece.rstrip())
 
 
-def retrieve(note: str, cs: CodeSet, k: int = 20, per_clause: int = 8) -> list[RetrievedCode]:
-    best: dict[str, RetrievedCode] = {}
-    hits_per_code: dict[str, int] = {}
-    for start, end in clauses(note):
-        for hit in cs.search(note[start:end], limit=per_clause, billable_only=True):
-            hits_per_code[hit.code] = hits_per_code.get(hit.code, 0) + 1
-            if hit.code not in best or hit.score > best[hit.code].score:
-                best[hit.code] = RetrievedCode(hit.code, hit.description, hit.score, start, end)
-    # A code matched by several clauses is more likely meant; cap the bonus.
-    ranked = sorted(best.values(),
-                    key=lambda r: -(r.score + 0.1 * min(hits_per_code[r.code] - 1, 3)))
-    return ranked[:k]
+class NeighbourIndex:
+    """TF-IDF vectors of training notes with their codes."""
+
+    def __init__(self, idf: dict[str, float], vectors: list[dict[str, float]], codes: list[list[str]]):
+        self.idf = idf
+        self.vocab = {t: i for i, t in enumerate(idf)}
+        self.codes = codes
+        self.matrix = np.zeros((len(vectors), len(self.vocab)), dtype=np.float32)
+        for row, vec in enumerate(vectors):
+            for term, weight in vec.items():
+                self.matrix[row, self.vocab[term]] = weight
+
+    @classmethod
+    def fit(cls, notes: list[str], codes: list[list[str]], top_terms: int = 80) -> "NeighbourIndex":
+        df = Counter(t for note in notes for t in stems(note))
+        idf = {t: math.log(len(notes) / n) for t, n in df.items() if n >= 2}
+        vectors = [cls._vector(note, idf, top_terms) for note in notes]
+        return cls(idf, vectors, codes)
+
+    @staticmethod
+    def _vector(note: str, idf: dict[str, float], top_terms: int | None = None) -> dict[str, float]:
+        from .codeset import content_words, stem
+
+        tf = Counter(stem(w) for w in content_words(note))
+        vec = {t: (1 + math.log(n)) * idf[t] for t, n in tf.items() if t in idf}
+        if top_terms:
+            vec = dict(sorted(vec.items(), key=lambda kv: -kv[1])[:top_terms])
+        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+        return {t: round(v / norm, 4) for t, v in vec.items()}
+
+    def scores(self, note: str, k: int = 20) -> tuple[dict[str, float], dict[str, float]]:
+        """Per code: the similarity-weighted and the plain share of the k nearest notes carrying it."""
+        vec = self._vector(note, self.idf)
+        query = np.zeros(len(self.vocab), dtype=np.float32)
+        for term, weight in vec.items():
+            query[self.vocab[term]] = weight
+        sims = self.matrix @ query
+        order = [i for i in np.argsort(-sims) if sims[i] < _SAME_NOTE][:k]
+        total = float(sum(sims[i] for i in order)) or 1.0
+        weighted: dict[str, float] = defaultdict(float)
+        share: dict[str, float] = defaultdict(float)
+        for i in order:
+            for code in self.codes[i]:
+                weighted[code] += float(sims[i]) / total
+                share[code] += 1 / max(len(order), 1)
+        return dict(weighted), dict(share)
+
+    def to_dict(self) -> dict:
+        inverse = list(self.vocab)
+        vectors = [{inverse[j]: round(float(row[j]), 4) for j in np.flatnonzero(row)} for row in self.matrix]
+        return {"idf": {t: round(v, 4) for t, v in self.idf.items()}, "vectors": vectors,
+                "codes": self.codes}
+
+
+class Retriever:
+    def __init__(self, cs: CodeSet, model: dict | None = None):
+        self.cs = cs
+        self.model = model or {}
+        if model and tuple(model.get("features", ())) != FEATURES:
+            raise ValueError(f"This retriever file was fitted for features {model.get('features')}, "
+                             f"this code computes {list(FEATURES)}: rebuild it with "
+                             "`python -m builder retriever --set retriever.install=true`.")
+        self.prior: dict[str, int] = self.model.get("prior", {})
+        self.max_prior = max(self.prior.values(), default=1)
+        knn = self.model.get("neighbours")
+        self.neighbours = NeighbourIndex(knn["idf"], knn["vectors"], knn["codes"]) if knn else None
+        self.weights = np.array(self.model.get("weights", [4.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+        self.bias = float(self.model.get("bias", -3.0))
+        self.threshold = float(self.model.get("threshold", 0.5))
+        self.name = self.model.get("name", "lexical")
+
+    @classmethod
+    def load(cls, cs: CodeSet, path: str | Path | None = None) -> "Retriever":
+        """The shipped retriever (or the one at `path`); lexical-only when none is found."""
+        if path is None:
+            res = resources.files("models") / "resources" / DEFAULT_MODEL
+            if not res.is_file():
+                return cls(cs)
+            path = Path(str(res))
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return cls(cs, json.load(fh))
+
+    # --- signals -----------------------------------------------------------------------
+    def lexical(self, note: str, per_clause: int = 12) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        for start, end in clauses(note):
+            for hit in self.cs.search(note[start:end], limit=per_clause, billable_only=True):
+                entry = found.setdefault(hit.code, {"cover": 0.0, "clauses": 0, "score": 0.0,
+                                                    "span": (start, end), "description": hit.description})
+                entry["clauses"] += hit.covered >= 0.5
+                if hit.covered > entry["cover"]:
+                    entry.update(cover=hit.covered, span=(start, end))
+                entry["score"] = max(entry["score"], hit.score)
+        return found
+
+    def features(self, note: str) -> tuple[list[str], np.ndarray, dict[str, dict]]:
+        lex = self.lexical(note)
+        knn, knn_share = self.neighbours.scores(note) if self.neighbours else ({}, {})
+        lex_rank = {c: r for r, c in enumerate(sorted(lex, key=lambda c: -lex[c]["score"]), 1)}
+        pool = set(lex) | set(knn) | {c for c, _ in Counter(self.prior).most_common(30)}
+        codes = sorted(pool)
+        rows = []
+        for c in codes:
+            e = lex.get(c)
+            cover = e["cover"] if e else 0.0
+            rows.append([cover, math.log1p(e["clauses"]) if e else 0.0,
+                         1.0 / lex_rank[c] if c in lex_rank else 0.0,
+                         e["score"] / 3.6 if e else 0.0,  # search scores top out near 3.6
+                         knn.get(c, 0.0), knn_share.get(c, 0.0),
+                         math.log1p(self.prior.get(c, 0)) / math.log1p(self.max_prior),
+                         knn.get(c, 0.0) * cover])
+        return codes, np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)), lex
+
+    def retrieve(self, note: str, k: int = 50) -> list[RetrievedCode]:
+        codes, x, lex = self.features(note)
+        if not codes:
+            return []
+        probs = 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
+        out = []
+        for i in np.argsort(-probs)[:k]:
+            code = codes[i]
+            if not self.cs.is_billable(code):
+                continue
+            start, end = lex[code]["span"] if code in lex else (0, 0)
+            out.append(RetrievedCode(code, self.cs.description(code), round(float(probs[i]), 4),
+                                     start, end))
+        return out
+
+
+_default: dict[int, Retriever] = {}
+
+
+def default_retriever(cs: CodeSet) -> Retriever:
+    if id(cs) not in _default:
+        _default[id(cs)] = Retriever.load(cs)
+    return _default[id(cs)]
+
+
+def retrieve(note: str, cs: CodeSet, k: int = 20) -> list[RetrievedCode]:
+    """Candidates for a note from the shipped retriever."""
+    return default_retriever(cs).retrieve(note, k=k)

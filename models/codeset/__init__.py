@@ -30,7 +30,7 @@ _WORD_RE = re.compile(r"[a-z0-9]+")
 # Words too common in code descriptions to help ranking (and "unspecified" must not decide).
 _STOPWORDS = frozenset(
     "a an and as at by for from in into is of on or other the to with due "
-    "unspecified specified nos nec type".split()
+    "unspecified specified nos nec type without complications".split()
 )
 
 
@@ -67,6 +67,7 @@ class SearchHit:
     score: float
     matched: str  # the description or inclusion term that matched
     billable: bool
+    covered: float = 0.0  # IDF-weighted share of the matched text's words found in the query
 
 
 @dataclass
@@ -169,7 +170,14 @@ class CodeSet:
 
     def _lookup(self, code: str):
         """Row of a code given in any accepted spelling; raises UnknownCode."""
-        norm = normalize(code)
+        try:
+            norm = normalize(code)
+        except InvalidCodeFormat:
+            # Blocks (E08-E13) and chapters (4) are nodes of the hierarchy too.
+            row = self._row(code.strip().upper()) if isinstance(code, str) else None
+            if row is None:
+                raise
+            return row
         row = self._row(norm)
         if row is None:
             raise UnknownCode(
@@ -310,8 +318,25 @@ class CodeSet:
             score = (2.0 * common / len(wanted) + 1.0 * common / max(len(have), 1)
                      + 0.5 * (-bm25) / best_bm25 + 0.05 * billable)
             if code not in scored or score > scored[code].score:
-                scored[code] = SearchHit(code, description, round(score, 4), matched, bool(billable))
+                scored[code] = SearchHit(code, description, round(score, 4), matched,
+                                         bool(billable), self._covered(matched, wanted))
         return sorted(scored.values(), key=lambda h: -h.score)[:limit]
+
+    @lru_cache(maxsize=262144)
+    def _weighted_stems(self, text: str) -> tuple[tuple[str, float], ...]:
+        """(stem, idf) of a description's content words; rare words weigh more."""
+        import math
+
+        n = 110_000  # entries in the search index, order of magnitude is what matters
+        out = {}
+        for w in content_words(text):
+            out[stem(w)] = max(out.get(stem(w), 0.0), math.log(n / (1 + self._doc_freq(w))))
+        return tuple(out.items())
+
+    def _covered(self, matched: str, wanted: frozenset[str]) -> float:
+        weighted = self._weighted_stems(matched)
+        total = sum(w for _, w in weighted)
+        return round(sum(w for s, w in weighted if s in wanted) / total, 4) if total else 0.0
 
     @lru_cache(maxsize=65536)
     def _doc_freq(self, word: str) -> int:

@@ -1,0 +1,248 @@
+"""`python -m builder evaluate`: run the suggestion pipeline over a note set and score it.
+
+Gold codes are normalized, then brought to FY2026 as the data stage does: billable codes as
+written, unambiguous successors for codes split since (R51 -> R51.9), and the normalized code as
+written for the rest (codes that now need a 7th character, have several successors or no longer
+exist). The pipeline only returns FY2026 codes, so that last group can only be missed: it is the
+ceiling on recall reported as `gold_not_billable_share`.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from models import codeset as codeset_mod
+from models.codeset import InvalidCodeFormat, normalize
+from models.files import atomic_path, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from models.pipeline import NOT_BILLABLE, Pipeline
+from models.runtimes import open_runtime
+
+from .config import BuildConfig
+from .data import codiesp
+from .data.codes import map_code
+from .manifest import record_stage
+
+
+class EvalDataError(ValueError):
+    pass
+
+
+@dataclass
+class GoldNote:
+    note_id: str
+    text: str
+    gold_raw: list[str]
+
+
+def load_notes(spec: str, cfg: BuildConfig) -> list[GoldNote]:
+    if spec.startswith("codiesp:"):
+        split = codiesp.read_split(spec.split(":", 1)[1])
+        return [GoldNote(c.case_id, c.text, c.codes) for c in split.cases]
+    if spec == "synthetic-val":
+        from .data.synthetic import SyntheticNoteGenerator
+
+        gen = SyntheticNoteGenerator(codeset_mod.load(), seed=cfg.data.seed)
+        notes = [gen.generate(10_000_000 + i) for i in range(cfg.data.synthetic_validation)]
+        return [GoldNote(n.note_id, n.text, [i.code for i in n.items]) for n in notes]
+    path = Path(spec)
+    if path.suffix == ".jsonl" and path.exists():
+        notes = []
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            text = row.get("note") or row.get("text")
+            if text is None and row.get("prompt"):  # a data-stage example: the note is in the prompt
+                text = row["prompt"][-1]["content"].split("<<<\n", 1)[1].rsplit("\n>>>", 1)[0]
+            codes = row.get("codes", [])
+            codes = [c["code"] if isinstance(c, dict) else c for c in codes]
+            if not text:
+                raise EvalDataError(f"{path}:{lineno}: no `note`, `text` or `prompt` field.")
+            notes.append(GoldNote(str(row.get("id", lineno)), text, codes))
+        return notes
+    raise EvalDataError(f"Unknown --data {spec!r}: use codiesp:FOLDER, synthetic-val or a .jsonl file.")
+
+
+def gold_codes(raw: list[str], cs) -> tuple[list[str], int]:
+    """FY2026 gold codes (see module docstring) and how many raw codes had a bad format."""
+    out, bad = [], 0
+    for r in raw:
+        outcome = map_code(r, cs)
+        if outcome.code:
+            out.append(outcome.code)
+            continue
+        try:
+            out.append(normalize(r))
+        except InvalidCodeFormat:
+            bad += 1
+    return list(dict.fromkeys(out)), bad
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def score(rows: list[dict]) -> dict:
+    tp = fp = fn = 0
+    ctp = cfp = cfn = 0
+    per_code = Counter()
+    exact = 0
+    for row in rows:
+        gold, pred = set(row["gold"]), set(row["predicted"])
+        tp += len(gold & pred)
+        fp += len(pred - gold)
+        fn += len(gold - pred)
+        for c in gold & pred:
+            per_code[(c, "tp")] += 1
+        for c in pred - gold:
+            per_code[(c, "fp")] += 1
+        for c in gold - pred:
+            per_code[(c, "fn")] += 1
+        gcat, pcat = {c[:3] for c in gold}, {c[:3] for c in pred}
+        ctp += len(gcat & pcat)
+        cfp += len(pcat - gcat)
+        cfn += len(gcat - pcat)
+        exact += gold == pred
+    codes = {c for c, _ in per_code}
+    macro = statistics.fmean(
+        _prf(per_code[(c, "tp")], per_code[(c, "fp")], per_code[(c, "fn")])[2] for c in codes
+    ) if codes else 0.0
+    p, r, f = _prf(tp, fp, fn)
+    return {"micro_precision": round(p, 4), "micro_recall": round(r, 4), "micro_f1": round(f, 4),
+            "macro_f1": round(macro, 4), "category_micro_f1": round(_prf(ctp, cfp, cfn)[2], 4),
+            "exact_match": round(exact / len(rows), 4) if rows else 0.0}
+
+
+def recall_at(rows: list[dict], k: int) -> float:
+    hit = sum(len(set(r["candidates"][:k]) & set(r["gold"])) for r in rows)
+    total = sum(len(set(r["gold"])) for r in rows)
+    return round(hit / total, 4) if total else 0.0
+
+
+def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, limit: int = 0,
+        candidates: int = 20, no_candidates: bool = False, max_tokens: int = 384) -> dict:
+    started = time.perf_counter()
+    cs = codeset_mod.load()
+    notes = load_notes(data, cfg)
+    if limit:
+        notes = notes[:limit]
+    label = system
+    if system == "base":
+        from .base_model import ensure_base_model
+
+        system = ensure_base_model(cfg.base_model)
+    runtime = open_runtime(system)
+    pipeline = Pipeline(runtime, cs, candidates=candidates, use_candidates=not no_candidates,
+                        max_tokens=max_tokens)
+    rows, latencies, bad_gold, invalid, predicted_total = [], [], 0, 0, 0
+    for note in tqdm(notes, desc=f"evaluate {Path(system).name}", unit="note"):
+        gold, bad = gold_codes(note.gold_raw, cs)
+        bad_gold += bad
+        t0 = time.perf_counter()
+        result = pipeline.suggest(note.text)
+        latencies.append(time.perf_counter() - t0)
+        pred = result.codes
+        n_invalid = sum(r.reason in ("not_in_codeset", "bad_format") for r in result.rejected)
+        invalid += n_invalid
+        predicted_total += len(pred) + n_invalid
+        rows.append({
+            "id": note.note_id, "gold": gold, "predicted": pred,
+            "flags": {s.code: s.flags for s in result.suggestions if s.flags},
+            "rejected": [r.__dict__ for r in result.rejected],
+            "candidates": [c.code for c in result.candidates],
+            "seconds": round(latencies[-1], 3), "warnings": result.warnings,
+        })
+    all_gold = [c for r in rows for c in r["gold"]]
+    n_pred = sum(len(r["predicted"]) for r in rows)
+    metrics = {
+        "data": data, "system": runtime.name, "label": label, "with_candidates": not no_candidates,
+        "candidates_in_prompt": 0 if no_candidates else candidates, "n_notes": len(rows),
+        **score(rows),
+        "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,
+        "non_billable_rate": round(sum(NOT_BILLABLE in f for r in rows for f in r["flags"].values())
+                                   / n_pred, 4) if n_pred else 0.0,
+        "pred_codes_per_note": round(n_pred / len(rows), 3) if rows else 0.0,
+        "gold_codes_per_note": round(len(all_gold) / len(rows), 3) if rows else 0.0,
+        "gold_not_billable_share": round(sum(not cs.is_billable(c) for c in all_gold) / len(all_gold), 4)
+        if all_gold else 0.0,
+        "gold_bad_format": bad_gold,
+        "latency_p50_s": round(statistics.median(latencies), 3) if latencies else 0.0,
+        "latency_p95_s": round(sorted(latencies)[max(int(0.95 * len(latencies)) - 1, 0)], 3)
+        if latencies else 0.0,
+        **{f"recall_at_{k}": recall_at(rows, k) for k in (10, 20, 50)},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    runtime.close()
+    out = Path(out_dir or Path(cfg.run_dir) / "eval" / _slug(data, label, no_candidates))
+    outputs = [out / "metrics.json", out / "predictions.jsonl", out / "report.md", out / "report.png"]
+    write_json_atomic(outputs[0], metrics)
+    write_jsonl_atomic(outputs[1], rows)
+    write_text_atomic(outputs[2], _report(metrics))
+    _plot(outputs[3], metrics)
+    if Path(cfg.run_dir).exists() or out_dir is None:
+        record_stage(Path(cfg.run_dir), f"evaluate:{out.name}", {"data": data, "system": system},
+                     {"codeset": cs.edition}, [p for p in outputs if _inside(p, cfg.run_dir)],
+                     metrics["seconds"], {"metrics": metrics})
+    return metrics
+
+
+def _inside(path: Path, run_dir: str) -> bool:
+    try:
+        path.resolve().relative_to(Path(run_dir).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _slug(data: str, system: str, no_candidates: bool) -> str:
+    d = "codiesp-" + Path(data.split(":", 1)[1]).name if data.startswith("codiesp:") else Path(data).stem
+    s = system if system in ("retrieval", "base") else Path(system.rstrip("/")).name
+    return f"{d}__{s}{'__no-candidates' if no_candidates else ''}"
+
+
+def _report(m: dict) -> str:
+    keys = ["n_notes", "micro_precision", "micro_recall", "micro_f1", "macro_f1",
+            "category_micro_f1", "exact_match", "invalid_rate", "non_billable_rate",
+            "pred_codes_per_note", "gold_codes_per_note", "gold_not_billable_share",
+            "recall_at_10", "recall_at_20", "recall_at_50", "latency_p50_s", "latency_p95_s"]
+    lines = [f"# Evaluation: {m['system']} on {m['data']}", "",
+             f"Candidates in the prompt: {m['candidates_in_prompt']}.", "",
+             "| metric | value |", "|---|---:|"]
+    lines += [f"| {k} | {m[k]} |" for k in keys]
+    lines += ["", "Scoring: gold codes are normalized and brought to FY2026 (billable as written, "
+              "unambiguous successors of codes split since 2018); codes that are not billable in "
+              "FY2026 stay in the gold set as written and can only be missed (share above). "
+              "Predictions are the pipeline's suggestions, which are always FY2026 codes; "
+              "`invalid_rate` counts what the model wrote that was not.", "",
+              "![metrics](report.png)", ""]
+    return "\n".join(lines)
+
+
+def _plot(path: Path, m: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["micro_precision", "micro_recall", "micro_f1", "macro_f1", "category_micro_f1",
+             "recall_at_10", "recall_at_20", "recall_at_50"]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    bars = ax.bar(range(len(names)), [m[n] for n in names],
+                  color=["#4c72b0"] * 5 + ["#dd8452"] * 3)
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{Path(m['system']).name} on {Path(m['data']).name} (n={m['n_notes']}): "
+                 "codes (blue), candidates (orange)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,51 @@
+"""Any Hugging Face causal LM (a merged model folder, the base model, or a hub id): greedy
+decoding with the tokenizer's own chat template."""
+from __future__ import annotations
+
+import time
+
+from . import ModelRequest, RuntimeUnavailable
+
+
+class TransformersRuntime:
+    def __init__(self, model: str, threads: int | None = None, device: str = "cpu"):
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:  # the app ships without torch
+            raise RuntimeUnavailable("The transformers runtime needs torch and transformers "
+                                     "(`pip install -e .[build]`). Use a GGUF model instead.") from exc
+        if threads:
+            torch.set_num_threads(threads)
+        self.name = f"transformers:{model}"
+        started = time.perf_counter()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise RuntimeUnavailable(f"Cannot load the model at {model}: {exc}") from exc
+        self.model.to(device).eval()
+        self.device = device
+        self.load_seconds = time.perf_counter() - started
+        self._torch = torch
+        # Stop at the end of the assistant turn (ChatML <|im_end|>) as well as the model's eos.
+        stops = {self.tokenizer.eos_token_id}
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end != self.tokenizer.unk_token_id:
+            stops.add(im_end)
+        self.stop_ids = sorted(i for i in stops if i is not None)
+
+    def answer(self, request: ModelRequest) -> str:
+        ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
+                                                 return_tensors="pt").to(self.device)
+        with self._torch.inference_mode():
+            out = self.model.generate(ids, attention_mask=self._torch.ones_like(ids),
+                                      max_new_tokens=request.max_tokens, do_sample=False,
+                                      eos_token_id=self.stop_ids,
+                                      pad_token_id=self.tokenizer.pad_token_id or self.stop_ids[0])
+        request.options["prompt_tokens"] = int(ids.shape[1])
+        request.options["completion_tokens"] = int(out.shape[1] - ids.shape[1])
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    def close(self) -> None:
+        self.model = None

@@ -32,7 +32,7 @@ _NEGATION = re.compile(
     r"^\W*(?:[a-z]+\W+){0,3}?(?:no|not|denies|denied|deny|without|negative for|ruled out|"
     r"rules out|excluded|free of|absence of|absent|never had)\b", re.I)
 FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
-            "knn_x_lex")
+            "knn_x_lex", "centroid", "centroid_rank")
 DEFAULT_MODEL = "retriever-codiesp.json.gz"
 _SAME_NOTE = 0.98  # a neighbour this similar is the query note itself (training data)
 
@@ -65,7 +65,8 @@ def clauses(note: str):
 class NeighbourIndex:
     """TF-IDF vectors of training notes with their codes."""
 
-    def __init__(self, idf: dict[str, float], vectors: list[dict[str, float]], codes: list[list[str]]):
+    def __init__(self, idf: dict[str, float], vectors: list[dict[str, float]], codes: list[list[str]],
+                 centroids: dict[str, dict[str, float]] | None = None):
         self.idf = idf
         self.vocab = {t: i for i, t in enumerate(idf)}
         self.codes = codes
@@ -73,13 +74,36 @@ class NeighbourIndex:
         for row, vec in enumerate(vectors):
             for term, weight in vec.items():
                 self.matrix[row, self.vocab[term]] = weight
+        # Each code's centroid (mean vector of the cases that carry it), as postings per term.
+        self.centroids = centroids or {}
+        self.postings: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for code, vec in self.centroids.items():
+            for term, weight in vec.items():
+                self.postings[term].append((code, weight))
 
     @classmethod
     def fit(cls, notes: list[str], codes: list[list[str]], top_terms: int = 80) -> "NeighbourIndex":
         df = Counter(t for note in notes for t in stems(note))
         idf = {t: math.log(len(notes) / n) for t, n in df.items() if n >= 2}
         vectors = [cls._vector(note, idf, top_terms) for note in notes]
-        return cls(idf, vectors, codes)
+        sums: dict[str, Counter] = defaultdict(Counter)
+        for vec, note_codes in zip(vectors, codes):
+            for code in note_codes:
+                sums[code].update(vec)
+        centroids = {}
+        for code, total in sums.items():
+            top = dict(total.most_common(top_terms))
+            norm = math.sqrt(sum(v * v for v in top.values())) or 1.0
+            centroids[code] = {t: round(v / norm, 4) for t, v in top.items()}
+        return cls(idf, vectors, codes, centroids)
+
+    def centroid_scores(self, note: str) -> dict[str, float]:
+        """Cosine of the note with each code's centroid (codes seen in training only)."""
+        out: dict[str, float] = defaultdict(float)
+        for term, weight in self._vector(note, self.idf).items():
+            for code, w in self.postings.get(term, ()):
+                out[code] += weight * w
+        return dict(out)
 
     @staticmethod
     def _vector(note: str, idf: dict[str, float], top_terms: int | None = None) -> dict[str, float]:
@@ -113,7 +137,7 @@ class NeighbourIndex:
         inverse = list(self.vocab)
         vectors = [{inverse[j]: round(float(row[j]), 4) for j in np.flatnonzero(row)} for row in self.matrix]
         return {"idf": {t: round(v, 4) for t, v in self.idf.items()}, "vectors": vectors,
-                "codes": self.codes}
+                "codes": self.codes, "centroids": self.centroids}
 
 
 class Retriever:
@@ -127,8 +151,9 @@ class Retriever:
         self.prior: dict[str, int] = self.model.get("prior", {})
         self.max_prior = max(self.prior.values(), default=1)
         knn = self.model.get("neighbours")
-        self.neighbours = NeighbourIndex(knn["idf"], knn["vectors"], knn["codes"]) if knn else None
-        self.weights = np.array(self.model.get("weights", [4.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+        self.neighbours = NeighbourIndex(knn["idf"], knn["vectors"], knn["codes"],
+                                         knn.get("centroids")) if knn else None
+        self.weights = np.array(self.model.get("weights", [4.0, 1.0, 1.0] + [0.0] * (len(FEATURES) - 3)))
         self.bias = float(self.model.get("bias", -3.0))
         self.threshold = float(self.model.get("threshold", 0.5))
         self.name = self.model.get("name", "lexical")
@@ -160,8 +185,11 @@ class Retriever:
     def features(self, note: str) -> tuple[list[str], np.ndarray, dict[str, dict]]:
         lex = self.lexical(note)
         knn, knn_share = self.neighbours.scores(note) if self.neighbours else ({}, {})
+        cent = self.neighbours.centroid_scores(note) if self.neighbours else {}
         lex_rank = {c: r for r, c in enumerate(sorted(lex, key=lambda c: -lex[c]["score"]), 1)}
-        pool = set(lex) | set(knn) | {c for c, _ in Counter(self.prior).most_common(30)}
+        cent_rank = {c: r for r, c in enumerate(sorted(cent, key=lambda c: -cent[c])[:60], 1)}
+        pool = (set(lex) | set(knn) | set(cent_rank)
+                | {c for c, _ in Counter(self.prior).most_common(30)})
         codes = sorted(pool)
         rows = []
         for c in codes:
@@ -172,7 +200,8 @@ class Retriever:
                          e["score"] / 3.6 if e else 0.0,  # search scores top out near 3.6
                          knn.get(c, 0.0), knn_share.get(c, 0.0),
                          math.log1p(self.prior.get(c, 0)) / math.log1p(self.max_prior),
-                         knn.get(c, 0.0) * cover])
+                         knn.get(c, 0.0) * cover, cent.get(c, 0.0),
+                         1.0 / cent_rank[c] if c in cent_rank else 0.0])
         return codes, np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)), lex
 
     def retrieve(self, note: str, k: int = 50) -> list[RetrievedCode]:

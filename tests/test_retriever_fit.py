@@ -1,0 +1,43 @@
+"""Fitting the candidate ranker: honest features, a correct optimiser."""
+import numpy as np
+
+from builder.retriever import best_threshold, cross_fitted, fit_logistic, recall_at
+from models.retrieve import NeighbourIndex
+
+
+def test_logistic_regression_recovers_known_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 3))
+    true_w, true_b = np.array([2.0, -1.0, 0.5]), -1.5
+    y = (rng.random(20000) < 1 / (1 + np.exp(-(x @ true_w + true_b)))).astype(float)
+    w, b = fit_logistic(x, y, l2=0.0)
+    assert np.allclose(w, true_w, atol=0.1) and abs(b - true_b) < 0.1
+
+
+def test_cross_fitting_never_lets_a_case_see_itself():
+    texts = [f"patient {i} with fever and cough number{i} token{i}" for i in range(10)]
+    gold = [[f"X{i:02d}"] for i in range(10)]  # each code belongs to exactly one case
+    for held, model in cross_fitted(texts, gold, folds=5):
+        for i in held:
+            assert gold[i][0] not in model["prior"]
+            assert gold[i][0] not in model["neighbours"]["centroids"]
+            assert gold[i] not in model["neighbours"]["codes"]
+
+
+def test_neighbours_find_the_similar_case_and_skip_the_identical_one():
+    notes = ["acute appendicitis with fever and abdominal pain in the right lower quadrant",
+             "type 2 diabetes mellitus with poor glycemic control and neuropathy",
+             "community acquired pneumonia with productive cough and fever"]
+    index = NeighbourIndex.fit(notes + notes, [["K35.80"], ["E11.40"], ["J18.9"]] * 2)
+    weighted, _ = index.scores("right lower quadrant abdominal pain, suspected appendicitis", k=2)
+    assert max(weighted, key=weighted.get) == "K35.80"
+    # A note identical to a training case (the case itself, in training) is not its own neighbour.
+    assert "K35.80" not in index.scores(notes[0], k=2)[0]
+    assert index.centroid_scores(notes[1])["E11.40"] > 0.9
+
+
+def test_recall_and_threshold_helpers():
+    ranked, gold = [["A", "B", "C"], ["D"]], [["A", "C"], ["E"]]
+    assert recall_at(ranked, gold, 1) == round(1 / 3, 4) and recall_at(ranked, gold, 3) == round(2 / 3, 4)
+    threshold, f1 = best_threshold([[("A", 0.9), ("B", 0.2)]], [["A"]])
+    assert 0.2 < threshold <= 0.9 and f1 == 1.0

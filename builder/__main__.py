@@ -11,16 +11,17 @@ from .config import ConfigError, load_config
 STAGES = ("data", "retriever", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
           "publish", "all")
 _LATER = {
-    "train": "issue 4 (QLoRA/LoRA training)", "merge": "issue 4 (adapter merge)",
-    "export": "issue 5 (GGUF and ONNX export)",     "register": "issue 7 (Ollama and LM Studio)", "serve": "issue 7 (REST server)",
-    "benchmark": "issue 9 (benchmarks)", "publish": "issue 7 (publishing)",
+    "export": "issue 5 (GGUF and ONNX export)", "register": "issue 7 (Ollama and LM Studio)",
+    "serve": "issue 7 (REST server)", "benchmark": "issue 9 (benchmarks)",
+    "publish": "issue 7 (publishing)",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__)
     parser.add_argument("stage", choices=STAGES)
-    parser.add_argument("--config", help="TOML file with [data] etc. sections")
+    parser.add_argument("--config", help="TOML file with [data], [train], [lora] sections")
+    parser.add_argument("--profile", help="named starting point: cpu-default, llama3-8b-qlora")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value, e.g. data.seed=7")
     parser.add_argument("--run-dir", help="run folder (default artifacts/default)")
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--max-tokens", type=int, default=384, help="answer length limit")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, args.profile)
     except (ConfigError, OSError) as exc:
         print(f"error: config: {exc}", file=sys.stderr)
         return 2
@@ -61,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: evaluate: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(metrics, indent=2))
+        return 0
+    if args.stage in ("train", "merge"):
+        from . import merge, train  # noqa: PLC0415
+
+        try:
+            summary = train.run(cfg) if args.stage == "train" else merge.run(cfg)
+        except (train.TrainError, merge.MergeError) as exc:
+            print(f"error: {args.stage}: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(summary, indent=2, default=str))
         return 0
     if args.stage in ("data", "all"):
         from .data import build  # noqa: PLC0415

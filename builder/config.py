@@ -34,11 +34,42 @@ class RetrieverConfig:
 
 
 @dataclass
+class LoraConfigSection:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"
+
+
+@dataclass
+class TrainConfig:
+    quantization: str = "auto"  # auto (nf4 on CUDA, none on CPU) | nf4 | none
+    max_length: int = 1280  # tokens per example; longer ones are truncated (counted)
+    epochs: float = 1.0
+    max_steps: int = -1  # overrides epochs when > 0
+    time_budget_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this long; 0: off
+    batch_size: int = 2
+    grad_accum: int = 4
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.05
+    optim: str = "auto"  # auto: paged_adamw_32bit with nf4, adamw_torch otherwise
+    eval_steps: int = 20
+    eval_examples: int = 48  # validation examples scored during training (a fixed, seeded subset)
+    max_train_examples: int = 0  # 0: all
+    gradient_checkpointing: bool = False
+    packing: bool = False
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
+    seed: int = 13
+
+
+@dataclass
 class BuildConfig:
     run_dir: str = "artifacts/default"
     base_model: str = "embedded:smollm2-135m-instruct"  # or an HF id / local folder
     data: DataConfig = field(default_factory=DataConfig)
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    lora: LoraConfigSection = field(default_factory=LoraConfigSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -74,20 +105,49 @@ def _apply(obj, key: str, value, from_text: bool) -> None:
     setattr(target, name, _coerce(value, hints[name]) if from_text else value)
 
 
-def load_config(toml_path: str | Path | None = None, overrides: list[str] | None = None) -> BuildConfig:
+# Named starting points; a TOML file and --set overrides apply on top.
+PROFILES: dict[str, dict] = {
+    # The embedded default: SmolLM2-135M on a 2-core CPU, `builder all` in about 30 minutes.
+    "cpu-default": {
+        "base_model": "embedded:smollm2-135m-instruct",
+        "data": {"synthetic_train": 800, "synthetic_validation": 100, "candidates": 20},
+        "train": {"quantization": "auto", "max_length": 1280, "max_steps": 60,
+                  "time_budget_minutes": 20.0, "batch_size": 2, "grad_accum": 4,
+                  "learning_rate": 4e-4, "eval_steps": 20, "eval_examples": 24},
+    },
+    # The seed's recipe on a GPU: Llama 3 8B Instruct, NF4 QLoRA, the hub dataset.
+    "llama3-8b-qlora": {
+        "base_model": "meta-llama/Meta-Llama-3-8B-Instruct",
+        "data": {"hub_dataset": "FiscaAI/synth-ehr-icd10cm-prompt", "synthetic_train": 2000,
+                 "synthetic_validation": 200, "candidates": 20},
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
+        "train": {"quantization": "nf4", "optim": "paged_adamw_32bit", "max_length": 512,
+                  "epochs": 1.0, "batch_size": 4, "grad_accum": 4, "learning_rate": 2e-4,
+                  "eval_steps": 100, "eval_examples": 200, "gradient_checkpointing": True,
+                  "dtype": "bfloat16"},
+    },
+}
+
+
+def load_config(toml_path: str | Path | None = None, overrides: list[str] | None = None,
+                profile: str | None = None) -> BuildConfig:
     cfg = BuildConfig()
+
+    def walk(prefix: str, table: dict):
+        for k, v in table.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(key + ".", v)
+            else:
+                _apply(cfg, key, v, from_text=False)
+
+    if profile:
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+        walk("", PROFILES[profile])
     if toml_path:
         with open(toml_path, "rb") as fh:
-            doc = tomllib.load(fh)
-
-        def walk(prefix: str, table: dict):
-            for k, v in table.items():
-                key = f"{prefix}{k}"
-                if isinstance(v, dict):
-                    walk(key + ".", v)
-                else:
-                    _apply(cfg, key, v, from_text=False)
-        walk("", doc)
+            walk("", tomllib.load(fh))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")

@@ -226,5 +226,5 @@ def test_data_cli_reports_bad_config_and_bad_corpus(tmp_path):
 
 
 def test_later_stages_say_where_they_arrive():
-    out = run_module("builder", "train")
-    assert out.returncode == 3 and "issue 4" in out.stderr
+    out = run_module("builder", "export")
+    assert out.returncode == 3 and "issue 5" in out.stderr

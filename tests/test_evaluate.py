@@ -61,28 +61,8 @@ def test_evaluate_cli_bad_data_is_a_clear_error(tmp_path):
     assert out.returncode == 1 and "codiesp:FOLDER" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
-    """A 2-layer Llama with the real SmolLM2 tokenizer and random weights: a real HF model folder."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from builder.base_model import load_tokenizer
-
-    tok = load_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, tie_word_embeddings=True,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def test_transformers_runtime_on_a_tiny_model_returns_only_fy2026_codes(tiny_llama, cs):
-    runtime = open_runtime(str(tiny_llama))
+def test_transformers_runtime_on_a_tiny_model_returns_only_fy2026_codes(tiny_llama_folder, cs):
+    runtime = open_runtime(str(tiny_llama_folder))
     assert runtime.name.startswith("transformers:")
     result = Pipeline(runtime, cs, max_tokens=24).suggest("Essential hypertension, stable.")
     assert len(result.raw_answers) == 1  # random weights: gibberish, parsed without error

@@ -1,0 +1,67 @@
+"""`python -m builder merge`: fold the LoRA adapter into the full-precision base model.
+
+Never merges into 4-bit weights: the base is reloaded in fp32 (bf16 on CUDA), the adapter applied
+and merged, and the result saved as safetensors with the tokenizer and its chat template in
+<run>/merged (built in a temp folder, then renamed). A smoke generation through the pipeline must
+produce an answer the contract can parse.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .config import BuildConfig
+
+SMOKE_NOTE = ("ASSESSMENT: 1. Essential hypertension, well controlled. 2. Type 2 diabetes mellitus "
+              "without complications. Patient denies chest pain.")
+
+
+class MergeError(RuntimeError):
+    pass
+
+
+def run(cfg: BuildConfig) -> dict:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.contract import parse_answer
+    from models.pipeline import Pipeline
+    from models.runtimes import open_runtime
+
+    from .base_model import ensure_base_model
+    from .manifest import record_stage
+
+    started = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    adapter = run_dir / "train" / "adapter"
+    if not (adapter / "adapter_config.json").exists():
+        raise MergeError(f"No adapter at {adapter}: run `python -m builder train` first.")
+    base = ensure_base_model(cfg.base_model)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    out = run_dir / "merged"
+    tmp = run_dir / ".merged.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    merge_seconds = time.perf_counter() - started
+
+    result = Pipeline(open_runtime(str(out)), max_tokens=128).suggest(SMOKE_NOTE)
+    parsed = parse_answer(result.raw_answers[0])
+    smoke = {"answer": result.raw_answers[0][:500], "parse_mode": parsed.mode,
+             "codes": result.codes}
+    if parsed.mode not in ("json", "repaired"):
+        raise MergeError(f"The merged model's answer does not follow the contract: "
+                         f"{result.raw_answers[0][:200]!r}. Train longer or check the data.")
+    outputs = sorted(p for p in out.iterdir() if p.is_file())
+    record_stage(run_dir, "merge", {"base_model": cfg.base_model},
+                 {"base_model": base, "adapter": str(adapter)}, outputs,
+                 time.perf_counter() - started, {"smoke": smoke, "merge_seconds": round(merge_seconds, 1)})
+    return {"merged": str(out), "merge_seconds": round(merge_seconds, 1), "smoke": smoke}

@@ -1,0 +1,250 @@
+"""`python -m builder train`: LoRA fine-tuning with trl's SFTTrainer on the data stage's examples.
+
+QLoRA (NF4 4-bit base, double quantization, paged AdamW) where CUDA is present; plain LoRA on
+fp32 weights on CPU, where bitsandbytes' 4-bit kernels are ~3x slower (shared/STACK.md).
+Loss is on the answer only (prompt-completion examples). Checkpoints go to <run>/train/checkpoints;
+running the stage again resumes from the last one, so an interrupted run loses at most the steps
+since its last checkpoint (Ctrl-C and SIGTERM save one before stopping). The best checkpoint by
+validation loss becomes <run>/train/adapter.
+
+Several GPUs or machines: `accelerate launch -m builder train ...` (DDP by default; FSDP or
+DeepSpeed through `accelerate config`, see README).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+from .config import BuildConfig
+
+
+class TrainError(RuntimeError):
+    pass
+
+
+def resolve_quantization(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "nf4" if torch.cuda.is_available() else "none"
+    if requested == "nf4" and not torch.cuda.is_available():
+        # bitsandbytes does run NF4 on CPU, just slowly: allowed, but said.
+        print("note: NF4 on CPU works but is about 3x slower than plain LoRA (quantization=none).")
+    if requested not in ("nf4", "none"):
+        raise TrainError(f"quantization must be auto, nf4 or none, not {requested!r}")
+    return requested
+
+
+def _dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _load_examples(path: Path, seed: int):
+    from datasets import Dataset
+
+    if not path.exists():
+        raise TrainError(f"{path} does not exist: run `python -m builder data` first.")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    return Dataset.from_list(rows).shuffle(seed=seed)
+
+
+def _fit_length(ds, tokenizer, max_length: int):
+    """Drop examples longer than max_length: truncation would cut off the answer, the only part
+    with a loss. Returns the kept examples and how many were dropped."""
+    def length(ex):
+        text = tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=False)
+        return {"n_tokens": len(tokenizer(text, add_special_tokens=False).input_ids)}
+
+    measured = ds.map(length)
+    kept = measured.filter(lambda ex: ex["n_tokens"] <= max_length).remove_columns("n_tokens")
+    return kept, len(ds) - len(kept)
+
+
+class _StopCallback:
+    """Stops training with a checkpoint on Ctrl-C / SIGTERM, or when the time budget runs out."""
+
+    def __new__(cls, budget_s: float):
+        from transformers import TrainerCallback
+
+        class StopCallback(TrainerCallback):
+            def __init__(self):
+                self.started = time.monotonic()
+                self.reason = None
+                self.previous = {}
+                if threading.current_thread() is threading.main_thread():
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        self.previous[sig] = signal.signal(sig, self._on_signal)
+
+            def restore(self):
+                for sig, handler in self.previous.items():
+                    signal.signal(sig, handler)
+
+            def _on_signal(self, signum, frame):
+                self.reason = f"signal {signal.Signals(signum).name}"
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if budget_s and time.monotonic() - self.started > budget_s and not self.reason:
+                    self.reason = f"time budget of {budget_s / 60:.0f} min"
+                if self.reason:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return StopCallback()
+
+
+def run(cfg: BuildConfig) -> dict:
+    import torch
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    from models.files import sha256_file
+
+    from .base_model import ensure_base_model
+    from .manifest import record_stage
+
+    started = time.perf_counter()
+    tc = cfg.train
+    run_dir = Path(cfg.run_dir)
+    out_dir = run_dir / "train"
+    ckpt_dir = out_dir / "checkpoints"
+    data_dir = run_dir / "data"
+    quant = resolve_quantization(tc.quantization)
+    base = ensure_base_model(cfg.base_model)
+    dtype = _dtype(tc.dtype)
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model_kwargs = {"dtype": dtype}
+    if quant == "nf4":
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16)
+        if torch.cuda.is_available():
+            model_kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
+    except OSError as exc:
+        raise TrainError(f"Cannot load base model {base!r}: {exc}. Offline? Give a local folder "
+                         "or use the embedded default (profile cpu-default).") from exc
+    if quant == "nf4":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=tc.gradient_checkpointing)
+
+    train_ds, dropped_train = _fit_length(
+        _load_examples(data_dir / "train.jsonl", tc.seed), tokenizer, tc.max_length)
+    if tc.max_train_examples:
+        train_ds = train_ds.select(range(min(tc.max_train_examples, len(train_ds))))
+    eval_ds, dropped_eval = _fit_length(
+        _load_examples(data_dir / "validation.jsonl", tc.seed), tokenizer, tc.max_length)
+    eval_ds = eval_ds.select(range(min(tc.eval_examples, len(eval_ds))))
+    if not len(train_ds):
+        raise TrainError(f"No training example fits in train.max_length={tc.max_length} tokens.")
+    optim = tc.optim if tc.optim != "auto" else ("paged_adamw_32bit" if quant == "nf4" else "adamw_torch")
+    args = SFTConfig(
+        output_dir=str(ckpt_dir), max_length=tc.max_length, completion_only_loss=True,
+        packing=tc.packing, per_device_train_batch_size=tc.batch_size,
+        per_device_eval_batch_size=tc.batch_size, gradient_accumulation_steps=tc.grad_accum,
+        learning_rate=tc.learning_rate, warmup_ratio=tc.warmup_ratio, lr_scheduler_type="cosine",
+        num_train_epochs=tc.epochs, max_steps=tc.max_steps, optim=optim,
+        eval_strategy="steps", eval_steps=tc.eval_steps, save_strategy="steps",
+        save_steps=tc.eval_steps, save_total_limit=2, load_best_model_at_end=True,
+        metric_for_best_model="eval_loss", greater_is_better=False, logging_steps=1,
+        report_to="none", seed=tc.seed, bf16=dtype == torch.bfloat16, fp16=False,
+        gradient_checkpointing=tc.gradient_checkpointing, include_num_input_tokens_seen=True,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    stop = _StopCallback(tc.time_budget_minutes * 60)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=lora, callbacks=[stop])
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    if last:
+        print(f"Resuming from {last}")
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        stop.restore()
+    train_seconds = time.perf_counter() - t0
+    state = trainer.state
+    summary = {
+        "base_model": base, "quantization": quant, "optim": optim, "dtype": str(dtype),
+        "steps": state.global_step, "max_steps": state.max_steps, "resumed_from": last,
+        "stopped_early": stop.reason, "train_loss": round(result.training_loss, 4),
+        "best_eval_loss": state.best_metric, "best_checkpoint": state.best_model_checkpoint,
+        "tokens_seen": int(state.num_input_tokens_seen),
+        "tokens_per_second": round(state.num_input_tokens_seen / max(train_seconds, 1e-9), 1),
+        "train_seconds": round(train_seconds, 1),
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        if torch.cuda.is_available() else None,
+        "world_size": trainer.args.world_size, "train_examples": len(train_ds),
+        "eval_examples": len(eval_ds),
+        "dropped_longer_than_max_length": {"train": dropped_train, "validation": dropped_eval},
+    }
+    if not trainer.is_world_process_zero():
+        return summary
+    # load_best_model_at_end put the best weights in trainer.model; save that adapter atomically.
+    adapter = out_dir / "adapter"
+    tmp = out_dir / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.replace(tmp, adapter)
+    history = [h for h in state.log_history]
+    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+    plot = _plot_loss(out_dir / "loss.png", history)
+    data_hash = hashlib.sha256(b"".join(
+        sha256_file(data_dir / f).encode() for f in ("train.jsonl", "validation.jsonl"))).hexdigest()
+    outputs = sorted(p for p in adapter.iterdir() if p.is_file()) + [plot, out_dir / "log_history.json"]
+    record_stage(run_dir, "train", {"train": cfg.to_dict()["train"], "lora": cfg.to_dict()["lora"],
+                                    "base_model": cfg.base_model},
+                 {"base_model": base, "data_sha256": data_hash}, outputs,
+                 time.perf_counter() - started, {"summary": summary})
+    return summary
+
+
+def _plot_loss(path: Path, history: list[dict]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.files import atomic_path
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss", alpha=0.7)
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="validation loss")
+    ax.set(xlabel="step", ylabel="loss (answer tokens)", title="Fine-tuning loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

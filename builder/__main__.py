@@ -8,7 +8,7 @@ import sys
 
 from .config import ConfigError, load_config
 
-STAGES = ("data", "retriever", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
+STAGES = ("data", "retriever", "report", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
           "publish", "all")
 _LATER = {
     "export": "issue 5 (GGUF and ONNX export)", "register": "issue 7 (Ollama and LM Studio)",
@@ -62,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: evaluate: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(metrics, indent=2))
+        return 0
+    if args.stage == "report":
+        from . import report  # noqa: PLC0415
+
+        try:
+            print(report.run(cfg.run_dir)["table"])
+        except FileNotFoundError as exc:
+            print(f"error: report: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.stage in ("train", "merge"):
         from . import merge, train  # noqa: PLC0415

@@ -79,3 +79,18 @@ def test_base_model_end_to_end(cs):
         "Assessment: essential hypertension. Type 2 diabetes mellitus without complications.")
     assert result.raw_answers[0].strip()  # the model wrote something
     assert all(cs.is_valid(s.code) for s in result.suggestions)
+
+
+def test_report_gathers_every_evaluation_into_one_table_and_chart(tmp_path):
+    from builder import report
+
+    path = tmp_path / "notes.jsonl"
+    path.write_text(json.dumps({"id": "a", "note": "Essential hypertension.", "codes": ["I10"]}) + "\n")
+    cfg = load_config(None, [])
+    cfg.run_dir = str(tmp_path / "run")
+    evaluate.run(cfg, str(path), "retrieval", str(tmp_path / "run/eval/notes__retrieval"))
+    out = report.run(cfg.run_dir)
+    assert out["evaluations"] == 1 and "| notes.jsonl | retrieval alone | 1 |" in out["table"]
+    assert (tmp_path / "run/eval/summary.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="builder evaluate"):
+        report.run(str(tmp_path / "empty"))

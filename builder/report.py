@@ -1,0 +1,71 @@
+"""`python -m builder report`: one table and one chart from every evaluation in the run folder
+(<run>/eval/*/metrics.json) -> <run>/eval/summary.md and summary.png."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.files import atomic_path, write_text_atomic
+
+COLUMNS = [("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "micro-F1"),
+           ("macro_f1", "macro-F1"), ("category_micro_f1", "category F1"),
+           ("pred_codes_per_note", "codes/note"), ("recall_at_50", "cand. recall@50"),
+           ("invalid_rate", "invalid"), ("latency_p50_s", "p50 s/note")]
+
+
+def _system(m: dict) -> str:
+    label = m.get("label") or m["system"]
+    name = "retrieval alone" if label == "retrieval" else (
+        "base model" if label == "base" else Path(label.split(":", 1)[-1]).name)
+    if label != "retrieval":
+        name += " + candidates" if m["with_candidates"] else ", zero-shot"
+    return name
+
+
+def _data(m: dict) -> str:
+    d = m["data"]
+    return f"CodiEsp {Path(d.split(':', 1)[1]).name}" if d.startswith("codiesp:") else Path(d).name
+
+
+def run(run_dir: str) -> dict:
+    evals = sorted(Path(run_dir, "eval").glob("*/metrics.json"))
+    if not evals:
+        raise FileNotFoundError(f"No evaluations under {run_dir}/eval: run `python -m builder evaluate`.")
+    rows = [json.loads(p.read_text()) for p in evals]
+    rows.sort(key=lambda m: (_data(m), -m["micro_f1"]))
+    lines = ["| data | system | notes | " + " | ".join(c[1] for c in COLUMNS) + " |",
+             "|---|---|---:|" + "---:|" * len(COLUMNS)]
+    for m in rows:
+        lines.append(f"| {_data(m)} | {_system(m)} | {m['n_notes']} | "
+                     + " | ".join(f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k])
+                                  for k, _ in COLUMNS) + " |")
+    table = "\n".join(lines) + "\n"
+    out = Path(run_dir, "eval")
+    write_text_atomic(out / "summary.md", table)
+    _plot(out / "summary.png", rows)
+    return {"table": table, "evaluations": len(rows)}
+
+
+def _plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({_data(m) for m in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
+    for ax, data in zip(axes[0], datasets):
+        sub = [m for m in rows if _data(m) == data]
+        names = [_system(m) for m in sub]
+        f1 = [m["micro_f1"] for m in sub]
+        bars = ax.barh(range(len(sub)), f1, color="#4c72b0")
+        ax.bar_label(bars, labels=[f"{v:.3f}  ({m['latency_p50_s']:.1f} s/note)" for v, m in zip(f1, sub)],
+                     fontsize=8, padding=3)
+        ax.set_yticks(range(len(sub)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_title(f"micro-F1 on {data}", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -27,13 +27,13 @@ system-deps:  # apt packages for Qt; needs root
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 all: $(PY)
-	$(PY) -m builder all --run-dir $(RUN)
+	$(PY) -m builder all --profile cpu-default --run-dir $(RUN)
 
 data: $(PY)
 	$(PY) -m builder data --run-dir $(RUN)
 
 train: $(PY)
-	$(PY) -m builder train --run-dir $(RUN)
+	$(PY) -m builder train --profile cpu-default --run-dir $(RUN)
 
 export: $(PY)
 	$(PY) -m builder export --run-dir $(RUN)

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__)
     parser.add_argument("stage", choices=STAGES)
     parser.add_argument("--config", help="TOML file with [data], [train], [lora] sections")
-    parser.add_argument("--profile", help="named starting point: cpu-default, llama3-8b-qlora")
+    parser.add_argument("--profile", default="cpu-default",
+                        help="named starting point: cpu-default (default), llama3-8b-qlora")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value, e.g. data.seed=7")
     parser.add_argument("--run-dir", help="run folder (default artifacts/default)")
@@ -95,7 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
         if args.stage == "data":
             return 0
-        print("error: the stages after `data` arrive in issues 3-5; `all` stops here for now.",
+        from . import merge, train  # noqa: PLC0415
+
+        try:
+            print(json.dumps(train.run(cfg), indent=2, default=str))
+            print(json.dumps(merge.run(cfg), indent=2, default=str))
+        except (train.TrainError, merge.MergeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print("error: `all` stops after merge for now: export (GGUF, ONNX) arrives in issue 5.",
               file=sys.stderr)
         return 3
     print(f"error: `{args.stage}` is not built yet; it arrives in {_LATER[args.stage]}.",

@@ -127,7 +127,12 @@ def run(cfg: BuildConfig) -> dict:
     base = ensure_base_model(cfg.base_model)
     dtype = _dtype(tc.dtype)
 
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except OSError as exc:
+        raise TrainError(f"Cannot load the tokenizer of {base!r}: {exc}. Offline? Download the "
+                         "model on a machine with network and give its folder as base_model, or "
+                         "use the embedded default (profile cpu-default).") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model_kwargs = {"dtype": dtype}

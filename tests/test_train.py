@@ -138,3 +138,16 @@ def test_examples_too_long_for_max_length_are_dropped_not_truncated(tiny_run, ti
     shutil.copytree(tiny_run / "data", run_dir / "data")
     with pytest.raises(train.TrainError, match="No training example fits"):
         train.run(_cfg(run_dir, tiny_llama_folder, "train.max_length=64"))
+
+
+def test_hub_profile_fails_fast_offline(tmp_path):
+    from .conftest import run_module
+
+    started = time.monotonic()
+    out = run_module("builder", "data", "--profile", "llama3-8b-qlora", "--run-dir", str(tmp_path),
+                     env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert out.returncode == 1 and "offline" in out.stderr and "Traceback" not in out.stderr
+    out = run_module("builder", "train", "--profile", "llama3-8b-qlora", "--run-dir", str(tmp_path),
+                     env={"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 1 and "Offline?" in out.stderr
+    assert time.monotonic() - started < 120

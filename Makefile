@@ -8,7 +8,7 @@ RUN    ?= artifacts/default
 QT_APT := libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 \
           libdbus-1-3 fonts-dejavu-core
 
-.PHONY: setup system-deps all data train export serve benchmark publish clean test app
+.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ benchmark: $(PY)
 
 publish: $(PY)
 	$(PY) -m builder publish --run-dir $(RUN)
+
+# README "Accuracy": retrieval alone and the base model, on CodiEsp dev and synthetic validation.
+baselines: $(PY)
+	for data in codiesp:builder/corpora/codiesp/dev synthetic-val; do \
+	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system retrieval && \
+	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --no-candidates --max-tokens 160 && \
+	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --max-tokens 160 || exit 1; \
+	done
+	$(PY) -m builder report --run-dir $(RUN)
 
 app: $(PY)
 	$(PY) -m desktop

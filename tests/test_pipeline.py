@@ -138,3 +138,16 @@ def test_unknown_runtime_spec_says_what_works(tmp_path):
         open_runtime(str(tmp_path))
     with pytest.raises(RuntimeUnavailable, match="retrieval"):
         open_runtime("model.bin")
+
+
+def test_the_model_layer_imports_without_torch():
+    """The app ships without torch: models/ (pipeline, retrieval runtime) must not pull it in."""
+    code = ("import sys, models.pipeline, models.runtimes.retrieval, models.codeset; "
+            "from models.runtimes import open_runtime; open_runtime('retrieval'); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -51,8 +51,8 @@ publish: $(PY)
 baselines: $(PY)
 	for data in codiesp:builder/corpora/codiesp/dev synthetic-val; do \
 	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system retrieval && \
-	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --no-candidates --max-tokens 160 && \
-	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --max-tokens 160 || exit 1; \
+	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --no-candidates --max-tokens 96 && \
+	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --max-tokens 96 || exit 1; \
 	done
 	$(PY) -m builder report --run-dir $(RUN)
 

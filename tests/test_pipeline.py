@@ -151,3 +151,25 @@ def test_the_model_layer_imports_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_llama_cpp_runtime_on_the_embedded_gguf_answers_in_contract_json(cs):
+    """Real llama.cpp on the real 135M GGUF: the grammar makes even the base model's answer parse."""
+    from builder.base_model import embedded_gguf
+    from models.contract import parse_answer
+
+    runtime = open_runtime(str(embedded_gguf()), threads=2)
+    result = Pipeline(runtime, cs, max_tokens=64).suggest(NOTE)
+    assert runtime.name.startswith("llama.cpp:")
+    assert parse_answer(result.raw_answers[0]).mode in ("json", "repaired")
+    assert all(cs.is_valid(s.code) for s in result.suggestions)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model", b"GGUF" + b"\x00" * 64])
+def test_corrupt_gguf_is_a_clear_error_not_a_crash(tmp_path, content):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(content)
+    with pytest.raises(RuntimeUnavailable, match="GGUF|corrupt|truncated"):
+        open_runtime(str(bad))
+    with pytest.raises(RuntimeUnavailable, match="does not exist"):
+        open_runtime(str(tmp_path / "missing.gguf"))

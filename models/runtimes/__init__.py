@@ -4,8 +4,9 @@ A runtime turns a `ModelRequest` (the note, its candidates, and the contract's c
 answer text; the pipeline parses and validates it. `open_runtime(spec)` picks one:
 
 - `retrieval`: no model; the candidates the ranker is confident about.
+- a `.gguf` file: llama.cpp, constrained by the contract's grammar.
 - a folder with config.json, or an HF id: `transformers` (torch is imported only then).
-Later: `.gguf` (llama.cpp), an ONNX folder, `ollama:NAME`, `openai:URL#MODEL`.
+Later: an ONNX folder, `ollama:NAME`, `openai:URL#MODEL`.
 """
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def open_runtime(spec: str, **options) -> Runtime:
 
         return RetrievalRuntime(**options)
     path = Path(spec)
+    if path.suffix.lower() == ".gguf":
+        from .llamacpp_runtime import LlamaCppRuntime
+
+        return LlamaCppRuntime(spec, **options)
     if path.is_dir() and (path / "config.json").exists() or (not path.exists() and "/" in spec
                                                              and not spec.startswith(("ollama:", "openai:"))):
         from .transformers_runtime import TransformersRuntime
@@ -51,5 +56,6 @@ def open_runtime(spec: str, **options) -> Runtime:
     if path.is_dir():
         raise RuntimeUnavailable(f"{spec} is a folder without config.json: give a Hugging Face "
                                  "model folder (merged model), or `retrieval`.")
-    raise RuntimeUnavailable(f"Don't know how to run {spec!r}. Use `retrieval` or a Hugging Face "
-                             "model folder; GGUF, ONNX, Ollama and OpenAI-compatible servers come later.")
+    raise RuntimeUnavailable(f"Don't know how to run {spec!r}. Use `retrieval`, a .gguf file or a "
+                             "Hugging Face model folder; ONNX, Ollama and OpenAI-compatible servers "
+                             "come later.")

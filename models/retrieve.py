@@ -150,6 +150,7 @@ class Retriever:
                              "`python -m builder retriever --set retriever.install=true`.")
         self.prior: dict[str, int] = self.model.get("prior", {})
         self.max_prior = max(self.prior.values(), default=1)
+        self.top_prior = {c for c, _ in Counter(self.prior).most_common(30)}
         knn = self.model.get("neighbours")
         self.neighbours = NeighbourIndex(knn["idf"], knn["vectors"], knn["codes"],
                                          knn.get("centroids")) if knn else None
@@ -188,8 +189,7 @@ class Retriever:
         cent = self.neighbours.centroid_scores(note) if self.neighbours else {}
         lex_rank = {c: r for r, c in enumerate(sorted(lex, key=lambda c: -lex[c]["score"]), 1)}
         cent_rank = {c: r for r, c in enumerate(sorted(cent, key=lambda c: -cent[c])[:60], 1)}
-        pool = (set(lex) | set(knn) | set(cent_rank)
-                | {c for c, _ in Counter(self.prior).most_common(30)})
+        pool = set(lex) | set(knn) | set(cent_rank) | self.top_prior
         codes = sorted(pool)
         rows = []
         for c in codes:

@@ -152,3 +152,10 @@ def test_schema_mismatch_is_a_clear_error(tmp_path, cs):
         con.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
     with pytest.raises(codeset.CodeSetError, match="Delete it"):
         codeset.CodeSet(copy)
+
+
+def test_cli_search_json():
+    out = run_module("models.codeset", "search", "essential hypertension", "--json", "--limit", "3")
+    assert out.returncode == 0, out.stderr
+    hits = json.loads(out.stdout)
+    assert len(hits) == 3 and hits[0]["code"] == "I10" and hits[0]["description"]

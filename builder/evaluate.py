@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from models import codeset as codeset_mod
 from models.codeset import InvalidCodeFormat, normalize
+from models.contract import note_from_messages
 from models.files import atomic_path, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from models.pipeline import NOT_BILLABLE, Pipeline
 from models.runtimes import open_runtime
@@ -59,7 +60,7 @@ def load_notes(spec: str, cfg: BuildConfig) -> list[GoldNote]:
             row = json.loads(line)
             text = row.get("note") or row.get("text")
             if text is None and row.get("prompt"):  # a data-stage example: the note is in the prompt
-                text = row["prompt"][-1]["content"].split("<<<\n", 1)[1].rsplit("\n>>>", 1)[0]
+                text = note_from_messages(row["prompt"])
             codes = row.get("codes", [])
             codes = [c["code"] if isinstance(c, dict) else c for c in codes]
             if not text:

@@ -72,6 +72,12 @@ def build_messages(note: str, candidates: Sequence[Candidate] | None = None) -> 
     ]
 
 
+def note_from_messages(messages: list[dict]) -> str:
+    """The note inside messages built by `build_messages` (e.g. a stored training example)."""
+    content = messages[-1]["content"]
+    return content.split("<<<\n", 1)[1].rsplit("\n>>>", 1)[0]
+
+
 def format_answer(items: Iterable[CodedItem]) -> str:
     """The exact answer text the model is trained to write."""
     codes = [{"code": i.code, "evidence": i.evidence[:MAX_EVIDENCE_CHARS]} for i in items]

@@ -10,7 +10,7 @@ from builder.data.codes import (AMBIGUOUS, BAD_FORMAT, KEPT, MAPPED_ONLY_CHILD, 
                                 NEEDS_7TH, UNKNOWN, map_code, map_codes)
 from builder.data.codiesp import CorpusError, read_split
 from builder.data.synthetic import SyntheticNoteGenerator
-from models.contract import build_messages, parse_answer
+from models.contract import build_messages, note_from_messages, parse_answer
 from models.evidence import locate
 from models.files import sha256_file
 
@@ -193,7 +193,7 @@ def test_data_stage_end_to_end(tmp_path, small_codiesp, cs):
         cands = [type("C", (), c) for c in ex["candidates"]]
         assert len(ex["candidates"]) <= 10
         # The prompt is exactly what inference builds for this note and these candidates.
-        note = ex["prompt"][1]["content"].split("<<<\n", 1)[1].split("\n>>>", 1)[0]
+        note = note_from_messages(ex["prompt"])
         from models.contract import Candidate
         assert ex["prompt"] == build_messages(note, [Candidate(c.code, c.description) for c in cands])
         answer = parse_answer(ex["completion"][0]["content"])

@@ -8,7 +8,7 @@ RUN    ?= artifacts/default
 QT_APT := libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 \
           libdbus-1-3 fonts-dejavu-core
 
-.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines
+.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines quantization
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ setup: $(PY)
 	# llama-cpp-python compiles (about 10 minutes on 2 cores); pip caches the built wheel.
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PIP) install -c constraints.txt -e ".[app,build,dev]"
 	$(PY) -m models.codeset E11.9 > /dev/null  # compile the code-set cache once
+	$(PY) -m builder.llama_cpp_tools > /dev/null  # llama.cpp's HF->GGUF converter, same commit as the runtime
 	@echo "Set-up done. Qt on a bare Debian/Ubuntu also needs: $(QT_APT) (make system-deps)"
 
 system-deps:  # apt packages for Qt; needs root
@@ -55,6 +56,18 @@ baselines: $(PY)
 	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --max-tokens 96 || exit 1; \
 	done
 	$(PY) -m builder report --run-dir $(RUN)
+
+# README "Export": accuracy, size and speed of every export against the merged model
+# (first 100 CodiEsp dev notes, answers capped at 96 tokens, one model at a time).
+QUANT_NOTES ?= 100
+quantization: $(PY)
+	$(PY) -m builder export --run-dir $(RUN) --quantize F16,Q8_0,Q5_K_M,Q4_K_M,Q2_K
+	for m in $(RUN)/merged $(RUN)/onnx/fp32 $(RUN)/onnx/int8 \
+	         $(foreach q,F16 Q8_0 Q5_K_M Q4_K_M Q2_K,$(RUN)/gguf/icd10-coder-$(q).gguf); do \
+	  $(PY) -m builder evaluate --run-dir $(RUN) --model $$m --limit $(QUANT_NOTES) --max-tokens 96 --threads 2 \
+	    --out $(RUN)/eval-quant/$$(basename $$(dirname $$m))-$$(basename $$m) || exit 1; \
+	done
+	$(PY) -m builder report --run-dir $(RUN) --eval-dir $(RUN)/eval-quant
 
 app: $(PY)
 	$(PY) -m desktop

@@ -11,10 +11,25 @@ from .config import ConfigError, load_config
 STAGES = ("data", "retriever", "report", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
           "publish", "all")
 _LATER = {
-    "export": "issue 5 (GGUF and ONNX export)", "register": "issue 7 (Ollama and LM Studio)",
+"register": "issue 7 (Ollama and LM Studio)",
     "serve": "issue 7 (REST server)", "benchmark": "issue 9 (benchmarks)",
     "publish": "issue 7 (publishing)",
 }
+
+
+def _export(cfg, args) -> int:
+    from . import export  # noqa: PLC0415
+    from .llama_cpp_tools import ConverterUnavailable  # noqa: PLC0415
+    from .modelfile import UnknownChatFormat  # noqa: PLC0415
+
+    types = [t.strip() for q in (args.quantize or []) for t in q.split(",") if t.strip()]
+    try:
+        summary = export.run(cfg, args.formats, types or None, args.onnx_types)
+    except (export.ExportError, ConverterUnavailable, UnknownChatFormat) as exc:
+        print(f"error: export: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--candidates", type=int, default=20, help="candidate codes in the prompt")
     ev.add_argument("--no-candidates", action="store_true", help="zero-shot: no candidates in the prompt")
     ev.add_argument("--max-tokens", type=int, default=384, help="answer length limit")
+    ev.add_argument("--threads", type=int, default=0,
+                    help="CPU threads for the model runtime (default: the runtime's own choice)")
+    ev.add_argument("--eval-dir", default=None,
+                    help="report: folder of evaluations to summarize (default <run>/eval)")
+    ex = parser.add_argument_group("export")
+    ex.add_argument("--format", dest="formats", action="append", choices=("gguf", "onnx"),
+                    help="gguf and/or onnx (repeatable; default both)")
+    ex.add_argument("--quantize", action="append", metavar="TYPE",
+                    help="GGUF type(s): Q4_K_M (default), Q8_0, Q5_K_M, Q2_K, F16; repeat or "
+                         "comma-separate for several")
+    ex.add_argument("--onnx", dest="onnx_types", action="append", choices=("fp32", "int8"),
+                    help="ONNX variant(s) to keep (default both; int8 is quantized from fp32)")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides, args.profile)
@@ -58,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         system = args.model or args.system or "retrieval"
         try:
             metrics = evaluate.run(cfg, args.data, system, args.out, args.limit, args.candidates,
-                                   args.no_candidates, args.max_tokens)
+                                   args.no_candidates, args.max_tokens, args.threads)
         except (evaluate.EvalDataError, RuntimeUnavailable, NoteError, ValueError) as exc:
             print(f"error: evaluate: {exc}", file=sys.stderr)
             return 1
@@ -68,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import report  # noqa: PLC0415
 
         try:
-            print(report.run(cfg.run_dir)["table"])
+            print(report.run(cfg.run_dir, args.eval_dir)["table"])
         except FileNotFoundError as exc:
             print(f"error: report: {exc}", file=sys.stderr)
             return 1
@@ -83,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(json.dumps(summary, indent=2, default=str))
         return 0
+    if args.stage == "export":
+        return _export(cfg, args)
     if args.stage in ("data", "all"):
         from .data import build  # noqa: PLC0415
         from .data.codiesp import CorpusError  # noqa: PLC0415
@@ -104,9 +133,24 @@ def main(argv: list[str] | None = None) -> int:
         except (train.TrainError, merge.MergeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print("error: `all` stops after merge for now: export (GGUF, ONNX) arrives in issue 5.",
-              file=sys.stderr)
-        return 3
+        rc = _export(cfg, args)
+        if rc:
+            return rc
+        from . import evaluate, report  # noqa: PLC0415
+        from .export import DEFAULT_GGUF, gguf_path  # noqa: PLC0415
+
+        from models.runtimes import RuntimeUnavailable  # noqa: PLC0415
+
+        # The model the app runs by default, on real notes.
+        try:
+            metrics = evaluate.run(cfg, cfg.evaluate.data, str(gguf_path(cfg.run_dir, DEFAULT_GGUF)),
+                                   limit=cfg.evaluate.limit, max_tokens=cfg.evaluate.max_tokens)
+        except (evaluate.EvalDataError, RuntimeUnavailable) as exc:
+            print(f"error: evaluate: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(metrics, indent=2))
+        print(report.run(cfg.run_dir)["table"])
+        return 0
     print(f"error: `{args.stage}` is not built yet; it arrives in {_LATER[args.stage]}.",
           file=sys.stderr)
     return 3

@@ -34,15 +34,61 @@ def embedded_gguf() -> Path:
 
 
 def embedded_folder() -> Path:
-    return cache_dir() / "base" / "SmolLM2-135M-Instruct"
+    # "-t2": the tokenizer fix below; older caches are rebuilt rather than reused.
+    return cache_dir() / "base" / "SmolLM2-135M-Instruct-t2"
+
+
+# SmolLM2's own pre-tokenizer (digits one by one, then GPT-2 byte-level), as in its tokenizer.json
+# and in llama.cpp's "smollm" pre-tokenizer type.
+SMOLLM_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+
+
+def byte_level_fix(tokenizer_json: dict) -> dict | None:
+    """SmolLM2's tokenizer as the model was pretrained with it, or None when it already is.
+
+    transformers rebuilds the tokenizer from the GGUF lossily: `byte_fallback` on, SentencePiece
+    style decoders, and plain GPT-2 pre-tokenization, so "2024" becomes one token instead of four
+    digits. ICD-10 codes are mostly digits: train and run with the pretrained splitting. llama.cpp's
+    converter also needs it (byte_fallback makes it write a SentencePiece vocabulary whose
+    tokenizer aborts the process; an unknown pre-tokenizer is refused).
+    """
+    model = tokenizer_json.get("model", {})
+    if (tokenizer_json.get("pre_tokenizer") or {}).get("type") != "ByteLevel" \
+            or model.get("type") != "BPE" or not model.get("byte_fallback"):
+        return None
+    fixed = dict(tokenizer_json)
+    fixed["model"] = {**model, "byte_fallback": False}
+    fixed["pre_tokenizer"] = SMOLLM_PRE_TOKENIZER
+    fixed["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                        "use_regex": True}
+    # No <|im_start|> glued to the front of every encode (the GGUF says add_bos_token=false).
+    fixed["post_processor"] = {"type": "ByteLevel", "add_prefix_space": True,
+                               "trim_offsets": False, "use_regex": True}
+    return fixed
 
 
 def _fix_tokenizer(tokenizer):
-    # The GGUF's tokenizer comes out with eos=<|im_start|> and no pad: a model trained with it
-    # never stops. ChatML ends every turn with <|im_end|>.
-    tokenizer.eos_token = EOS
-    tokenizer.pad_token = EOS
-    return tokenizer
+    """SmolLM2's tokenizer as published: byte-level BPE (see byte_level_fix), eos and pad
+    <|im_end|> (the GGUF's comes out with eos=<|im_start|> and no pad, and a model trained with it
+    never stops: ChatML ends every turn with <|im_end|>)."""
+    import json  # noqa: PLC0415
+
+    from tokenizers import Tokenizer  # noqa: PLC0415
+    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
+
+    fixed = byte_level_fix(json.loads(tokenizer.backend_tokenizer.to_str()))
+    if fixed is None:
+        tokenizer.eos_token = EOS
+        tokenizer.pad_token = EOS
+        return tokenizer
+    clean = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(fixed)),
+                                    bos_token="<|im_start|>", eos_token=EOS, pad_token=EOS,
+                                    unk_token="<|endoftext|>", model_max_length=8192,
+                                    clean_up_tokenization_spaces=False)
+    clean.chat_template = tokenizer.chat_template
+    return clean
 
 
 def _publish(folder: Path, fill) -> None:

@@ -63,6 +63,14 @@ class TrainConfig:
 
 
 @dataclass
+class EvaluateConfig:
+    """What `builder all` measures at its end: the default GGUF on real notes."""
+    data: str = "codiesp:builder/corpora/codiesp/dev"
+    limit: int = 0  # 0: every note
+    max_tokens: int = 384
+
+
+@dataclass
 class BuildConfig:
     run_dir: str = "artifacts/default"
     base_model: str = "embedded:smollm2-135m-instruct"  # or an HF id / local folder
@@ -70,6 +78,7 @@ class BuildConfig:
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
     lora: LoraConfigSection = field(default_factory=LoraConfigSection)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -114,6 +123,8 @@ PROFILES: dict[str, dict] = {
         "train": {"quantization": "auto", "max_length": 1280, "max_steps": 60,
                   "time_budget_minutes": 20.0, "batch_size": 2, "grad_accum": 4,
                   "learning_rate": 4e-4, "eval_steps": 20, "eval_examples": 24},
+        # `all` ends by scoring the default GGUF on 100 CodiEsp dev notes (~5 min on 2 cores).
+        "evaluate": {"limit": 100, "max_tokens": 96},
     },
     # The seed's recipe on a GPU: Llama 3 8B Instruct, NF4 QLoRA, the hub dataset.
     "llama3-8b-qlora": {

@@ -129,7 +129,8 @@ def recall_at(rows: list[dict], k: int) -> float:
 
 
 def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, limit: int = 0,
-        candidates: int = 20, no_candidates: bool = False, max_tokens: int = 384) -> dict:
+        candidates: int = 20, no_candidates: bool = False, max_tokens: int = 384,
+        threads: int = 0) -> dict:
     started = time.perf_counter()
     cs = codeset_mod.load()
     notes = load_notes(data, cfg)
@@ -140,7 +141,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         from .base_model import ensure_base_model
 
         system = ensure_base_model(cfg.base_model)
-    runtime = open_runtime(system)
+    runtime = open_runtime(system, **({"threads": threads} if threads and system != "retrieval" else {}))
     pipeline = Pipeline(runtime, cs, candidates=candidates, use_candidates=not no_candidates,
                         max_tokens=max_tokens)
     rows, latencies, bad_gold, invalid, predicted_total = [], [], 0, 0, 0
@@ -170,6 +171,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,
         "non_billable_rate": round(sum(NOT_BILLABLE in f for r in rows for f in r["flags"].values())
                                    / n_pred, 4) if n_pred else 0.0,
+        "model_bytes": model_bytes(system),
         "pred_codes_per_note": round(n_pred / len(rows), 3) if rows else 0.0,
         "gold_codes_per_note": round(len(all_gold) / len(rows), 3) if rows else 0.0,
         "gold_not_billable_share": round(sum(not cs.is_billable(c) for c in all_gold) / len(all_gold), 4)
@@ -195,6 +197,17 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
     return metrics
 
 
+def model_bytes(system: str) -> int:
+    """Size on disk of what the runtime loads (0 for retrieval or a hub id)."""
+    path = Path(system)
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir()
+                   if p.suffix in (".onnx", ".onnx_data", ".safetensors", ".bin"))
+    return 0
+
+
 def _inside(path: Path, run_dir: str) -> bool:
     try:
         path.resolve().relative_to(Path(run_dir).resolve())
@@ -205,7 +218,9 @@ def _inside(path: Path, run_dir: str) -> bool:
 
 def _slug(data: str, system: str, no_candidates: bool) -> str:
     d = "codiesp-" + Path(data.split(":", 1)[1]).name if data.startswith("codiesp:") else Path(data).stem
-    s = system if system in ("retrieval", "base") else Path(system.rstrip("/")).name
+    path = Path(system.rstrip("/"))
+    s = system if system in ("retrieval", "base") else (
+        f"onnx-{path.name}" if (path / "model.onnx").exists() else path.name)
     return f"{d}__{s}{'__no-candidates' if no_candidates else ''}"
 
 

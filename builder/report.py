@@ -10,16 +10,26 @@ from models.files import atomic_path, write_text_atomic
 COLUMNS = [("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "micro-F1"),
            ("macro_f1", "macro-F1"), ("category_micro_f1", "category F1"),
            ("pred_codes_per_note", "codes/note"), ("recall_at_50", "cand. recall@50"),
-           ("invalid_rate", "invalid"), ("latency_p50_s", "p50 s/note")]
+           ("invalid_rate", "invalid"), ("latency_p50_s", "p50 s/note"), ("model_mb", "model MB")]
 
 
 def _system(m: dict) -> str:
+    """A reader's name for what was evaluated: runtime and format, not a path."""
     label = m.get("label") or m["system"]
-    name = "retrieval alone" if label == "retrieval" else (
-        "base model" if label == "base" else Path(label.split(":", 1)[-1]).name)
-    if label != "retrieval":
-        name += " + candidates" if m["with_candidates"] else ", zero-shot"
-    return name
+    runtime, _, where = m["system"].partition(":")
+    path = Path(where)
+    if label == "retrieval":
+        return "retrieval alone"
+    if label == "base":
+        name = "base model (PyTorch fp32)"
+    elif runtime == "llama.cpp":
+        qtype = path.stem.rsplit("-", 1)[-1] if path.stem.startswith("icd10-coder-") else path.stem
+        name = f"GGUF {qtype} (llama.cpp)"
+    elif runtime == "onnx":
+        name = f"ONNX {path.name}"
+    else:
+        name = f"{path.name} (PyTorch fp32)"
+    return name + (" + candidates" if m["with_candidates"] else ", zero-shot")
 
 
 def _data(m: dict) -> str:
@@ -27,11 +37,14 @@ def _data(m: dict) -> str:
     return f"CodiEsp {Path(d.split(':', 1)[1]).name}" if d.startswith("codiesp:") else Path(d).name
 
 
-def run(run_dir: str) -> dict:
-    evals = sorted(Path(run_dir, "eval").glob("*/metrics.json"))
+def run(run_dir: str, eval_dir: str | None = None) -> dict:
+    out = Path(eval_dir) if eval_dir else Path(run_dir, "eval")
+    evals = sorted(out.glob("*/metrics.json"))
     if not evals:
-        raise FileNotFoundError(f"No evaluations under {run_dir}/eval: run `python -m builder evaluate`.")
+        raise FileNotFoundError(f"No evaluations under {out}: run `python -m builder evaluate`.")
     rows = [json.loads(p.read_text()) for p in evals]
+    for m in rows:
+        m["model_mb"] = round(m.get("model_bytes", 0) / 1e6, 1) if m.get("model_bytes") else "-"
     rows.sort(key=lambda m: (_data(m), -m["micro_f1"]))
     lines = ["| data | system | notes | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]
@@ -40,7 +53,6 @@ def run(run_dir: str) -> dict:
                      + " | ".join(f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k])
                                   for k, _ in COLUMNS) + " |")
     table = "\n".join(lines) + "\n"
-    out = Path(run_dir, "eval")
     write_text_atomic(out / "summary.md", table)
     _plot(out / "summary.png", rows)
     return {"table": table, "evaluations": len(rows)}
@@ -59,7 +71,9 @@ def _plot(path: Path, rows: list[dict]) -> None:
         names = [_system(m) for m in sub]
         f1 = [m["micro_f1"] for m in sub]
         bars = ax.barh(range(len(sub)), f1, color="#4c72b0")
-        ax.bar_label(bars, labels=[f"{v:.3f}  ({m['latency_p50_s']:.1f} s/note)" for v, m in zip(f1, sub)],
+        ax.bar_label(bars, labels=[f"{v:.3f}  ({m['latency_p50_s']:.1f} s/note"
+                                   + (f", {m['model_mb']:.0f} MB)" if m["model_mb"] != "-" else ")")
+                                   for v, m in zip(f1, sub)],
                      fontsize=8, padding=3)
         ax.set_yticks(range(len(sub)), names, fontsize=8)
         ax.invert_yaxis()

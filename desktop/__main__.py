@@ -1,11 +1,111 @@
-"""`python -m desktop`: the coder's app. Its window arrives with issue 6."""
+"""`python -m desktop` (or `icd10-coder`): the coder's app.
+
+    python -m desktop                      # the model chosen in Settings, else the newest build
+    python -m desktop --model FILE.gguf    # or an ONNX folder, `retrieval`, ollama:NAME, openai:URL#MODEL
+    python -m desktop --self-test          # load the model, suggest for a sample note, exit 0/1
+"""
+from __future__ import annotations
+
+import argparse
 import sys
+from pathlib import Path
+
+SAMPLE_NOTE = (
+    "HISTORY OF PRESENT ILLNESS: 67-year-old woman with type 2 diabetes mellitus and essential "
+    "hypertension presents with three days of productive cough and fever. She denies chest pain. "
+    "Chest X-ray shows right lower lobe consolidation.\n\n"
+    "ASSESSMENT:\n1. Community-acquired pneumonia, right lower lobe.\n"
+    "2. Type 2 diabetes mellitus without complications.\n3. Essential hypertension.\n\n"
+    "PLAN: Amoxicillin-clavulanate; continue metformin and lisinopril.")
 
 
-def main() -> int:
-    print("error: the desktop app is not built yet; it arrives in issue 6. The code set is "
-          "ready: try `python -m models.codeset search chest pain`.", file=sys.stderr)
-    return 3
+def choice_from_arg(value: str):
+    from desktop.model_choice import ModelChoice
+
+    if value == "retrieval":
+        return ModelChoice("retrieval")
+    for prefix in ("ollama:", "openai:"):
+        if value.startswith(prefix):
+            return ModelChoice(prefix[:-1], value[len(prefix):])
+    path = Path(value)
+    return ModelChoice("onnx" if path.is_dir() else "gguf", str(path.resolve()))
+
+
+def self_test(window, app, timeout_s: float = 300) -> int:
+    """Through the real window: load, suggest for SAMPLE_NOTE, check the table."""
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    if not QFontMetrics(QFont()).inFont("A"):
+        print("self-test: FAIL: no usable font; every text would render as boxes. Install fonts "
+              "(e.g. fonts-dejavu-core).", file=sys.stderr)
+        return 1
+
+    def wait(signal_owner_ready) -> bool:
+        loop = QEventLoop()
+        timer = QTimer(singleShot=True, interval=int(timeout_s * 1000))
+        timer.timeout.connect(loop.quit)
+        check = QTimer(interval=50)
+        check.timeout.connect(lambda: signal_owner_ready() and loop.quit())
+        timer.start()
+        check.start()
+        loop.exec()
+        check.stop()
+        return signal_owner_ready()
+
+    window.load_model()
+    if not wait(lambda: window.pipeline is not None or bool(window.last_error)) or window.pipeline is None:
+        print(f"self-test: FAIL: model did not load: {window.last_error or 'timeout'}", file=sys.stderr)
+        return 1
+    window.editor.setPlainText(SAMPLE_NOTE)
+    window.suggest()
+    if not wait(lambda: window.suggest_worker is None) or window.review is None:
+        print(f"self-test: FAIL: no suggestions: {window.last_error or 'timeout'}", file=sys.stderr)
+        return 1
+    codes = [i.suggestion.code for i in window.review.items]
+    print(f"self-test: model {window.choice.label()}; {window.pipeline.cs.edition}; "
+          f"suggested {', '.join(codes) or 'nothing'} in {window.review.result.seconds:.1f} s")
+    if not codes:
+        print("self-test: FAIL: the model suggested no code for the sample note.", file=sys.stderr)
+        return 1
+    print("self-test: OK")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m desktop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a .gguf file, an ONNX folder, `retrieval`, ollama:NAME "
+                                        "or openai:URL#MODEL (default: Settings, else the newest build)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="load the model, suggest codes for a sample note, exit 0 (ok) or 1")
+    args = parser.parse_args(argv)
+    try:
+        from PySide6.QtCore import QSettings
+        from PySide6.QtWidgets import QApplication
+    except ImportError:
+        print("error: the app needs PySide6: run `make setup`.", file=sys.stderr)
+        return 2
+
+    from desktop.model_choice import default_choice
+    from desktop._qt.main_window import MainWindow
+    from desktop._qt.settings_dialog import load_choice
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName("icd10-coder")
+    app.setApplicationName("ICD-10-CM Coder")
+    settings = QSettings()
+    choice = choice_from_arg(args.model) if args.model else (load_choice(settings) or default_choice())
+    window = MainWindow(settings, choice)
+    if args.self_test:
+        if choice is None:
+            print("self-test: FAIL: no model found. Run `make all` to build one, or pass --model.",
+                  file=sys.stderr)
+            return 1
+        return self_test(window, app)
+    window.show()
+    window.load_model()
+    return app.exec()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .contract import build_messages, parse_answer
 from .evidence import best_clause, locate
 from .notes import check_note
 from .retrieve import RetrievedCode, Retriever, default_retriever
-from .runtimes import ModelRequest, Runtime
+from .runtimes import Cancelled, ModelRequest, Runtime  # noqa: F401 - Cancelled is re-exported
 
 NOT_IN_CODESET = "not_in_codeset"
 NOT_BILLABLE = "not_billable"
@@ -29,10 +29,6 @@ MORE_SPECIFIC = "more_specific_available"
 EXCLUDES1 = "excludes1_conflict"
 UNSUPPORTED = "unsupported"
 CHUNK_CHARS = 6000  # a chunk of note plus candidates stays well inside a 2k-token window
-
-
-class Cancelled(Exception):
-    pass
 
 
 @dataclass
@@ -105,6 +101,11 @@ class Pipeline:
         self.use_candidates = use_candidates
         self.max_tokens = max_tokens
 
+    def prompt_messages(self, text: str) -> list[dict]:
+        """The chat messages `suggest` sends for one chunk of text (for checks and exports)."""
+        shown = self.retriever.retrieve(text, k=self.pool)[: self.k] if self.use_candidates else []
+        return build_messages(text, [c.as_candidate() for c in shown])
+
     def suggest(self, note: str, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None) -> SuggestionResult:
         started = time.perf_counter()
@@ -127,7 +128,7 @@ class Pipeline:
                      if c.end else c for c in cands]
             request = ModelRequest(note=text, candidates=local, max_tokens=self.max_tokens,
                                    messages=build_messages(text, [c.as_candidate() for c in shown]),
-                                   options={"threshold": self.retriever.threshold})
+                                   options={"threshold": self.retriever.threshold, "cancel": cancel})
             answer = self.runtime.answer(request)
             answers.append(answer)
             parsed = parse_answer(answer)

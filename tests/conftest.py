@@ -66,3 +66,43 @@ def tiny_llama_folder(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def contract_tiny_model(tiny_llama_folder, tmp_path_factory):
+    """The tiny Llama overfitted (a few seconds of real training) to answer the export check note
+    through the contract: a small model that follows the contract, for export and runtime tests."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from builder.export import VERIFY_NOTES
+    from models.contract import CodedItem, format_answer
+    from models.pipeline import Pipeline
+    from models.runtimes import open_runtime
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_folder)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_folder, dtype=torch.float32)
+    answer = format_answer([CodedItem("I10", "Essential hypertension")])
+    pipeline = Pipeline(open_runtime("retrieval"))
+    batch = []
+    for note in VERIFY_NOTES:
+        prompt = tok.apply_chat_template(pipeline.prompt_messages(note), add_generation_prompt=True)
+        target = tok.encode(answer, add_special_tokens=False) + [tok.eos_token_id]
+        labels = [-100] * len(prompt) + target
+        batch.append((torch.tensor([prompt + target]), torch.tensor([labels])))
+    torch.manual_seed(0)
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(120):
+        ids, labels = batch[step % len(batch)]
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+        if loss.item() < 0.01 and step >= len(batch) * 10:
+            break
+    model.eval()
+    folder = tmp_path_factory.mktemp("contract-tiny")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -225,6 +225,8 @@ def test_data_cli_reports_bad_config_and_bad_corpus(tmp_path):
     assert out.returncode == 1 and "not a folder" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_later_stages_say_where_they_arrive():
-    out = run_module("builder", "export")
-    assert out.returncode == 3 and "issue 5" in out.stderr
+def test_later_stages_say_where_they_arrive(tmp_path):
+    out = run_module("builder", "serve")
+    assert out.returncode == 3 and "issue 7" in out.stderr
+    out = run_module("builder", "export", "--run-dir", str(tmp_path))
+    assert out.returncode == 1 and "builder merge" in out.stderr and "Traceback" not in out.stderr

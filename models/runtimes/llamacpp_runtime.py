@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..contract import GBNF
-from . import ModelRequest, RuntimeUnavailable
+from . import Cancelled, ModelRequest, RuntimeUnavailable
 
 GGUF_MAGIC = b"GGUF"
 
@@ -50,8 +50,19 @@ class LlamaCppRuntime:
         self.grammar = llama_cpp.LlamaGrammar.from_string(GBNF, verbose=False) if constrained else None
 
     def answer(self, request: ModelRequest) -> str:
+        cancel = request.options.get("cancel")
+        processors = None
+        if cancel is not None:
+            import llama_cpp
+
+            def stop_if_cancelled(_ids, logits):  # runs once per token, between native calls
+                if cancel.is_set():
+                    raise Cancelled()
+                return logits
+            processors = llama_cpp.LogitsProcessorList([stop_if_cancelled])
         out = self.llm.create_chat_completion(request.messages, grammar=self.grammar,
-                                              max_tokens=request.max_tokens, temperature=0.0)
+                                              max_tokens=request.max_tokens, temperature=0.0,
+                                              logits_processor=processors)
         usage = out.get("usage", {})
         request.options["prompt_tokens"] = usage.get("prompt_tokens")
         request.options["completion_tokens"] = usage.get("completion_tokens")

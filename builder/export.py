@@ -1,0 +1,300 @@
+"""`python -m builder export`: the merged model as GGUF (llama.cpp) and ONNX (ONNX Runtime).
+
+GGUF: llama.cpp's own converter (pinned, see llama_cpp_tools) writes F16, then
+`llama_model_quantize` makes each requested type. ONNX: optimum exports fp32 with KV cache, then
+onnxruntime's dynamic INT8 weight quantization. Every file is written to a temp name and renamed;
+every export is verified before it is recorded: it loads, answers a sample note through the
+contract, and the answer parses. fp32 ONNX must also match the merged PyTorch model's greedy
+tokens on a fixed prompt set. An Ollama Modelfile is written next to the default GGUF.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from models.files import atomic_path, sha256_file, write_text_atomic
+
+from .base_model import byte_level_fix
+from .config import BuildConfig
+from .llama_cpp_tools import ensure_converter, converter_env
+
+GGUF_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
+DEFAULT_GGUF = "Q4_K_M"
+ONNX_TYPES = ("fp32", "int8")
+MODEL_NAME = "icd10-coder"
+
+# Fixed notes for verification: a short problem list, a negation, and a longer narrative.
+VERIFY_NOTES = (
+    "ASSESSMENT: 1. Essential hypertension, well controlled. 2. Type 2 diabetes mellitus without "
+    "complications. Patient denies chest pain.",
+    "62-year-old man admitted with community-acquired pneumonia of the right lower lobe. History of "
+    "chronic obstructive pulmonary disease and atrial fibrillation on anticoagulation.",
+    "Follow-up for major depressive disorder, recurrent, moderate. No suicidal ideation. Also "
+    "hypothyroidism on levothyroxine and obesity (BMI 32).",
+)
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def gguf_path(run_dir: Path, qtype: str) -> Path:
+    return Path(run_dir) / "gguf" / f"{MODEL_NAME}-{qtype}.gguf"
+
+
+def onnx_path(run_dir: Path, kind: str) -> Path:
+    return Path(run_dir) / "onnx" / kind
+
+
+# --- GGUF ------------------------------------------------------------------------------------
+def convert_f16(merged: Path, out: Path) -> None:
+    folder = ensure_converter()
+    tokenizer_json = merged / "tokenizer.json"
+    if tokenizer_json.exists() and byte_level_fix(json.loads(tokenizer_json.read_text())):
+        raise ExportError(f"{merged} has SmolLM2's tokenizer in the lossy form transformers reads "
+                          "from a GGUF (digits not split as in pretraining). Train again: the "
+                          "builder now writes the tokenizer as published.")
+    with atomic_path(out) as tmp:
+        proc = subprocess.run([sys.executable, str(folder / "convert_hf_to_gguf.py"), str(merged),
+                               "--outtype", "f16", "--outfile", str(tmp)],
+                              env=converter_env(folder), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ExportError(f"convert_hf_to_gguf.py failed ({proc.returncode}):\n"
+                              f"{proc.stderr[-2000:]}")
+
+
+def quantize(f16: Path, out: Path, qtype: str, threads: int = 0) -> None:
+    import llama_cpp
+
+    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype}", None)
+    if ftype is None:
+        raise ExportError(f"Unknown GGUF type {qtype}; choose from {', '.join(GGUF_TYPES)}.")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads
+    with atomic_path(out) as tmp:  # a failed quantize leaves no file under the final name
+        rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp).encode(), params)
+        if rc != 0:
+            raise ExportError(f"llama_model_quantize to {qtype} failed (code {rc}).")
+
+
+def gguf_metadata(path: Path) -> dict:
+    """The fields the app and Ollama rely on: chat template and stop token."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+
+    def field(name):
+        f = reader.fields.get(name)
+        if f is None:
+            return None
+        value = f.contents()
+        return value
+
+    tokens = field("tokenizer.ggml.tokens") or []
+    eos = field("tokenizer.ggml.eos_token_id")
+    return {"chat_template": field("tokenizer.chat_template"), "eos_token_id": eos,
+            "tokenizer_model": field("tokenizer.ggml.model"),
+            "eos_token": tokens[eos] if isinstance(eos, int) and eos < len(tokens) else None,
+            "file_type": field("general.file_type"), "tensors": len(reader.tensors)}
+
+
+def export_gguf(merged: Path, run_dir: Path, qtypes: list[str], threads: int = 0) -> list[Path]:
+    qtypes = [q.upper() for q in qtypes]
+    for q in qtypes:
+        if q not in GGUF_TYPES:
+            raise ExportError(f"Unknown GGUF type {q}; choose from {', '.join(GGUF_TYPES)}.")
+    f16 = gguf_path(run_dir, "F16")
+    convert_f16(merged, f16)
+    written = [f16] if "F16" in qtypes else []
+    try:
+        for q in qtypes:
+            if q != "F16":
+                quantize(f16, gguf_path(run_dir, q), q, threads)
+                written.append(gguf_path(run_dir, q))
+    finally:
+        if "F16" not in qtypes:
+            f16.unlink(missing_ok=True)
+    return written
+
+
+def _is_byte_level(merged: Path) -> bool:
+    tokenizer_json = merged / "tokenizer.json"
+    if not tokenizer_json.exists():
+        return False
+    return (json.loads(tokenizer_json.read_text()).get("pre_tokenizer") or {}).get("type") == "ByteLevel"
+
+
+# --- ONNX ------------------------------------------------------------------------------------
+def export_onnx_fp32(merged: Path, out: Path) -> Path:
+    from optimum.exporters.onnx import main_export
+
+    tmp = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        main_export(str(merged), tmp, task="text-generation-with-past", device="cpu",
+                    do_validation=False, local_files_only=True)
+        _copy_model_card(merged, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def quantize_onnx_int8(fp32: Path, out: Path) -> Path:
+    # Signed INT8 weights, per tensor: per-channel produced garbage on this AVX2-only CPU and
+    # unsigned weights saturate on VNNI-less CPUs (onnxruntime's own advice).
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(fp32, tmp, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
+        quantize_dynamic(fp32 / "model.onnx", tmp / "model.onnx", weight_type=QuantType.QInt8,
+                         per_channel=False)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _copy_model_card(src: Path, dst: Path) -> None:
+    for name in ("chat_template.jinja",):
+        if (src / name).exists() and not (dst / name).exists():
+            shutil.copy2(src / name, dst / name)
+
+
+def greedy_tokens_match(merged: Path, onnx_dir: Path, max_tokens: int = 24) -> dict:
+    """Compare greedy token ids of PyTorch fp32 and ONNX on VERIFY_NOTES (the prompts with
+    candidates, as the app builds them)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.pipeline import Pipeline
+    from models.runtimes import open_runtime
+    from models.runtimes.onnx_runtime import OnnxRuntime
+
+    tok = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    onnx = OnnxRuntime(str(onnx_dir))
+    pipeline = Pipeline(open_runtime("retrieval"))
+    mismatches = []
+    for i, note in enumerate(VERIFY_NOTES):
+        messages = pipeline.prompt_messages(note)
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                                 do_sample=False, eos_token_id=onnx.stop_ids, pad_token_id=onnx.stop_ids[0])
+        torch_ids = out[0, ids.shape[1]:].tolist()
+        while torch_ids and torch_ids[-1] in onnx.stop_ids:  # generate() keeps the stop token
+            torch_ids.pop()
+        onnx_ids = onnx.generate_ids(ids[0].tolist(), max_tokens)
+        if torch_ids != onnx_ids:
+            mismatches.append({"note": i, "torch": torch_ids, "onnx": onnx_ids})
+    return {"prompts": len(VERIFY_NOTES), "tokens_each": max_tokens, "mismatches": mismatches}
+
+
+# --- verification, Modelfile ------------------------------------------------------------------
+def verify(model: Path) -> dict:
+    """Load, answer a sample note through the pipeline, parse. Raises ExportError on failure."""
+    from models.contract import parse_answer
+    from models.pipeline import Pipeline
+    from models.runtimes import RuntimeUnavailable, open_runtime
+
+    started = time.perf_counter()
+    try:
+        runtime = open_runtime(str(model))
+    except RuntimeUnavailable as exc:
+        raise ExportError(f"{model} does not load: {exc}") from exc
+    load_s = time.perf_counter() - started
+    result = Pipeline(runtime, max_tokens=128).suggest(VERIFY_NOTES[0])
+    runtime.close()
+    parsed = parse_answer(result.raw_answers[0])
+    if parsed.mode not in ("json", "repaired"):
+        raise ExportError(f"{model} answered outside the contract: {result.raw_answers[0][:200]!r}")
+    return {"load_seconds": round(load_s, 2), "answer_seconds": round(result.seconds, 2),
+            "parse_mode": parsed.mode, "codes": result.codes}
+
+
+def write_modelfile(gguf: Path, chat_template: str) -> Path:
+    from .modelfile import render_modelfile
+
+    path = gguf.parent / "Modelfile"
+    write_text_atomic(path, render_modelfile(f"./{gguf.name}", chat_template))
+    return path
+
+
+def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str] | None = None,
+        onnx_types: list[str] | None = None) -> dict:
+    from .manifest import record_stage
+
+    started = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    merged = run_dir / "merged"
+    if not (merged / "config.json").exists():
+        raise ExportError(f"No merged model in {merged}: run `python -m builder merge` first.")
+    formats = formats or ["gguf", "onnx"]
+    unknown = set(formats) - {"gguf", "onnx"}
+    if unknown:
+        raise ExportError(f"Unknown format(s) {sorted(unknown)}: use gguf and/or onnx.")
+    gguf_types = gguf_types or [DEFAULT_GGUF]
+    onnx_types = onnx_types or list(ONNX_TYPES)
+    report: dict = {"gguf": {}, "onnx": {}}
+    outputs: list[Path] = []
+
+    if "gguf" in formats:
+        t = time.perf_counter()
+        files = export_gguf(merged, run_dir, gguf_types)
+        report["gguf_seconds"] = round(time.perf_counter() - t, 1)
+        for path in files:
+            meta = gguf_metadata(path)
+            if meta["tokenizer_model"] != "gpt2" and _is_byte_level(merged):
+                # llama.cpp would abort the process on the first prompt, not raise.
+                raise ExportError(f"{path.name} got a {meta['tokenizer_model']!r} vocabulary for "
+                                  "a byte-level BPE tokenizer; refusing to load it.")
+            template = meta["chat_template"] or ""
+            if not template or ("<|im_end|>" in template and meta["eos_token"] != "<|im_end|>"):
+                raise ExportError(f"{path.name} lacks the chat template or the <|im_end|> stop "
+                                  f"token (eos={meta['eos_token']!r}).")
+            report["gguf"][path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path),
+                                         "eos_token": meta["eos_token"], "verify": verify(path)}
+            outputs.append(path)
+        default = gguf_path(run_dir, DEFAULT_GGUF if DEFAULT_GGUF in [q.upper() for q in gguf_types]
+                            else gguf_types[0].upper())
+        modelfile = write_modelfile(default, gguf_metadata(default)["chat_template"])
+        report["modelfile"] = str(modelfile)
+        outputs.append(modelfile)
+
+    if "onnx" in formats:
+        bad = set(onnx_types) - set(ONNX_TYPES)
+        if bad:
+            raise ExportError(f"Unknown ONNX type(s) {sorted(bad)}: use fp32 and/or int8.")
+        t = time.perf_counter()
+        fp32 = export_onnx_fp32(merged, onnx_path(run_dir, "fp32"))
+        match = greedy_tokens_match(merged, fp32)
+        if match["mismatches"]:
+            raise ExportError(f"ONNX fp32 greedy tokens differ from PyTorch: {match['mismatches'][:1]}")
+        report["onnx"]["fp32"] = {"greedy_match": match}
+        if "int8" in onnx_types:
+            quantize_onnx_int8(fp32, onnx_path(run_dir, "int8"))
+        report["onnx_seconds"] = round(time.perf_counter() - t, 1)
+        for kind in onnx_types:
+            folder = onnx_path(run_dir, kind)
+            model_file = folder / "model.onnx"
+            report["onnx"].setdefault(kind, {}).update(
+                {"bytes": model_file.stat().st_size, "sha256": sha256_file(model_file),
+                 "verify": verify(folder)})
+            outputs += sorted(p for p in folder.iterdir() if p.is_file())
+        if "fp32" not in onnx_types:  # made only to quantize from
+            shutil.rmtree(onnx_path(run_dir, "fp32"), ignore_errors=True)
+
+    record_stage(run_dir, "export", {"formats": formats, "gguf_types": gguf_types,
+                                     "onnx_types": onnx_types}, {"merged": str(merged)}, outputs,
+                 time.perf_counter() - started, {"exports": report})
+    return report

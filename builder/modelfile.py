@@ -1,0 +1,51 @@
+"""The Ollama Modelfile for an exported GGUF: Go template matching the model's chat template,
+its stop tokens, greedy decoding, and the contract's system prompt.
+
+Ollama renders templates in Go's text/template; the model's own template is Jinja. We recognise
+the two chat formats our profiles use (ChatML: SmolLM2, Qwen; Llama 3 headers) and refuse others
+rather than guess, since a wrong template silently ruins answers.
+"""
+from __future__ import annotations
+
+from models.contract import SYSTEM_PROMPT
+
+CHATML_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ .Content }}<|im_end|>
+{{ end }}<|im_start|>assistant
+"""
+LLAMA3_TEMPLATE = """<|begin_of_text|>{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>
+
+{{ .Content }}<|eot_id|>
+{{- end }}<|start_header_id|>assistant<|end_header_id|>
+
+"""
+CHAT_FORMATS = {
+    "chatml": ("<|im_start|>", CHATML_TEMPLATE, ["<|im_end|>", "<|im_start|>"]),
+    "llama3": ("<|start_header_id|>", LLAMA3_TEMPLATE, ["<|eot_id|>", "<|start_header_id|>"]),
+}
+
+
+class UnknownChatFormat(ValueError):
+    pass
+
+
+def chat_format(jinja_template: str) -> str:
+    for name, (marker, _, _) in CHAT_FORMATS.items():
+        if marker in jinja_template:
+            return name
+    raise UnknownChatFormat("The model's chat template is neither ChatML nor Llama 3; write the "
+                            "Modelfile TEMPLATE by hand (https://ollama.com/blog/modelfile).")
+
+
+def render_modelfile(gguf_ref: str, jinja_template: str, num_ctx: int = 4096) -> str:
+    _, template, stops = CHAT_FORMATS[chat_format(jinja_template)]
+    system = SYSTEM_PROMPT.replace('"""', '\\"\\"\\"')
+    lines = [f"# Ollama Modelfile for the ICD-10-CM coder. Create the model with:",
+             f"#   ollama create icd10-coder -f Modelfile",
+             f"FROM {gguf_ref}",
+             f'TEMPLATE """{template}"""',
+             f'SYSTEM """{system}"""',
+             "PARAMETER temperature 0",
+             f"PARAMETER num_ctx {num_ctx}"]
+    lines += [f'PARAMETER stop "{s}"' for s in stops]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,105 @@
+"""Settings: which model runs, and the privacy choices. Remembered with QSettings."""
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
+                               QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget)
+
+from desktop.model_choice import ModelChoice, discover
+
+KIND_LABELS = {
+    "gguf": "GGUF model file (llama.cpp, on this computer)",
+    "onnx": "ONNX model folder (ONNX Runtime, on this computer)",
+    "ollama": "Ollama model (local Ollama server)",
+    "openai": "LM Studio or OpenAI-compatible server",
+    "retrieval": "No language model (retrieval only)",
+}
+PHI_WARNING = ("Notes may contain protected health information. Allow a server on another "
+               "computer only if it is approved to receive PHI.")
+
+
+def load_choice(settings: QSettings) -> ModelChoice | None:
+    kind = settings.value("model/kind", "", str)
+    if not kind:
+        return None
+    return ModelChoice(kind, settings.value("model/value", "", str),
+                       settings.value("model/allow_remote", False, bool))
+
+
+def save_choice(settings: QSettings, choice: ModelChoice) -> None:
+    settings.setValue("model/kind", choice.kind)
+    settings.setValue("model/value", choice.value)
+    settings.setValue("model/allow_remote", choice.allow_remote)
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, choice: ModelChoice | None, store_note: bool, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(620)
+        self.kind = QComboBox()
+        for kind, label in KIND_LABELS.items():
+            self.kind.addItem(label, kind)
+        self.value = QComboBox(editable=True)
+        self.value.setMinimumContentsLength(40)
+        self.browse = QPushButton("Browse…")
+        self.allow_remote = QCheckBox("Allow servers on other computers")
+        self.warning = QLabel(PHI_WARNING, wordWrap=True)
+        self.warning.setStyleSheet("color: #8a4b00;")
+        self.store_note = QCheckBox("Keep the note text in the audit log (off: only its fingerprint)")
+        self.store_note.setChecked(store_note)
+
+        row = QWidget()
+        row_layout = QHBoxLayout(row)
+        row_layout.setContentsMargins(0, 0, 0, 0)
+        row_layout.addWidget(self.value, 1)
+        row_layout.addWidget(self.browse)
+        form = QFormLayout()
+        form.addRow("Model", self.kind)
+        form.addRow("", row)
+        form.addRow("", self.allow_remote)
+        form.addRow("", self.warning)
+        form.addRow("Audit log", self.store_note)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+        self.kind.currentIndexChanged.connect(self._kind_changed)
+        self.browse.clicked.connect(self._browse)
+        self.allow_remote.toggled.connect(self.warning.setVisible)
+        choice = choice or ModelChoice()
+        self.kind.setCurrentIndex(max(0, self.kind.findData(choice.kind)))
+        self._kind_changed()
+        self.value.setCurrentText(choice.value)
+        self.allow_remote.setChecked(choice.allow_remote)
+        self.warning.setVisible(choice.allow_remote)
+
+    def _kind_changed(self) -> None:
+        kind = self.kind.currentData()
+        self.value.clear()
+        if kind in ("gguf", "onnx"):
+            for model in discover():
+                if model.kind == kind:
+                    self.value.addItem(str(model.path))
+        placeholder = {"ollama": "icd10-coder:q4_k_m", "openai": "http://127.0.0.1:1234/v1#icd10-coder"}
+        self.value.lineEdit().setPlaceholderText(placeholder.get(kind, ""))
+        self.value.setEnabled(kind != "retrieval")
+        self.browse.setVisible(kind in ("gguf", "onnx"))
+        self.allow_remote.setVisible(kind == "openai")
+        self.warning.setVisible(kind == "openai" and self.allow_remote.isChecked())
+
+    def _browse(self) -> None:
+        if self.kind.currentData() == "gguf":
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", "", "GGUF models (*.gguf)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose an exported ONNX folder")
+        if path:
+            self.value.setCurrentText(path)
+
+    def choice(self) -> ModelChoice:
+        kind = self.kind.currentData()
+        return ModelChoice(kind, self.value.currentText().strip(),
+                           kind == "openai" and self.allow_remote.isChecked())

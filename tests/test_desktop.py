@@ -1,0 +1,206 @@
+"""The desktop app on real widgets (Qt offscreen): the retrieval runtime where the test is about
+the UI, the real 135M GGUF through llama.cpp where it is about running a model."""
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication  # noqa: E402
+
+from desktop.__main__ import SAMPLE_NOTE, choice_from_arg  # noqa: E402
+from desktop.model_choice import ModelChoice, discover, is_loopback, runtime_spec, ModelChoiceError  # noqa: E402
+from desktop.review import Decision  # noqa: E402
+
+from .conftest import ROOT, run_module  # noqa: E402
+
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+
+@pytest.fixture
+def audit_log(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("ICD10_CODER_AUDIT", str(path))
+    return path
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, audit_log):
+    from desktop._qt.main_window import MainWindow
+
+    def make(choice: ModelChoice | None = ModelChoice("retrieval"), load: bool = True):
+        window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat), choice)
+        qtbot.addWidget(window)
+        window.show()
+        if load and choice is not None:
+            with qtbot.waitSignal(window.model_ready, timeout=60_000):
+                window.load_model()
+        return window
+    return make
+
+
+def suggest_and_wait(qtbot, window, note: str, timeout=120_000):
+    window.editor.setPlainText(note)
+    assert window.suggest_action.isEnabled()
+    window.suggest_action.trigger()
+    qtbot.waitUntil(lambda: window.suggest_worker is None, timeout=timeout)
+
+
+def test_paste_suggest_review_copy_and_audit(qtbot, make_window, audit_log):
+    window = make_window()
+    assert QFontMetrics(QFont()).inFont("A"), "no font: text would render as boxes"
+    suggest_and_wait(qtbot, window, SAMPLE_NOTE)
+    model = window.table_model
+    codes = [model.index(r, 0).data() for r in range(model.rowCount())]
+    assert "E11.9" in codes and "I10" in codes
+    # Selecting a suggestion highlights its evidence in the note.
+    row = codes.index("I10")
+    window.table.selectRow(row)
+    highlighted = [s.cursor.selectedText() for s in window.editor.extraSelections()]
+    assert highlighted and "hypertension" in highlighted[0].lower()
+    # Accept with the keyboard, reject with the button.
+    window.table.setFocus()
+    qtbot.keyClick(window.table, "a")
+    assert window.review.items[row].decision is Decision.ACCEPTED
+    window.table.selectRow(codes.index("E11.9"))
+    window.accept_button.click()
+    others = [c for c in codes if c not in ("I10", "E11.9")]
+    if others:
+        window.table.selectRow(codes.index(others[0]))
+        window.reject_button.click()
+        assert window.review.items[codes.index(others[0])].decision is Decision.REJECTED
+    accepted = sorted(i.suggestion.code for i in window.review.accepted)
+    assert accepted == ["E11.9", "I10"]
+    # Copy: one code per line, with its description.
+    window.copy_action.trigger()
+    lines = QGuiApplication.clipboard().text().splitlines()
+    assert {line.split("\t")[0] for line in lines} == set(accepted)
+    assert "Essential (primary) hypertension" in QGuiApplication.clipboard().text()
+    record = json.loads(audit_log.read_text().splitlines()[-1])
+    assert set(record["accepted"]) == set(accepted) and record["edition"].endswith("FY2026")
+    assert "note" not in record and SAMPLE_NOTE[:40] not in audit_log.read_text()  # no PHI by default
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    window.table.selectRow(row)
+    assert window.grab().save(str(SCREENSHOTS / "main-window-retrieval.png"))
+
+
+def test_export_csv_and_json(qtbot, make_window, tmp_path):
+    window = make_window()
+    suggest_and_wait(qtbot, window, SAMPLE_NOTE)
+    window.table.selectRow(0)
+    window.accept_button.click()
+    window.export_review(str(tmp_path / "codes.csv"))
+    window.export_review(str(tmp_path / "codes.json"))
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "codes.csv").read_text())))
+    assert rows[0]["decision"] == "accepted" and len(rows) == len(window.review.items)
+    data = json.loads((tmp_path / "codes.json").read_text())
+    assert data["codes"][0]["decision"] == "accepted" and "note" not in data
+
+
+def test_lookup_adds_a_code_by_hand(qtbot, make_window):
+    window = make_window()
+    window.tabs.setCurrentIndex(1)
+    window.lookup.search.setText("type 2 diabetes mellitus with diabetic chronic kidney disease")
+    window.lookup.run_search()
+    assert window.lookup.results.topLevelItem(0).text(0) == "E11.22"
+    assert "Excludes1" in window.lookup.detail.toPlainText() or "Parents" in window.lookup.detail.toPlainText()
+    window.lookup.add_button.click()
+    assert [i.suggestion.code for i in window.review.accepted] == ["E11.22"]
+    assert window.review.items[0].added_by_hand
+    window.lookup.search.setText("E11")  # a category: browsable, not acceptable
+    window.lookup.run_search()
+    assert window.lookup.current == "E11" and not window.lookup.add_button.isEnabled()
+    assert "E11.9" in window.lookup.detail.toPlainText()  # its children are listed
+
+
+def test_empty_note_cannot_be_sent_and_says_why(qtbot, make_window):
+    window = make_window()
+    window.editor.setPlainText("   \n ")
+    assert not window.suggest_action.isEnabled()
+    window.suggest()  # even if forced, the note check answers, nothing crashes
+    qtbot.waitUntil(lambda: window.suggest_worker is None, timeout=10_000)
+    assert "empty" in window.last_error.lower()
+
+
+def test_huge_note_is_coded_in_chunks_with_progress(qtbot, make_window):
+    window = make_window()
+    note = (SAMPLE_NOTE + "\n\n") * (200_000 // (len(SAMPLE_NOTE) + 2))
+    assert len(note) <= 200_000
+    seen = []
+    window.editor.setPlainText(note)
+    window.suggest_action.trigger()
+    window.suggest_worker.progress.connect(lambda done, total: seen.append((done, total)))
+    qtbot.waitUntil(lambda: window.suggest_worker is None, timeout=240_000)
+    assert seen and seen[-1][0] == seen[-1][1] > 10
+    assert "I10" in [i.suggestion.code for i in window.review.items]
+
+
+def test_bad_model_path_gives_a_message_not_a_crash(qtbot, make_window, tmp_path):
+    window = make_window(ModelChoice("gguf", str(tmp_path / "missing.gguf")), load=False)
+    window.load_model()
+    assert "does not exist" in window.last_error and window.pipeline is None
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\x00" * 100)
+    window.last_error = ""
+    window.load_model(ModelChoice("gguf", str(corrupt)))
+    qtbot.waitUntil(lambda: bool(window.last_error), timeout=30_000)
+    assert "corrupt" in window.last_error or "could not load" in window.last_error
+    assert window.pipeline is None and not window.suggest_action.isEnabled()
+
+
+def test_cancel_mid_run_on_the_real_model(qtbot, make_window):
+    from builder.base_model import embedded_gguf
+
+    window = make_window(ModelChoice("gguf", str(embedded_gguf())))
+    window.editor.setPlainText(SAMPLE_NOTE)
+    window.suggest_action.trigger()
+    assert window.cancel_action.isEnabled()
+    qtbot.wait(300)
+    with qtbot.waitSignal(window.suggest_worker.cancelled, timeout=30_000):
+        window.cancel_action.trigger()
+    qtbot.waitUntil(lambda: window.suggest_worker is None, timeout=5_000)
+    assert window.review is None and not window.editor.isReadOnly()
+    # The model still works after a cancel.
+    suggest_and_wait(qtbot, window, SAMPLE_NOTE)
+    assert window.review is not None and window.review.result.runtime.startswith("llama.cpp")
+
+
+def test_remote_servers_need_an_explicit_opt_in():
+    assert is_loopback("http://127.0.0.1:1234/v1") and is_loopback("localhost:11434")
+    assert not is_loopback("https://api.example.com/v1")
+    with pytest.raises(ModelChoiceError, match="patient"):
+        runtime_spec(ModelChoice("openai", "https://api.example.com/v1#m"))
+    assert runtime_spec(ModelChoice("openai", "https://api.example.com/v1#m", allow_remote=True))
+    assert runtime_spec(ModelChoice("openai", "http://127.0.0.1:1234/v1#m")).startswith("openai:")
+
+
+def test_built_models_are_found_through_run_manifests(tmp_path):
+    run = tmp_path / "run1"
+    (run / "gguf").mkdir(parents=True)
+    (run / "gguf/icd10-coder-Q4_K_M.gguf").write_bytes(b"GGUF")
+    (run / "gguf/icd10-coder-Q8_0.gguf").write_bytes(b"GGUF")
+    manifest = {"stages": {"export": {"finished_at": "2026-11-28T10:00:00+0000", "outputs": {
+        "gguf/icd10-coder-Q8_0.gguf": {}, "gguf/icd10-coder-Q4_K_M.gguf": {},
+        "gguf/gone.gguf": {}}}}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken/manifest.json").write_text("{not json")
+    found = discover([tmp_path])
+    assert [m.path.name for m in found] == ["icd10-coder-Q4_K_M.gguf", "icd10-coder-Q8_0.gguf"]
+
+
+def test_self_test_runs_the_app_end_to_end(tmp_path):
+    from builder.base_model import embedded_gguf
+
+    proc = run_module("desktop", "--self-test", "--model", str(embedded_gguf()),
+                      env={"QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path),
+                           "ICD10_CODER_AUDIT": str(tmp_path / "audit.jsonl")}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "self-test: OK" in proc.stdout and "FY2026" in proc.stdout
+    proc = run_module("desktop", "--self-test", "--model", str(tmp_path / "nope.gguf"),
+                      env={"QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)})
+    assert proc.returncode == 1 and "does not exist" in proc.stderr

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from models.files import atomic_path, sha256_file, write_text_atomic
+from models.files import atomic_dir, atomic_path, sha256_file, write_text_atomic
 
 from .base_model import byte_level_fix
 from .config import BuildConfig
@@ -133,16 +133,11 @@ def _is_byte_level(merged: Path) -> bool:
 def export_onnx_fp32(merged: Path, out: Path) -> Path:
     from optimum.exporters.onnx import main_export
 
-    tmp = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:
         main_export(str(merged), tmp, task="text-generation-with-past", device="cpu",
                     do_validation=False, local_files_only=True)
-        _copy_model_card(merged, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if (merged / "chat_template.jinja").exists() and not (tmp / "chat_template.jinja").exists():
+            shutil.copy2(merged / "chat_template.jinja", tmp / "chat_template.jinja")
     return out
 
 
@@ -151,23 +146,12 @@ def quantize_onnx_int8(fp32: Path, out: Path) -> Path:
     # unsigned weights saturate on VNNI-less CPUs (onnxruntime's own advice).
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        shutil.copytree(fp32, tmp, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
+    with atomic_dir(out) as tmp:
+        shutil.copytree(fp32, tmp, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
         quantize_dynamic(fp32 / "model.onnx", tmp / "model.onnx", weight_type=QuantType.QInt8,
                          per_channel=False)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _copy_model_card(src: Path, dst: Path) -> None:
-    for name in ("chat_template.jinja",):
-        if (src / name).exists() and not (dst / name).exists():
-            shutil.copy2(src / name, dst / name)
 
 
 def greedy_tokens_match(merged: Path, onnx_dir: Path, max_tokens: int = 24) -> dict:

@@ -9,7 +9,9 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+import time  # noqa: E402
+
+from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication  # noqa: E402
 
 from desktop.__main__ import SAMPLE_NOTE, choice_from_arg  # noqa: E402
@@ -130,12 +132,21 @@ def test_huge_note_is_coded_in_chunks_with_progress(qtbot, make_window):
     window = make_window()
     note = (SAMPLE_NOTE + "\n\n") * (200_000 // (len(SAMPLE_NOTE) + 2))
     assert len(note) <= 200_000
-    seen = []
+    seen, ticks = [], []
     window.editor.setPlainText(note)
+    timer = QTimer(interval=50)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    started = time.perf_counter()
+    timer.start()
     window.suggest_action.trigger()
     window.suggest_worker.progress.connect(lambda done, total: seen.append((done, total)))
     qtbot.waitUntil(lambda: window.suggest_worker is None, timeout=240_000)
+    timer.stop()
+    elapsed = time.perf_counter() - started
     assert seen and seen[-1][0] == seen[-1][1] > 10
+    # The UI thread kept running its event loop: no gap between timer ticks above half a second.
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert elapsed > 1 and len(ticks) > elapsed / 0.05 * 0.3 and max(gaps) < 0.5
     assert "I10" in [i.suggestion.code for i in window.review.items]
 
 

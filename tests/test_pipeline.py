@@ -173,3 +173,14 @@ def test_corrupt_gguf_is_a_clear_error_not_a_crash(tmp_path, content):
         open_runtime(str(bad))
     with pytest.raises(RuntimeUnavailable, match="does not exist"):
         open_runtime(str(tmp_path / "missing.gguf"))
+
+
+def test_a_quote_about_another_condition_is_not_evidence(cs):
+    # The model quotes the note faithfully, but the words are about diabetes, not these codes.
+    wrong = "Type 2 diabetes mellitus without complications"
+    answer = format_answer([CodedItem("R51.9", wrong), CodedItem("R07.9", wrong)])
+    result = Pipeline(ScriptedRuntime(answer), cs).suggest(NOTE)
+    by_code = {s.code: s for s in result.suggestions}
+    assert "headache" in by_code["R51.9"].evidence.text.lower()  # moved to the right words
+    chest = by_code["R07.9"]  # denied in the note: nothing supports it
+    assert chest.evidence is None and UNSUPPORTED in chest.flags

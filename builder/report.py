@@ -44,7 +44,7 @@ def run(run_dir: str, eval_dir: str | None = None) -> dict:
         raise FileNotFoundError(f"No evaluations under {out}: run `python -m builder evaluate`.")
     rows = [json.loads(p.read_text()) for p in evals]
     for m in rows:
-        m["model_mb"] = round(m.get("model_bytes", 0) / 1e6, 1) if m.get("model_bytes") else "-"
+        m["model_mb"] = round(m["model_bytes"] / 1e6) if m.get("model_bytes") else "-"
     rows.sort(key=lambda m: (_data(m), -m["micro_f1"]))
     lines = ["| data | system | notes | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]

@@ -8,7 +8,7 @@ RUN    ?= artifacts/default
 QT_APT := libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 \
           libdbus-1-3 fonts-dejavu-core
 
-.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines quantization
+.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines accuracy quantization
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,20 @@ baselines: $(PY)
 	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --system base --max-tokens 96 || exit 1; \
 	done
 	$(PY) -m builder report --run-dir $(RUN)
+
+# README "Accuracy": fine-tuned vs base vs retrieval on the same notes (first 100 of each set).
+ACC_NOTES ?= 100
+accuracy: $(PY)
+	for data in codiesp:builder/corpora/codiesp/dev synthetic-val; do \
+	  d=$$(echo $$data | sed 's#codiesp:builder/corpora/codiesp/#codiesp-#'); \
+	  $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --limit $(ACC_NOTES) \
+	    --system retrieval --out $(RUN)/eval-accuracy/$$d-retrieval && \
+	  for m in base $(RUN)/merged $(RUN)/gguf/icd10-coder-Q4_K_M.gguf; do \
+	    $(PY) -m builder evaluate --run-dir $(RUN) --data $$data --limit $(ACC_NOTES) --max-tokens 96 \
+	      --model $$m --out $(RUN)/eval-accuracy/$$d-$$(basename $$m) || exit 1; \
+	  done || exit 1; \
+	done
+	$(PY) -m builder report --run-dir $(RUN) --eval-dir $(RUN)/eval-accuracy
 
 # README "Export": accuracy, size and speed of every export against the merged model
 # (first 100 CodiEsp dev notes, answers capped at 96 tokens, one model at a time).

@@ -122,6 +122,13 @@ def export_gguf(merged: Path, run_dir: Path, qtypes: list[str], threads: int = 0
     return written
 
 
+def _previous_export(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())["stages"].get("export") or {}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
 def _is_byte_level(merged: Path) -> bool:
     tokenizer_json = merged / "tokenizer.json"
     if not tokenizer_json.exists():
@@ -278,6 +285,18 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
         if "fp32" not in onnx_types:  # made only to quantize from
             shutil.rmtree(onnx_path(run_dir, "fp32"), ignore_errors=True)
 
+    # Exports made earlier (another format or type) stay listed while their files exist: the app
+    # finds models through this manifest.
+    previous = _previous_export(run_dir)
+    for rel in previous.get("outputs", {}):
+        path = run_dir / rel
+        if path.is_file() and path not in outputs:
+            outputs.append(path)
+    for fmt in ("gguf", "onnx"):
+        for name, entry in previous.get("exports", {}).get(fmt, {}).items():
+            kept = (run_dir / "gguf" / name) if fmt == "gguf" else onnx_path(run_dir, name) / "model.onnx"
+            if name not in report[fmt] and kept.exists():
+                report[fmt][name] = entry
     record_stage(run_dir, "export", {"formats": formats, "gguf_types": gguf_types,
                                      "onnx_types": onnx_types}, {"merged": str(merged)}, outputs,
                  time.perf_counter() - started, {"exports": report})

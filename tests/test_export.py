@@ -80,8 +80,13 @@ def test_onnx_export_matches_pytorch_and_quantizes(exported_run, contract_tiny_m
     from models.runtimes import open_runtime
     from models.runtimes.onnx_runtime import OnnxRuntime
 
+    export.run(BuildConfig(run_dir=str(exported_run)), ["gguf"], ["Q8_0"])
     report = export.run(BuildConfig(run_dir=str(exported_run)), ["onnx"])
     assert report["onnx"]["fp32"]["greedy_match"]["mismatches"] == []
+    # The GGUF exported before stays listed in the manifest (the app finds models there).
+    outputs = json.loads((exported_run / "manifest.json").read_text())["stages"]["export"]["outputs"]
+    assert "gguf/icd10-coder-Q8_0.gguf" in outputs and "onnx/int8/model.onnx" in outputs
+    assert "icd10-coder-Q8_0.gguf" in report["gguf"]
     for kind in ("fp32", "int8"):
         assert report["onnx"][kind]["verify"]["codes"] == ["I10"]
     fp32 = (exported_run / "onnx/fp32/model.onnx").stat().st_size

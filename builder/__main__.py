@@ -11,9 +11,8 @@ from .config import ConfigError, load_config
 STAGES = ("data", "retriever", "report", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
           "publish", "all")
 _LATER = {
-"register": "issue 7 (Ollama and LM Studio)",
-    "serve": "issue 7 (REST server)", "benchmark": "issue 9 (benchmarks)",
-    "publish": "issue 7 (publishing)",
+    "register": "issue 7 (Ollama and LM Studio)", "serve": "issue 7 (REST server)",
+    "benchmark": "issue 9 (benchmarks)", "publish": "issue 7 (publishing)",
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from models.files import atomic_dir, atomic_path, sha256_file, write_text_atomic
 
+from .answer_check import CHECK_NOTES, AnswerCheckFailed, check_answers
 from .base_model import byte_level_fix
 from .config import BuildConfig
 from .llama_cpp_tools import ensure_converter, converter_env
@@ -26,17 +27,6 @@ GGUF_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
 DEFAULT_GGUF = "Q4_K_M"
 ONNX_TYPES = ("fp32", "int8")
 MODEL_NAME = "icd10-coder"
-
-# Fixed notes for verification: a short problem list, a negation, and a longer narrative.
-VERIFY_NOTES = (
-    "ASSESSMENT: 1. Essential hypertension, well controlled. 2. Type 2 diabetes mellitus without "
-    "complications. Patient denies chest pain.",
-    "62-year-old man admitted with community-acquired pneumonia of the right lower lobe. History of "
-    "chronic obstructive pulmonary disease and atrial fibrillation on anticoagulation.",
-    "Follow-up for major depressive disorder, recurrent, moderate. No suicidal ideation. Also "
-    "hypothyroidism on levothyroxine and obesity (BMI 32).",
-)
-
 
 class ExportError(RuntimeError):
     pass
@@ -90,10 +80,7 @@ def gguf_metadata(path: Path) -> dict:
 
     def field(name):
         f = reader.fields.get(name)
-        if f is None:
-            return None
-        value = f.contents()
-        return value
+        return f.contents() if f is not None else None
 
     tokens = field("tokenizer.ggml.tokens") or []
     eos = field("tokenizer.ggml.eos_token_id")
@@ -162,7 +149,7 @@ def quantize_onnx_int8(fp32: Path, out: Path) -> Path:
 
 
 def greedy_tokens_match(merged: Path, onnx_dir: Path, max_tokens: int = 24) -> dict:
-    """Compare greedy token ids of PyTorch fp32 and ONNX on VERIFY_NOTES (the prompts with
+    """Compare greedy token ids of PyTorch fp32 and ONNX on CHECK_NOTES (the prompts with
     candidates, as the app builds them)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -176,7 +163,7 @@ def greedy_tokens_match(merged: Path, onnx_dir: Path, max_tokens: int = 24) -> d
     onnx = OnnxRuntime(str(onnx_dir))
     pipeline = Pipeline(open_runtime("retrieval"))
     mismatches = []
-    for i, note in enumerate(VERIFY_NOTES):
+    for i, note in enumerate(CHECK_NOTES):
         messages = pipeline.prompt_messages(note)
         ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
         with torch.inference_mode():
@@ -188,29 +175,15 @@ def greedy_tokens_match(merged: Path, onnx_dir: Path, max_tokens: int = 24) -> d
         onnx_ids = onnx.generate_ids(ids[0].tolist(), max_tokens)
         if torch_ids != onnx_ids:
             mismatches.append({"note": i, "torch": torch_ids, "onnx": onnx_ids})
-    return {"prompts": len(VERIFY_NOTES), "tokens_each": max_tokens, "mismatches": mismatches}
+    return {"prompts": len(CHECK_NOTES), "tokens_each": max_tokens, "mismatches": mismatches}
 
 
 # --- verification, Modelfile ------------------------------------------------------------------
 def verify(model: Path) -> dict:
-    """Load, answer a sample note through the pipeline, parse. Raises ExportError on failure."""
-    from models.contract import parse_answer
-    from models.pipeline import Pipeline
-    from models.runtimes import RuntimeUnavailable, open_runtime
-
-    started = time.perf_counter()
     try:
-        runtime = open_runtime(str(model))
-    except RuntimeUnavailable as exc:
-        raise ExportError(f"{model} does not load: {exc}") from exc
-    load_s = time.perf_counter() - started
-    result = Pipeline(runtime, max_tokens=128).suggest(VERIFY_NOTES[0])
-    runtime.close()
-    parsed = parse_answer(result.raw_answers[0])
-    if parsed.mode not in ("json", "repaired"):
-        raise ExportError(f"{model} answered outside the contract: {result.raw_answers[0][:200]!r}")
-    return {"load_seconds": round(load_s, 2), "answer_seconds": round(result.seconds, 2),
-            "parse_mode": parsed.mode, "codes": result.codes}
+        return check_answers(str(model))
+    except AnswerCheckFailed as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def write_modelfile(gguf: Path, chat_template: str) -> Path:

@@ -14,10 +14,6 @@ from pathlib import Path
 
 from .config import BuildConfig
 
-SMOKE_NOTE = ("ASSESSMENT: 1. Essential hypertension, well controlled. 2. Type 2 diabetes mellitus "
-              "without complications. Patient denies chest pain.")
-
-
 class MergeError(RuntimeError):
     pass
 
@@ -27,10 +23,7 @@ def run(cfg: BuildConfig) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.contract import parse_answer
-    from models.pipeline import Pipeline
-    from models.runtimes import open_runtime
-
+    from .answer_check import AnswerCheckFailed, check_answers
     from .base_model import ensure_base_model
     from .manifest import record_stage
 
@@ -53,13 +46,10 @@ def run(cfg: BuildConfig) -> dict:
     os.replace(tmp, out)
     merge_seconds = time.perf_counter() - started
 
-    result = Pipeline(open_runtime(str(out)), max_tokens=128).suggest(SMOKE_NOTE)
-    parsed = parse_answer(result.raw_answers[0])
-    smoke = {"answer": result.raw_answers[0][:500], "parse_mode": parsed.mode,
-             "codes": result.codes}
-    if parsed.mode not in ("json", "repaired"):
-        raise MergeError(f"The merged model's answer does not follow the contract: "
-                         f"{result.raw_answers[0][:200]!r}. Train longer or check the data.")
+    try:
+        smoke = check_answers(str(out))
+    except AnswerCheckFailed as exc:
+        raise MergeError(f"{exc}. Train longer or check the data.") from exc
     outputs = sorted(p for p in out.iterdir() if p.is_file())
     record_stage(run_dir, "merge", {"base_model": cfg.base_model},
                  {"base_model": base, "adapter": str(adapter)}, outputs,

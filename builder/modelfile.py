@@ -40,8 +40,8 @@ def chat_format(jinja_template: str) -> str:
 def render_modelfile(gguf_ref: str, jinja_template: str, num_ctx: int = 4096) -> str:
     _, template, stops = CHAT_FORMATS[chat_format(jinja_template)]
     system = SYSTEM_PROMPT.replace('"""', '\\"\\"\\"')
-    lines = [f"# Ollama Modelfile for the ICD-10-CM coder. Create the model with:",
-             f"#   ollama create icd10-coder -f Modelfile",
+    lines = ["# Ollama Modelfile for the ICD-10-CM coder. Create the model with:",
+             "#   ollama create icd10-coder -f Modelfile",
              f"FROM {gguf_ref}",
              f'TEMPLATE """{template}"""',
              f'SYSTEM """{system}"""',

@@ -101,9 +101,11 @@ class Pipeline:
         self.use_candidates = use_candidates
         self.max_tokens = max_tokens
 
-    def prompt_messages(self, text: str) -> list[dict]:
-        """The chat messages `suggest` sends for one chunk of text (for checks and exports)."""
-        shown = self.retriever.retrieve(text, k=self.pool)[: self.k] if self.use_candidates else []
+    def prompt_messages(self, text: str, candidates: list[RetrievedCode] | None = None) -> list[dict]:
+        """The chat messages `suggest` sends for one chunk of text (also for checks and exports)."""
+        if candidates is None:
+            candidates = self.retriever.retrieve(text, k=self.pool)
+        shown = candidates[: self.k] if self.use_candidates else []
         return build_messages(text, [c.as_candidate() for c in shown])
 
     def suggest(self, note: str, cancel: threading.Event | None = None,
@@ -123,11 +125,10 @@ class Pipeline:
             for c in cands:
                 if c.code not in all_candidates or c.score > all_candidates[c.code].score:
                     all_candidates[c.code] = c
-            shown = cands[: self.k] if self.use_candidates else []
             local = [RetrievedCode(c.code, c.description, c.score, c.start - offset, c.end - offset)
                      if c.end else c for c in cands]
             request = ModelRequest(note=text, candidates=local, max_tokens=self.max_tokens,
-                                   messages=build_messages(text, [c.as_candidate() for c in shown]),
+                                   messages=self.prompt_messages(text, local),
                                    options={"threshold": self.retriever.threshold, "cancel": cancel})
             answer = self.runtime.answer(request)
             answers.append(answer)

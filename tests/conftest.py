@@ -75,7 +75,7 @@ def contract_tiny_model(tiny_llama_folder, tmp_path_factory):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from builder.export import VERIFY_NOTES
+    from builder.answer_check import CHECK_NOTES
     from models.contract import CodedItem, format_answer
     from models.pipeline import Pipeline
     from models.runtimes import open_runtime
@@ -85,7 +85,7 @@ def contract_tiny_model(tiny_llama_folder, tmp_path_factory):
     answer = format_answer([CodedItem("I10", "Essential hypertension")])
     pipeline = Pipeline(open_runtime("retrieval"))
     batch = []
-    for note in VERIFY_NOTES:
+    for note in CHECK_NOTES:
         prompt = tok.apply_chat_template(pipeline.prompt_messages(note), add_generation_prompt=True)
         target = tok.encode(answer, add_special_tokens=False) + [tok.eos_token_id]
         labels = [-100] * len(prompt) + target

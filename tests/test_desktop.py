@@ -3,7 +3,6 @@ the UI, the real 135M GGUF through llama.cpp where it is about running a model."
 import csv
 import io
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,7 @@ import time  # noqa: E402
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication  # noqa: E402
 
-from desktop.__main__ import SAMPLE_NOTE, choice_from_arg  # noqa: E402
+from desktop.__main__ import SAMPLE_NOTE  # noqa: E402
 from desktop.model_choice import ModelChoice, discover, is_loopback, runtime_spec, ModelChoiceError  # noqa: E402
 from desktop.review import Decision  # noqa: E402
 

@@ -46,13 +46,13 @@ SMOLLM_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
 
 
 def byte_level_fix(tokenizer_json: dict) -> dict | None:
-    """SmolLM2's tokenizer as the model was pretrained with it, or None when it already is.
+    """SmolLM2's tokenizer as published, or None when it already is.
 
-    transformers rebuilds the tokenizer from the GGUF lossily: `byte_fallback` on, SentencePiece
-    style decoders, and plain GPT-2 pre-tokenization, so "2024" becomes one token instead of four
-    digits. ICD-10 codes are mostly digits: train and run with the pretrained splitting. llama.cpp's
-    converter also needs it (byte_fallback makes it write a SentencePiece vocabulary whose
-    tokenizer aborts the process; an unknown pre-tokenizer is refused).
+    transformers rebuilds the tokenizer from the GGUF with `byte_fallback` on, SentencePiece-style
+    decoders, a plain GPT-2 pre-tokenizer and an `<|im_start|>` added in front of every encode.
+    Plain text still splits the same (the vocabulary has no multi-digit tokens), but llama.cpp's
+    converter cannot take it back: byte_fallback makes it write a SentencePiece vocabulary whose
+    tokenizer aborts the process, and the pre-tokenizer is not recognised.
     """
     model = tokenizer_json.get("model", {})
     if (tokenizer_json.get("pre_tokenizer") or {}).get("type") != "ByteLevel" \

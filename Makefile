@@ -39,14 +39,17 @@ train: $(PY)
 export: $(PY)
 	$(PY) -m builder export --run-dir $(RUN)
 
+# make serve [format=gguf|onnx|safetensors]: the run's model over HTTP on 127.0.0.1:8321
+format ?= gguf
 serve: $(PY)
-	$(PY) -m builder serve --run-dir $(RUN)
+	$(PY) -m builder serve --run-dir $(RUN) --format $(format)
 
 benchmark: $(PY)
 	$(PY) -m builder benchmark --run-dir $(RUN)
 
+# make publish repo=USER/NAME [dry=1]: the run's models and model card on the Hugging Face Hub
 publish: $(PY)
-	$(PY) -m builder publish --run-dir $(RUN)
+	$(PY) -m builder publish --run-dir $(RUN) --repo-id $(repo) $(if $(dry),--dry-run)
 
 # README "Accuracy": retrieval alone and the base model, on CodiEsp dev and synthetic validation.
 baselines: $(PY)

@@ -10,10 +10,7 @@ from .config import ConfigError, load_config
 
 STAGES = ("data", "retriever", "report", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
           "publish", "all")
-_LATER = {
-    "register": "issue 7 (Ollama and LM Studio)", "serve": "issue 7 (REST server)",
-    "benchmark": "issue 9 (benchmarks)", "publish": "issue 7 (publishing)",
-}
+_LATER = {"benchmark": "issue 9 (benchmarks)"}
 
 
 def _export(cfg, args) -> int:
@@ -22,6 +19,10 @@ def _export(cfg, args) -> int:
     from .modelfile import UnknownChatFormat  # noqa: PLC0415
 
     types = [t.strip() for q in (args.quantize or []) for t in q.split(",") if t.strip()]
+    if "safetensors" in (args.formats or []):
+        print(f"error: export: the safetensors model is the merged one, already in "
+              f"{cfg.run_dir}/merged; export writes gguf and onnx.", file=sys.stderr)
+        return 2
     try:
         summary = export.run(cfg, args.formats, types or None, args.onnx_types)
     except (export.ExportError, ConverterUnavailable, UnknownChatFormat) as exc:
@@ -31,9 +32,34 @@ def _export(cfg, args) -> int:
     return 0
 
 
+def _register(cfg, args) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from . import register  # noqa: PLC0415
+
+    if args.target is None:
+        print("error: register: say where: `register ollama` or `register lmstudio`.", file=sys.stderr)
+        return 2
+    try:
+        gguf = Path(args.gguf) if args.gguf else register.default_gguf(cfg.run_dir)
+        if not gguf.is_file():
+            raise register.RegisterError(f"{gguf} does not exist.")
+        if args.target == "ollama":
+            result = register.register_ollama(gguf, args.name, args.ollama_host, check=not args.no_check)
+        else:
+            result = register.register_lmstudio(gguf, args.models_dir, link=args.link)
+    except (register.RegisterError, OSError) as exc:
+        print(f"error: register {args.target}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__)
     parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("target", nargs="?", choices=("ollama", "lmstudio"),
+                        help="register: where to register the GGUF")
     parser.add_argument("--config", help="TOML file with [data], [train], [lora] sections")
     parser.add_argument("--profile", default="cpu-default",
                         help="named starting point: cpu-default (default), llama3-8b-qlora")
@@ -45,9 +71,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="codiesp:FOLDER, synthetic-val, or a .jsonl file (default: CodiEsp dev)")
     ev.add_argument("--system", default=None,
                     help="`retrieval`, `base` (the base model), or a model (same as --model)")
-    ev.add_argument("--model", default=None, help="a merged model folder or HF id")
+    ev.add_argument("--model", default=None,
+                    help="a .gguf file, an ONNX folder, a merged model folder or HF id, "
+                         "ollama:NAME or openai:URL#MODEL")
+    ev.add_argument("--allow-remote", action="store_true",
+                    help="let notes go to an Ollama/OpenAI-compatible server on another computer")
     ev.add_argument("--limit", type=int, default=0, help="only the first N notes")
-    ev.add_argument("--out", default=None, help="output folder (default <run>/eval/<data>__<system>)")
+    ev.add_argument("--out", default=None, help="evaluate: output folder (default <run>/eval/<data>__"
+                                                "<system>); publish: the folder (default <run>/publish)")
     ev.add_argument("--candidates", type=int, default=20, help="candidate codes in the prompt")
     ev.add_argument("--no-candidates", action="store_true", help="zero-shot: no candidates in the prompt")
     ev.add_argument("--max-tokens", type=int, default=384, help="answer length limit")
@@ -56,13 +87,31 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--eval-dir", default=None,
                     help="report: folder of evaluations to summarize (default <run>/eval)")
     ex = parser.add_argument_group("export")
-    ex.add_argument("--format", dest="formats", action="append", choices=("gguf", "onnx"),
-                    help="gguf and/or onnx (repeatable; default both)")
+    ex.add_argument("--format", dest="formats", action="append", choices=("gguf", "onnx", "safetensors"),
+                    help="export: gguf and/or onnx (repeatable; default both); serve: the run's "
+                         "gguf (default), onnx or safetensors (merged) model")
     ex.add_argument("--quantize", action="append", metavar="TYPE",
                     help="GGUF type(s): Q4_K_M (default), Q8_0, Q5_K_M, Q2_K, F16; repeat or "
                          "comma-separate for several")
     ex.add_argument("--onnx", dest="onnx_types", action="append", choices=("fp32", "int8"),
                     help="ONNX variant(s) to keep (default both; int8 is quantized from fp32)")
+    rg = parser.add_argument_group("register")
+    rg.add_argument("--gguf", default=None, help="the GGUF to register (default <run>/gguf/*-Q4_K_M.gguf)")
+    rg.add_argument("--name", default=None, help="Ollama model name (default icd10-coder:q4_k_m)")
+    rg.add_argument("--ollama-host", default=None, help="Ollama's URL (default OLLAMA_HOST or 127.0.0.1:11434)")
+    rg.add_argument("--no-check", action="store_true", help="Ollama: skip answering the check note")
+    rg.add_argument("--models-dir", default=None,
+                    help="LM Studio's models folder (default LMSTUDIO_MODELS_DIR or ~/.lmstudio/models)")
+    rg.add_argument("--link", action="store_true", help="LM Studio: link the GGUF instead of copying it")
+    sv = parser.add_argument_group("serve")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8321, help="port (default 8321)")
+    sv.add_argument("--allow-remote-clients", action="store_true",
+                    help="listen on a non-loopback address (put a TLS proxy in front)")
+    pb = parser.add_argument_group("publish")
+    pb.add_argument("--repo-id", default=None, help="the Hub repository, USER/NAME")
+    pb.add_argument("--dry-run", action="store_true", help="build the folder and model card only")
+    pb.add_argument("--private", action="store_true", help="create the repository as private")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides, args.profile)
@@ -84,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         system = args.model or args.system or "retrieval"
         try:
             metrics = evaluate.run(cfg, args.data, system, args.out, args.limit, args.candidates,
-                                   args.no_candidates, args.max_tokens, args.threads)
+                                   args.no_candidates, args.max_tokens, args.threads,
+                                   args.allow_remote)
         except (evaluate.EvalDataError, RuntimeUnavailable, NoteError, ValueError) as exc:
             print(f"error: evaluate: {exc}", file=sys.stderr)
             return 1
@@ -111,6 +161,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.stage == "export":
         return _export(cfg, args)
+    if args.stage == "register":
+        return _register(cfg, args)
+    if args.stage == "publish":
+        from . import publish  # noqa: PLC0415
+
+        if not args.repo_id:
+            print("error: publish: give --repo-id USER/NAME.", file=sys.stderr)
+            return 2
+        try:
+            result = publish.publish(cfg.run_dir, args.repo_id, args.out, args.dry_run, args.private)
+        except publish.PublishError as exc:
+            print(f"error: publish: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.stage == "serve":
+        from . import serve  # noqa: PLC0415
+
+        try:
+            model = args.model or serve.default_model(cfg.run_dir, (args.formats or ["gguf"])[-1])
+            serve.serve(model, args.host, args.port, args.allow_remote_clients, args.allow_remote)
+        except serve.ServeError as exc:
+            print(f"error: serve: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.stage in ("data", "all"):
         from .data import build  # noqa: PLC0415
         from .data.codiesp import CorpusError  # noqa: PLC0415

@@ -20,20 +20,25 @@ class AnswerCheckFailed(RuntimeError):
     pass
 
 
-def check_answers(model: str) -> dict:
-    """Load `model`, answer CHECK_NOTES[0], parse. Raises AnswerCheckFailed with the reason."""
+def check_answers(model: str, **options) -> dict:
+    """Load `model`, answer CHECK_NOTES[0], parse. Raises AnswerCheckFailed with the reason.
+    `options` go to open_runtime (e.g. allow_remote: the check note is not a patient's)."""
     from models.contract import parse_answer
     from models.pipeline import Pipeline
     from models.runtimes import RuntimeUnavailable, open_runtime
 
     started = time.perf_counter()
     try:
-        runtime = open_runtime(model)
+        runtime = open_runtime(model, **options)
     except RuntimeUnavailable as exc:
         raise AnswerCheckFailed(f"{model} does not load: {exc}") from exc
     load_s = time.perf_counter() - started
-    result = Pipeline(runtime, max_tokens=128).suggest(CHECK_NOTES[0])
-    runtime.close()
+    try:
+        result = Pipeline(runtime, max_tokens=128).suggest(CHECK_NOTES[0])
+    except RuntimeUnavailable as exc:
+        raise AnswerCheckFailed(f"{model} loaded but did not answer: {exc}") from exc
+    finally:
+        runtime.close()
     answer = result.raw_answers[0]
     parsed = parse_answer(answer)
     if parsed.mode not in ("json", "repaired"):

@@ -130,7 +130,7 @@ def recall_at(rows: list[dict], k: int) -> float:
 
 def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, limit: int = 0,
         candidates: int = 20, no_candidates: bool = False, max_tokens: int = 384,
-        threads: int = 0) -> dict:
+        threads: int = 0, allow_remote: bool = False) -> dict:
     started = time.perf_counter()
     cs = codeset_mod.load()
     notes = load_notes(data, cfg)
@@ -141,7 +141,8 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         from .base_model import ensure_base_model
 
         system = ensure_base_model(cfg.base_model)
-    runtime = open_runtime(system, **({"threads": threads} if threads and system != "retrieval" else {}))
+    options = {"threads": threads} if threads and system != "retrieval" else {}
+    runtime = open_runtime(system, allow_remote=allow_remote, **options)
     pipeline = Pipeline(runtime, cs, candidates=candidates, use_candidates=not no_candidates,
                         max_tokens=max_tokens)
     rows, latencies, bad_gold, invalid, predicted_total = [], [], 0, 0, 0

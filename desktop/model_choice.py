@@ -6,12 +6,12 @@ refused unless the user turned on `allow_remote` knowingly: notes may contain PH
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+
+from models.net import RemoteNotAllowed, check_destination, is_loopback, ollama_url  # noqa: F401
 
 KINDS = ("gguf", "onnx", "ollama", "openai", "retrieval")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -82,16 +82,6 @@ def default_choice(roots: list[Path] | None = None) -> ModelChoice | None:
     return ModelChoice(models[0].kind, str(models[0].path)) if models else None
 
 
-def is_loopback(url: str) -> bool:
-    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def runtime_spec(choice: ModelChoice) -> str:
     """The `open_runtime` spec for a choice, after the privacy check."""
     if choice.kind not in KINDS:
@@ -108,9 +98,29 @@ def runtime_spec(choice: ModelChoice) -> str:
         return str(path)
     if choice.kind == "openai":
         url = choice.value.split("#", 1)[0]
-        if not is_loopback(url) and not choice.allow_remote:
-            raise ModelChoiceError(f"{url} is not on this computer. Notes may contain patient "
-                                   "information: allow remote servers in Settings only if this "
-                                   "server is approved for PHI.")
-        return f"openai:{choice.value}"
-    return f"ollama:{choice.value}"
+    else:
+        url = ollama_url(choice.value.split("#", 1)[0] if "#" in choice.value else None)
+    try:
+        check_destination(url, choice.allow_remote, "The Ollama server" if choice.kind == "ollama"
+                          else "The server")
+    except RemoteNotAllowed as exc:
+        raise ModelChoiceError(str(exc)) from exc
+    return f"{choice.kind}:{choice.value}"
+
+
+def server_models(kind: str, timeout: float = 0.5) -> tuple[str, list[str] | None]:
+    """(server URL, the models it offers now as Settings values), None when nothing answers
+    there: the local Ollama, or LM Studio's default port. Short timeout: Settings opens at once."""
+    import httpx
+
+    from models.net import DEFAULT_LMSTUDIO_URL
+
+    url = ollama_url() if kind == "ollama" else DEFAULT_LMSTUDIO_URL
+    try:
+        if kind == "ollama":
+            response = httpx.get(f"{url}/api/tags", timeout=timeout, trust_env=False)
+            return url, [m["name"] for m in response.json().get("models", [])]
+        response = httpx.get(f"{url}/models", timeout=timeout, trust_env=False)
+        return url, [f"{url}#{m['id']}" for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+        return url, None

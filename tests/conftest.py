@@ -106,3 +106,43 @@ def contract_tiny_model(tiny_llama_folder, tmp_path_factory):
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def contract_tiny_gguf(contract_tiny_model, tmp_path_factory):
+    """The contract-following tiny model exported through `builder export` as a Q8_0 GGUF."""
+    import shutil
+
+    from builder import export
+    from builder.config import BuildConfig
+
+    run = tmp_path_factory.mktemp("tiny-gguf-run")
+    shutil.copytree(contract_tiny_model, run / "merged")
+    export.run(BuildConfig(run_dir=str(run)), ["gguf"], ["Q4_K_M"])
+    return export.gguf_path(run, "Q4_K_M")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc=None, timeout: float = 120) -> None:
+    """Until url answers (any HTTP status); fails early with the server's output if it died."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
+        try:
+            httpx.get(url, timeout=2, trust_env=False)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer in {timeout} s")

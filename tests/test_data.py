@@ -226,7 +226,9 @@ def test_data_cli_reports_bad_config_and_bad_corpus(tmp_path):
 
 
 def test_later_stages_say_where_they_arrive(tmp_path):
-    out = run_module("builder", "serve")
-    assert out.returncode == 3 and "issue 7" in out.stderr
+    out = run_module("builder", "benchmark")
+    assert out.returncode == 3 and "issue 9" in out.stderr
+    out = run_module("builder", "serve", "--run-dir", str(tmp_path))
+    assert out.returncode == 1 and "builder export --format gguf" in out.stderr
     out = run_module("builder", "export", "--run-dir", str(tmp_path))
     assert out.returncode == 1 and "builder merge" in out.stderr and "Traceback" not in out.stderr

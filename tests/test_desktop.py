@@ -186,6 +186,40 @@ def test_remote_servers_need_an_explicit_opt_in():
         runtime_spec(ModelChoice("openai", "https://api.example.com/v1#m"))
     assert runtime_spec(ModelChoice("openai", "https://api.example.com/v1#m", allow_remote=True))
     assert runtime_spec(ModelChoice("openai", "http://127.0.0.1:1234/v1#m")).startswith("openai:")
+    with pytest.raises(ModelChoiceError, match="Ollama server.*not on this computer"):
+        runtime_spec(ModelChoice("ollama", "http://10.0.0.2:11434#icd10-coder:q4_k_m"))
+    assert runtime_spec(ModelChoice("ollama", "icd10-coder:q4_k_m")) == "ollama:icd10-coder:q4_k_m"
+
+
+def test_app_codes_through_a_local_ollama_model(qtbot, make_window, contract_tiny_gguf, tmp_path,
+                                                monkeypatch):
+    from builder.answer_check import CHECK_NOTES
+    from builder.register import register_ollama
+    from desktop._qt.settings_dialog import SettingsDialog
+
+    from .fake_ollama import FakeOllama
+
+    with FakeOllama(tmp_path / "blobs") as ollama:
+        register_ollama(contract_tiny_gguf, host=ollama.url, check=False)
+        monkeypatch.setenv("OLLAMA_HOST", ollama.url)
+        dialog = SettingsDialog(ModelChoice("ollama", ""), False)
+        qtbot.addWidget(dialog)
+        dialog.kind.setCurrentIndex(dialog.kind.findData("ollama"))
+        # Settings lists what the local Ollama has; the remote opt-in is there, off.
+        assert [dialog.value.itemText(i) for i in range(dialog.value.count())] == ["icd10-coder:q4_k_m"]
+        assert not dialog.allow_remote.isChecked()
+        assert dialog.server_status.text() == f"Ollama at {ollama.url} offers 1 model(s)."
+        dialog.show()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        dialog.grab().save(str(SCREENSHOTS / "settings-ollama.png"))
+        window = make_window(dialog.choice(), load=False)
+        window.load_model()
+        qtbot.waitUntil(lambda: window.pipeline is not None or bool(window.last_error), timeout=60_000)
+        assert window.pipeline is not None, window.last_error
+        suggest_and_wait(qtbot, window, CHECK_NOTES[0])
+        codes = [window.table_model.index(r, 0).data() for r in range(window.table_model.rowCount())]
+        assert codes == ["I10"] and window.review.result.runtime.startswith("ollama:")
+        assert ollama.chat_bodies and ollama.chat_bodies[-1]["messages"][1]["content"].count(CHECK_NOTES[0]) == 1
 
 
 def test_built_models_are_found_through_run_manifests(tmp_path):

@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
         self.pipeline = None
         self.model_label.setText(f"Loading {choice.label()}…")
         self._update_actions()
-        worker = workers.LoadModelWorker(spec)
+        worker = workers.LoadModelWorker(spec, allow_remote=choice.allow_remote)
         worker.loaded.connect(self._model_loaded)
         worker.failed.connect(self._model_failed)
         self._load_worker = worker  # a worker without a Python reference would be collected

@@ -5,7 +5,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget)
 
-from desktop.model_choice import ModelChoice, discover
+from desktop.model_choice import ModelChoice, discover, server_models
 
 KIND_LABELS = {
     "gguf": "GGUF model file (llama.cpp, on this computer)",
@@ -43,6 +43,8 @@ class SettingsDialog(QDialog):
         self.value = QComboBox(editable=True)
         self.value.setMinimumContentsLength(40)
         self.browse = QPushButton("Browse…")
+        self.server_status = QLabel(wordWrap=True)
+        self.server_status.setStyleSheet("color: #555;")
         self.allow_remote = QCheckBox("Allow servers on other computers")
         self.warning = QLabel(PHI_WARNING, wordWrap=True)
         self.warning.setStyleSheet("color: #8a4b00;")
@@ -57,6 +59,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.addRow("Model", self.kind)
         form.addRow("", row)
+        form.addRow("", self.server_status)
         form.addRow("", self.allow_remote)
         form.addRow("", self.warning)
         form.addRow("Audit log", self.store_note)
@@ -73,7 +76,8 @@ class SettingsDialog(QDialog):
         choice = choice or ModelChoice()
         self.kind.setCurrentIndex(max(0, self.kind.findData(choice.kind)))
         self._kind_changed()
-        self.value.setCurrentText(choice.value)
+        if choice.value:  # else the first model found stays proposed
+            self.value.setCurrentText(choice.value)
         self.allow_remote.setChecked(choice.allow_remote)
         self.warning.setVisible(choice.allow_remote)
 
@@ -84,12 +88,23 @@ class SettingsDialog(QDialog):
             for model in discover():
                 if model.kind == kind:
                     self.value.addItem(str(model.path))
+        elif kind in ("ollama", "openai"):
+            url, names = server_models(kind)  # what the local server offers now, if it runs
+            for name in names or []:
+                self.value.addItem(name)
+            server = "Ollama" if kind == "ollama" else "LM Studio"
+            self.server_status.setText(
+                f"No {server} answers at {url}" + (": start it (`ollama serve`)." if kind == "ollama"
+                                                   else ": start its server (Developer tab), or type "
+                                                        "another server's URL#model.")
+                if names is None else f"{server} at {url} offers {len(names)} model(s).")
         placeholder = {"ollama": "icd10-coder:q4_k_m", "openai": "http://127.0.0.1:1234/v1#icd10-coder"}
         self.value.lineEdit().setPlaceholderText(placeholder.get(kind, ""))
         self.value.setEnabled(kind != "retrieval")
         self.browse.setVisible(kind in ("gguf", "onnx"))
-        self.allow_remote.setVisible(kind == "openai")
-        self.warning.setVisible(kind == "openai" and self.allow_remote.isChecked())
+        self.server_status.setVisible(kind in ("ollama", "openai"))
+        self.allow_remote.setVisible(kind in ("ollama", "openai"))
+        self.warning.setVisible(kind in ("ollama", "openai") and self.allow_remote.isChecked())
 
     def _browse(self) -> None:
         if self.kind.currentData() == "gguf":
@@ -102,4 +117,4 @@ class SettingsDialog(QDialog):
     def choice(self) -> ModelChoice:
         kind = self.kind.currentData()
         return ModelChoice(kind, self.value.currentText().strip(),
-                           kind == "openai" and self.allow_remote.isChecked())
+                           kind in ("ollama", "openai") and self.allow_remote.isChecked())

@@ -19,15 +19,16 @@ class LoadModelWorker(QObject):
     loaded = Signal(object, float)  # Pipeline, seconds
     failed = Signal(str)
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, allow_remote: bool = False):
         super().__init__()
         self.spec = spec
+        self.allow_remote = allow_remote  # the user's opt-in; the runtime checks it again
 
     @Slot()
     def run(self) -> None:
         started = time.perf_counter()
         try:
-            pipeline = Pipeline(open_runtime(self.spec))
+            pipeline = Pipeline(open_runtime(self.spec, allow_remote=self.allow_remote))
         except RuntimeUnavailable as exc:
             self.failed.emit(str(exc))
             return

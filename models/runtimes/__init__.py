@@ -7,7 +7,10 @@ answer text; the pipeline parses and validates it. `open_runtime(spec)` picks on
 - a `.gguf` file: llama.cpp, constrained by the contract's grammar.
 - a folder with model.onnx (from `builder export`): ONNX Runtime, no torch.
 - a folder with config.json, or an HF id: `transformers` (torch is imported only then).
-Later: `ollama:NAME`, `openai:URL#MODEL`.
+- `ollama:NAME` or `ollama:URL#NAME`: a model served by Ollama.
+- `openai:URL#MODEL`: any OpenAI-compatible server (LM Studio, llama-cpp-python's server, vLLM).
+
+Servers must be on this machine unless the caller passes `allow_remote=True` (see models/net.py).
 """
 from __future__ import annotations
 
@@ -44,6 +47,15 @@ class Runtime(Protocol):
 
 
 def open_runtime(spec: str, **options) -> Runtime:
+    if spec.startswith("ollama:"):
+        from .ollama_runtime import OllamaRuntime
+
+        return OllamaRuntime(spec[len("ollama:"):], **_server_options(options))
+    if spec.startswith("openai:"):
+        from .openai_runtime import OpenAICompatibleRuntime
+
+        return OpenAICompatibleRuntime(spec[len("openai:"):], **_server_options(options))
+    options.pop("allow_remote", None)  # only servers can be remote
     if spec == "retrieval":
         from .retrieval import RetrievalRuntime
 
@@ -57,8 +69,7 @@ def open_runtime(spec: str, **options) -> Runtime:
         from .onnx_runtime import OnnxRuntime
 
         return OnnxRuntime(spec, **options)
-    if path.is_dir() and (path / "config.json").exists() or (not path.exists() and "/" in spec
-                                                             and not spec.startswith(("ollama:", "openai:"))):
+    if path.is_dir() and (path / "config.json").exists() or (not path.exists() and "/" in spec):
         from .transformers_runtime import TransformersRuntime
 
         return TransformersRuntime(spec, **options)
@@ -67,5 +78,10 @@ def open_runtime(spec: str, **options) -> Runtime:
                                  "give an exported ONNX folder, a Hugging Face model folder (merged "
                                  "model), or `retrieval`.")
     raise RuntimeUnavailable(f"Don't know how to run {spec!r}. Use `retrieval`, a .gguf file, an "
-                             "ONNX folder or a Hugging Face model folder; Ollama and "
-                             "OpenAI-compatible servers come later.")
+                             "ONNX folder, a Hugging Face model folder, ollama:NAME or "
+                             "openai:URL#MODEL.")
+
+
+def _server_options(options: dict) -> dict:
+    # Local-only options (threads, ...) mean nothing to a server; the privacy opt-in does.
+    return {k: v for k, v in options.items() if k in ("allow_remote", "timeout")}

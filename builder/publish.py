@@ -1,0 +1,228 @@
+"""`python -m builder publish --repo-id USER/NAME`: the run's models on the Hugging Face Hub.
+
+The published folder, built first in `<run>/publish` (or --out):
+
+    README.md                  the model card: base model, data with credits, metrics, use, limits
+    config.json, model.safetensors, tokenizer files    the merged model (transformers loads the repo)
+    gguf/*.gguf, gguf/Modelfile                         llama.cpp / Ollama / LM Studio
+    onnx/fp32/, onnx/int8/                              ONNX Runtime
+    build.json                 how it was built: each stage's config, versions, metrics, sha256
+
+Only files the run's manifest lists are published, and only if their sha256 still matches it: a
+file changed or half-written since the build is refused. `--dry-run` builds the folder and stops
+(no network). The token comes from huggingface_hub's usual places (HF_TOKEN, `hf auth login`) and is
+never printed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from models.files import atomic_dir, sha256_file
+from models.codeset import EDITION
+
+from .base_model import EMBEDDED
+
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+CODIESP_CREDIT = (
+    "CodiEsp corpus (CLEF eHealth 2020): Miranda-Escalada A., Gonzalez-Agirre A., Armengol-Estapé "
+    "J., Krallinger M. \"Overview of automatic clinical coding: annotations, guidelines, and "
+    "solutions for non-English clinical cases at CodiEsp track of CLEF eHealth 2020\". Corpus: "
+    "Zenodo 10.5281/zenodo.3693570, gold standard: Zenodo 10.5281/zenodo.3837305. CC BY 4.0.")
+
+
+class PublishError(RuntimeError):
+    """Nothing was published; the message says what to do."""
+
+
+def _manifest(run_dir: Path) -> dict:
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        raise PublishError(f"No manifest in {run_dir}: build a model first (`make all`).")
+    return json.loads(path.read_text())["stages"]
+
+
+def published_files(run_dir: Path, stages: dict) -> dict[str, Path]:
+    """Repo path -> file, for the merged model and every export, checked against the manifest."""
+    if "merge" not in stages:
+        raise PublishError(f"{run_dir} has no merged model: run `python -m builder merge` first.")
+    files: dict[str, Path] = {}
+    for stage in ("merge", "export"):
+        for rel, entry in stages.get(stage, {}).get("outputs", {}).items():
+            path = run_dir / rel
+            if not path.is_file():
+                continue  # an export removed since; the manifest keeps only what exists anyway
+            if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+                raise PublishError(f"{path} changed since `builder {stage}` wrote it (sha256 "
+                                   f"differs): run `builder {stage}` again before publishing.")
+            files[rel.removeprefix("merged/")] = path
+    return files
+
+
+def _metric_rows(stages: dict) -> list[dict]:
+    rows = []
+    for name, stage in sorted(stages.items()):
+        m = stage.get("metrics") if name.startswith("evaluate") else None
+        if m and "micro_f1" in m:
+            rows.append({"data": m["data"].removeprefix("codiesp:builder/corpora/"),
+                         "model": _model_label(m.get("label") or m["system"]), "notes": m["n_notes"],
+                         "micro_f1": m["micro_f1"], "precision": m["micro_precision"],
+                         "recall": m["micro_recall"], "p50_s": m.get("latency_p50_s")})
+    return rows
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _model_label(label: str) -> str:
+    path = Path(label.split(":", 1)[1] if label.startswith(("llama.cpp:", "onnx:")) else label)
+    return f"onnx/{path.name}" if path.parent.name == "onnx" else path.name
+
+
+def model_card(repo_id: str, stages: dict, files: dict[str, Path]) -> str:
+    train = stages.get("train", {})
+    data = stages.get("data", {}).get("config", {})
+    base = train.get("config", {}).get("base_model", EMBEDDED)
+    base_id = EMBEDDED_HUB_ID if base == EMBEDDED else base
+    summary = train.get("summary", {})
+    ggufs = sorted(p for p in files if p.endswith(".gguf"))
+    default_gguf = next((p for p in ggufs if "Q4_K_M" in p), ggufs[0] if ggufs else None)
+    sources = []
+    if data.get("codiesp"):
+        sources.append(f"  - Real clinical case reports from CodiEsp (English translation, train "
+                       f"split), re-coded to {EDITION} where codes changed. Credit: {CODIESP_CREDIT}")
+    if data.get("synthetic_train"):
+        sources.append(f"  - {data['synthetic_train']} synthetic notes written from the {EDITION} "
+                       "code set (descriptions, inclusion terms), by this project's generator.")
+    if data.get("hub_dataset"):
+        sources.append(f"  - Hub dataset `{data['hub_dataset']}` (split {data.get('hub_split', 'train')}).")
+    rows = _metric_rows(stages)
+    table = ["| data | model | notes | micro-F1 | precision | recall | s/note |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    table += [f"| {r['data']} | {r['model']} | {r['notes']} | {r['micro_f1']:.3f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {_seconds(r['p50_s'])} |" for r in rows]
+    front = ["---", "license: apache-2.0", f"base_model: {base_id}", "language:", "- en",
+             "pipeline_tag: text-generation", "library_name: transformers",
+             "tags:", "- icd-10-cm", "- medical-coding", "- clinical", "- gguf", "- onnx", "---"]
+    lines = [
+        *front, "",
+        f"# {repo_id.split('/')[-1]}: ICD-10-CM coding assistant model", "",
+        f"A small language model fine-tuned (LoRA, then merged) from [{base_id}]"
+        f"(https://huggingface.co/{base_id}) to suggest {EDITION} diagnosis codes for a clinical "
+        "note, quoting the words that support each code. It is the model behind an offline "
+        "desktop app: it is meant to run on the coder's own computer, and no note leaves it.", "",
+        "## Intended use and limits", "",
+        "- **Suggestions for a trained medical coder to review**, never final codes. Every code "
+        "must be checked against the note and the official guidelines.",
+        "- The model sees up to 20 candidate codes retrieved from the code set and answers JSON "
+        "(`{\"codes\": [{\"code\", \"evidence\"}]}`); the app validates every code against "
+        f"{EDITION} and flags codes that are not billable, lack evidence or conflict (Excludes1).",
+        "- English notes only. Trained on literature case reports and synthetic notes, not on real "
+        "encounter notes of any hospital: expect lower accuracy on other styles.",
+        "- It writes few codes per note (recall is low); retrieval alone scores higher on "
+        "CodiEsp. Do not use it for automated billing or any decision about a patient.", "",
+        "## Files", "",
+        "| file | for |", "|---|---|",
+        "| `model.safetensors`, `config.json`, tokenizer | transformers (`AutoModelForCausalLM.from_pretrained`) |",
+        *[f"| `{p}` | llama.cpp, LM Studio{', Ollama (`gguf/Modelfile`)' if p == default_gguf else ''} |"
+          for p in ggufs],
+        *[f"| `onnx/{k}/` | ONNX Runtime ({k}) |" for k in ("fp32", "int8") if f"onnx/{k}/model.onnx" in files],
+        "| `build.json` | how it was built: config, versions, metrics, sha256 of every file |", "",
+        "## Training", "",
+        f"- Base model: `{base_id}`. LoRA r={train.get('config', {}).get('lora', {}).get('r', '?')} "
+        f"on all linear layers; {summary.get('steps', '?')} steps, "
+        f"{summary.get('train_examples', '?')} training examples, best validation loss "
+        f"{summary.get('best_eval_loss', float('nan')):.3f}.",
+        "- Data:", *sources, "",
+        "## Evaluation", "",
+        "Micro-F1 of the codes against human gold codes (CodiEsp dev: real case reports; "
+        "synthetic-val: held-out synthetic notes), as measured by `python -m builder evaluate`.", "",
+        *(table if rows else ["No evaluation was recorded for this build."]), "",
+        "## Use", "",
+        "```bash",
+        f"hf download {repo_id} --local-dir icd10",
+        *([f"ollama create icd10-coder -f icd10/gguf/Modelfile        # Ollama",
+           f"llama-server -m icd10/{default_gguf} --port 8080   # OpenAI-compatible server"]
+          if default_gguf else []),
+        "```", "",
+        "`AutoModelForCausalLM.from_pretrained(\"icd10\")` loads the merged model in transformers. "
+        "The desktop app of this project (`python -m desktop --model icd10/gguf/...gguf`) builds the "
+        "prompt with the candidate codes and validates the answer; used bare, the model needs the "
+        "same prompt (see `build.json` and the project's `models/contract.py`).", "",
+        "## Credits and licenses", "",
+        f"- Base model: {base_id} (Apache-2.0).",
+        f"- {EDITION}: the official code set (public domain, CDC/NCHS), through `simple-icd-10-cm`.",
+        *([f"- {CODIESP_CREDIT}"] if data.get("codiesp") else []), "",
+    ]
+    return "\n".join(lines)
+
+
+def build_json(run_dir: Path, stages: dict, files: dict[str, Path]) -> str:
+    """Provenance, with the builder machine's paths made relative to the run (or to ~)."""
+    keep = ("finished_at", "seconds", "config", "versions", "summary", "metrics")
+    text = json.dumps({"stages": {name: {k: v for k, v in stage.items() if k in keep}
+                                  for name, stage in stages.items()},
+                       "files": {rel: sha256_file(path) for rel, path in sorted(files.items())}},
+                      indent=2, ensure_ascii=False)
+    for prefix, short in ((f"{run_dir.resolve()}/", ""), (f"{run_dir}/", ""), (str(Path.home()), "~")):
+        text = text.replace(json.dumps(prefix)[1:-1], short)
+    return text + "\n"
+
+
+def _place(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)  # same filesystem: no copy of hundreds of MB
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def build_folder(run_dir: str | Path, repo_id: str, out: str | Path | None = None) -> Path:
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir / "publish"
+    stages = _manifest(run_dir)
+    files = published_files(run_dir, stages)
+    with atomic_dir(out) as tmp:
+        for rel, path in files.items():
+            _place(path, tmp / rel)
+        (tmp / "README.md").write_text(model_card(repo_id, stages, files), encoding="utf-8")
+        (tmp / "build.json").write_text(build_json(run_dir, stages, files), encoding="utf-8")
+    return out
+
+
+def publish(run_dir: str | Path, repo_id: str, out: str | Path | None = None,
+            dry_run: bool = False, private: bool = False) -> dict:
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PublishError(f"--repo-id must be USER/NAME (or ORG/NAME), not {repo_id!r}.")
+    started = time.perf_counter()
+    folder = build_folder(run_dir, repo_id, out)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    result = {"folder": str(folder), "files": sum(1 for p in folder.rglob("*") if p.is_file()),
+              "bytes": size, "repo_id": repo_id, "dry_run": dry_run}
+    if dry_run:
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        return result
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    api = HfApi()
+    try:
+        user = api.whoami()["name"]  # fails fast without a token; the token itself is never shown
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
+                                   commit_message="Upload ICD-10-CM coder model (builder publish)")
+    except LocalTokenNotFoundError as exc:
+        raise PublishError("No Hugging Face token: run `hf auth login` or set HF_TOKEN. "
+                           f"The folder is ready in {folder}.") from exc
+    except HfHubHTTPError as exc:
+        raise PublishError(f"The Hub refused the upload: {exc}. The folder is ready in {folder}.") from exc
+    except Exception as exc:  # noqa: BLE001 - no network: requests or httpx errors, by version
+        raise PublishError(f"Could not reach the Hub ({type(exc).__name__}). The folder is ready "
+                           f"in {folder}; publish again when online.") from exc
+    result.update({"user": user, "url": str(url), "commit": getattr(commit, "oid", None),
+                   "seconds": round(time.perf_counter() - started, 1)})
+    return result

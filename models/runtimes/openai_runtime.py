@@ -1,0 +1,142 @@
+"""Any OpenAI-compatible chat server: LM Studio (port 1234), llama-cpp-python's server, vLLM.
+
+Spec: `openai:URL#MODEL`, e.g. `openai:http://127.0.0.1:1234/v1#icd10-coder`; without `#MODEL`
+the server's only model is used. Answers stream, so a cancel stops within one token (closing the
+stream stops the server's generation too).
+
+Structured output: servers differ. We ask for `json_schema` (OpenAI, LM Studio, vLLM); a server
+that rejects it gets `json_object` with the schema (llama-cpp-python), then plain JSON mode. The
+contract's parser reads whatever comes back; the pipeline validates every code.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+
+from ..contract import ANSWER_SCHEMA
+from ..net import DEFAULT_LMSTUDIO_URL, RemoteNotAllowed, check_destination
+from . import Cancelled, ModelRequest, RuntimeUnavailable
+
+RESPONSE_FORMATS = [
+    {"type": "json_schema", "json_schema": {"name": "icd10_codes", "schema": ANSWER_SCHEMA, "strict": True}},
+    {"type": "json_object", "schema": ANSWER_SCHEMA},
+    None,
+]
+
+
+def split_spec(value: str) -> tuple[str, str]:
+    url, _, model = value.partition("#")
+    url = url.strip() or DEFAULT_LMSTUDIO_URL
+    if "://" in url and url.split("://", 1)[1].count("/") == 0:
+        url += "/v1"  # http://127.0.0.1:1234 -> its OpenAI API
+    return url, model.strip()
+
+
+class OpenAICompatibleRuntime:
+    def __init__(self, value: str, allow_remote: bool = False, timeout: float = 600.0):
+        url, model = split_spec(value)
+        try:
+            self.url = check_destination(url, allow_remote, "The OpenAI-compatible server")
+        except RemoteNotAllowed as exc:
+            raise RuntimeUnavailable(str(exc)) from exc
+        key = os.environ.get("ICD10_CODER_API_KEY")
+        self.client = httpx.Client(base_url=self.url, trust_env=False,
+                                   timeout=httpx.Timeout(timeout, connect=5.0),
+                                   headers={"Authorization": f"Bearer {key}"} if key else {})
+        self.model = model or self._only_model()
+        self._check_model()
+        self.name = f"openai:{self.url}#{self.model}"
+        self.format_index = 0  # first response format this server accepts
+
+    def _get_models(self) -> list[str]:
+        try:
+            response = self.client.get("/models")
+        except httpx.HTTPError as exc:
+            raise RuntimeUnavailable(
+                f"No OpenAI-compatible server answers at {self.url} ({type(exc).__name__}). Start "
+                "it first: LM Studio -> Developer -> Start server (port 1234), or `python -m "
+                "llama_cpp.server --model FILE.gguf`.") from exc
+        if response.status_code != 200:
+            raise RuntimeUnavailable(f"{self.url}/models answered HTTP {response.status_code}: "
+                                     f"{response.text[:200]}. Is this an OpenAI-compatible server?")
+        try:
+            return [m["id"] for m in response.json()["data"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RuntimeUnavailable(f"{self.url}/models did not answer like an OpenAI-compatible "
+                                     "server (no model list).") from exc
+
+    def _only_model(self) -> str:
+        models = self._get_models()
+        if len(models) != 1:
+            raise RuntimeUnavailable(f"The server at {self.url} has {len(models)} models "
+                                     f"({', '.join(models[:8]) or 'none'}); name one: "
+                                     f"openai:{self.url}#MODEL.")
+        return models[0]
+
+    def _check_model(self) -> None:
+        models = self._get_models()
+        if models and self.model not in models:
+            raise RuntimeUnavailable(f"The server at {self.url} has no model {self.model!r}; it "
+                                     f"has: {', '.join(models[:8])}. Load it there or pick another.")
+
+    def answer(self, request: ModelRequest) -> str:
+        while True:
+            body = {"model": self.model, "messages": request.messages, "temperature": 0.0,
+                    "max_tokens": request.max_tokens, "stream": True}
+            fmt = RESPONSE_FORMATS[self.format_index]
+            if fmt is not None:
+                body["response_format"] = fmt
+            try:
+                return self._stream(body, request)
+            except _FormatRejected as rejected:
+                if self.format_index == len(RESPONSE_FORMATS) - 1:
+                    raise RuntimeUnavailable(f"The server at {self.url} refused the request: "
+                                             f"{rejected}") from None
+                self.format_index += 1
+
+    def _stream(self, body: dict, request: ModelRequest) -> str:
+        cancel = request.options.get("cancel")
+        parts: list[str] = []
+        try:
+            with self.client.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    text = response.read().decode(errors="replace")
+                    # Servers say "unsupported response_format" with 400, 422, even 500.
+                    if "response_format" in body and ("response_format" in text
+                                                      or response.status_code in (400, 422)):
+                        raise _FormatRejected(text[:300])
+                    raise RuntimeUnavailable(f"The server at {self.url} answered HTTP "
+                                             f"{response.status_code}: {text[:300]}")
+                for line in response.iter_lines():
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()  # leaving the block closes the stream
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError as exc:
+                        raise RuntimeUnavailable(f"The server at {self.url} sent something that "
+                                                 f"is not an OpenAI-compatible stream: {data[:120]!r}") from exc
+                    if chunk.get("usage"):
+                        request.options["prompt_tokens"] = chunk["usage"].get("prompt_tokens")
+                        request.options["completion_tokens"] = chunk["usage"].get("completion_tokens")
+                    for choice in chunk.get("choices") or []:
+                        parts.append((choice.get("delta") or {}).get("content") or "")
+        except httpx.TimeoutException as exc:
+            raise RuntimeUnavailable(f"The server at {self.url} did not answer in time.") from exc
+        except httpx.HTTPError as exc:
+            raise RuntimeUnavailable(f"Lost the connection to {self.url} ({type(exc).__name__}); "
+                                     "is the server still running?") from exc
+        return "".join(parts)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _FormatRejected(Exception):
+    pass

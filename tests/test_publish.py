@@ -1,0 +1,73 @@
+"""`python -m builder publish`: the folder and model card, offline (--dry-run), and its refusals."""
+import json
+import shutil
+
+import pytest
+
+from builder import export, publish
+from builder.config import BuildConfig
+from builder.manifest import record_stage
+
+from .conftest import run_module
+
+
+@pytest.fixture
+def built_run(contract_tiny_model, tmp_path):
+    """A run with data, merge, export and one evaluation recorded, as `make all` leaves it."""
+    run = tmp_path / "run"
+    shutil.copytree(contract_tiny_model, run / "merged")
+    record_stage(run, "data", {"codiesp": "embedded", "synthetic_train": 10}, {}, [], 0.1)
+    record_stage(run, "merge", {}, {}, sorted((run / "merged").iterdir()), 0.1)
+    export.run(BuildConfig(run_dir=str(run)), ["gguf"], ["Q4_K_M"])
+    record_stage(run, "evaluate:codiesp-dev", {}, {}, [], 1.0, {"metrics": {
+        "data": "codiesp:builder/corpora/codiesp/dev", "system": f"llama.cpp:{run}/gguf/x.gguf",
+        "label": str(export.gguf_path(run, "Q4_K_M")), "n_notes": 2, "micro_f1": 0.25,
+        "micro_precision": 0.5, "micro_recall": 0.1667, "latency_p50_s": 0.31}})
+    return run
+
+
+def test_dry_run_builds_the_folder_and_a_complete_model_card(built_run, tmp_path):
+    out = tmp_path / "publish"
+    proc = run_module("builder", "publish", "--run-dir", str(built_run), "--repo-id",
+                      "someone/icd10-tiny", "--dry-run", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["dry_run"] is True
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert (out / "gguf/icd10-coder-Q4_K_M.gguf").read_bytes() == \
+        export.gguf_path(built_run, "Q4_K_M").read_bytes()
+    assert "FROM ./icd10-coder-Q4_K_M.gguf" in (out / "gguf/Modelfile").read_text()
+    card = (out / "README.md").read_text()
+    front = card.split("---")[1]
+    assert "license: apache-2.0" in front and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in front
+    assert "Zenodo 10.5281/zenodo.3693570" in card and "CC BY 4.0" in card  # the CodiEsp credit
+    assert "| codiesp/dev | icd10-coder-Q4_K_M.gguf | 2 | 0.250 | 0.500 | 0.167 | 0.3 |" in card
+    assert "Intended use and limits" in card and "never final codes" in card
+    build = json.loads((out / "build.json").read_text())
+    assert build["files"]["gguf/icd10-coder-Q4_K_M.gguf"] == \
+        json.loads((built_run / "manifest.json").read_text())["stages"]["export"]["outputs"][
+            "gguf/icd10-coder-Q4_K_M.gguf"]["sha256"]
+    assert str(built_run) not in (out / "build.json").read_text()  # no builder-machine paths
+
+
+def test_a_file_changed_since_the_build_is_not_published(built_run, tmp_path):
+    gguf = export.gguf_path(built_run, "Q4_K_M")
+    gguf.write_bytes(gguf.read_bytes()[:1000])  # truncated after export
+    with pytest.raises(publish.PublishError, match="changed since `builder export`"):
+        publish.publish(built_run, "someone/x", tmp_path / "out", dry_run=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_publish_without_a_token_says_how_to_log_in(built_run, tmp_path):
+    proc = run_module("builder", "publish", "--run-dir", str(built_run), "--repo-id", "someone/x",
+                      "--out", str(tmp_path / "out"),
+                      env={"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": "", "HF_HUB_OFFLINE": "0"})
+    assert proc.returncode == 1 and "hf auth login" in proc.stderr and "HF_TOKEN" in proc.stderr
+    assert (tmp_path / "out/README.md").is_file()  # the folder is ready for a later try
+
+
+def test_publish_needs_a_repo_id_and_a_build(tmp_path):
+    assert run_module("builder", "publish", "--run-dir", str(tmp_path)).returncode == 2
+    with pytest.raises(publish.PublishError, match="USER/NAME"):
+        publish.publish(tmp_path, "no-slash", dry_run=True)
+    with pytest.raises(publish.PublishError, match="make all"):
+        publish.publish(tmp_path, "a/b", dry_run=True)

@@ -46,6 +46,7 @@ def render_modelfile(gguf_ref: str, jinja_template: str, num_ctx: int = 4096) ->
              f'TEMPLATE """{template}"""',
              f'SYSTEM """{system}"""',
              "PARAMETER temperature 0",
+             "PARAMETER repeat_penalty 1.0",  # Ollama's default 1.1 changes greedy answers
              f"PARAMETER num_ctx {num_ctx}"]
     lines += [f'PARAMETER stop "{s}"' for s in stops]
     return "\n".join(lines) + "\n"

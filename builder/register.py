@@ -52,7 +52,7 @@ def ollama_request(gguf: Path) -> dict:
     """The /api/create fields for a GGUF: its chat format as a Go template, stops, greedy."""
     _, template, stops = CHAT_FORMATS[chat_format(gguf_metadata(gguf)["chat_template"] or "")]
     return {"template": template, "system": SYSTEM_PROMPT,
-            "parameters": {"temperature": 0, "num_ctx": 4096, "stop": stops}}
+            "parameters": {"temperature": 0, "repeat_penalty": 1.0, "num_ctx": 4096, "stop": stops}}
 
 
 def _upload_blob(client: httpx.Client, gguf: Path, digest: str) -> bool:

@@ -168,7 +168,9 @@ class FakeOllama:
                 fake.chat_bodies.append(req)
                 if fake.garbage:
                     return self._lines([b"<html>502 Bad Gateway</html>"])
-                options = req.get("options") or {}
+                # As Ollama: the model's parameters, overridden by the request's options, over
+                # Ollama's defaults (temperature 0.8, repeat_penalty 1.1).
+                options = {**fake.models[name]["parameters"], **(req.get("options") or {})}
                 fmt = req.get("format")
                 grammar = (llama_cpp.LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
                            if isinstance(fmt, dict) else None)
@@ -177,6 +179,7 @@ class FakeOllama:
                     stream = llm.create_chat_completion(
                         req["messages"], grammar=grammar, stream=True,
                         temperature=options.get("temperature", 0.8),
+                        repeat_penalty=options.get("repeat_penalty", 1.1),
                         max_tokens=options.get("num_predict", 128))
                     self.send_response(200)
                     self.send_header("Content-Type", "application/x-ndjson")

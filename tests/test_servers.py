@@ -74,6 +74,41 @@ def test_openai_runtime_stops_when_cancelled(llama_server):
     assert Pipeline(runtime).suggest(CHECK_NOTES[0]).codes == ["I10"]
 
 
+class CancelAfter:
+    """A cancel event the user 'presses' at the n-th check: each runtime checks once per token."""
+
+    def __init__(self, n: int):
+        self.n, self.checks = n, 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.n
+
+
+@pytest.mark.parametrize("kind", ["gguf", "transformers", "openai", "ollama"])
+def test_every_runtime_stops_within_a_token_of_a_cancel(kind, request, contract_tiny_gguf,
+                                                         contract_tiny_model, tmp_path):
+    if kind == "gguf":
+        runtime = open_runtime(str(contract_tiny_gguf))
+    elif kind == "transformers":
+        runtime = open_runtime(str(contract_tiny_model))
+    elif kind == "openai":
+        runtime = open_runtime(f"openai:{request.getfixturevalue('llama_server')}#icd10-tiny")
+    else:
+        ollama = request.getfixturevalue("fake_ollama")
+        register.register_ollama(contract_tiny_gguf, host=ollama.url, check=False)
+        runtime = open_runtime(f"ollama:{ollama.url}#icd10-coder:q4_k_m")
+    messages = Pipeline(open_runtime("retrieval")).prompt_messages(CHECK_NOTES[0])
+    full = runtime.answer(ModelRequest(CHECK_NOTES[0], [], messages))
+    assert len(full) > 20  # an answer of many tokens...
+    cancel = CancelAfter(3)
+    with pytest.raises(Cancelled):
+        runtime.answer(ModelRequest(CHECK_NOTES[0], [], messages, options={"cancel": cancel}))
+    assert cancel.checks == 3  # ... stopped at the third token, not at the end
+    assert runtime.answer(ModelRequest(CHECK_NOTES[0], [], messages)) == full  # and still works
+    runtime.close()
+
+
 def test_evaluate_runs_on_an_openai_compatible_server(llama_server, tmp_path):
     data = tmp_path / "notes.jsonl"
     data.write_text("\n".join(json.dumps({"id": i, "note": note, "codes": ["I10"]})
@@ -106,9 +141,10 @@ def test_register_ollama_uploads_creates_and_answers(contract_tiny_gguf, fake_ol
     model = fake_ollama.models["icd10-coder:q4_k_m"]
     assert model["template"].startswith("{{- range .Messages }}<|im_start|>")
     assert model["parameters"]["stop"] == ["<|im_end|>", "<|im_start|>"]
-    assert model["parameters"]["temperature"] == 0
+    assert model["parameters"]["temperature"] == 0 and model["parameters"]["repeat_penalty"] == 1.0
     chat = fake_ollama.chat_bodies[-1]
     assert chat["format"] == ANSWER_SCHEMA and chat["options"]["temperature"] == 0
+    assert chat["options"]["repeat_penalty"] == 1.0
     # Registering again does not upload the 100 MB again.
     again = register.register_ollama(contract_tiny_gguf, host=fake_ollama.url, check=False)
     assert not again["uploaded"]

@@ -50,23 +50,25 @@ class LlamaCppRuntime:
         self.grammar = llama_cpp.LlamaGrammar.from_string(GBNF, verbose=False) if constrained else None
 
     def answer(self, request: ModelRequest) -> str:
+        # Streamed, so a cancel is seen after every token. (An exception raised in a logits
+        # processor does not stop llama-cpp-python: it runs in a ctypes callback, which only
+        # prints the exception and goes on generating.)
         cancel = request.options.get("cancel")
-        processors = None
-        if cancel is not None:
-            import llama_cpp
-
-            def stop_if_cancelled(_ids, logits):  # runs once per token, between native calls
-                if cancel.is_set():
+        stream = self.llm.create_chat_completion(request.messages, grammar=self.grammar,
+                                                 max_tokens=request.max_tokens, temperature=0.0,
+                                                 stream=True)
+        parts: list[str] = []
+        try:
+            for chunk in stream:
+                if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                return logits
-            processors = llama_cpp.LogitsProcessorList([stop_if_cancelled])
-        out = self.llm.create_chat_completion(request.messages, grammar=self.grammar,
-                                              max_tokens=request.max_tokens, temperature=0.0,
-                                              logits_processor=processors)
-        usage = out.get("usage", {})
-        request.options["prompt_tokens"] = usage.get("prompt_tokens")
-        request.options["completion_tokens"] = usage.get("completion_tokens")
-        return out["choices"][0]["message"]["content"] or ""
+                parts.append(chunk["choices"][0]["delta"].get("content") or "")
+        finally:
+            stream.close()  # stops generation when we leave early
+        generated = sum(1 for p in parts if p)
+        request.options["completion_tokens"] = generated
+        request.options["prompt_tokens"] = max(0, self.llm.n_tokens - generated)
+        return "".join(parts)
 
     def close(self) -> None:
         self.llm = None

@@ -86,7 +86,8 @@ class OllamaRuntime:
         try:
             stream = self.client.chat(
                 self.model, request.messages, stream=True, format=ANSWER_SCHEMA,
-                options={"temperature": 0, "num_predict": request.max_tokens, "seed": 0})
+                options={"temperature": 0, "repeat_penalty": 1.0, "num_predict": request.max_tokens,
+                         "seed": 0})
             try:
                 for chunk in stream:
                     if cancel is not None and cancel.is_set():

@@ -83,8 +83,10 @@ class OpenAICompatibleRuntime:
 
     def answer(self, request: ModelRequest) -> str:
         while True:
+            # Greedy, as the local runtimes: llama.cpp's server and LM Studio apply a repeat
+            # penalty of 1.1 by default, which changes even a temperature-0 answer.
             body = {"model": self.model, "messages": request.messages, "temperature": 0.0,
-                    "max_tokens": request.max_tokens, "stream": True}
+                    "repeat_penalty": 1.0, "max_tokens": request.max_tokens, "stream": True}
             fmt = RESPONSE_FORMATS[self.format_index]
             if fmt is not None:
                 body["response_format"] = fmt

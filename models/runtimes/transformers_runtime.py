@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import ModelRequest, RuntimeUnavailable
+from . import Cancelled, ModelRequest, RuntimeUnavailable
 
 
 class TransformersRuntime:
@@ -36,13 +36,28 @@ class TransformersRuntime:
         self.stop_ids = sorted(i for i in stops if i is not None)
 
     def answer(self, request: ModelRequest) -> str:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        cancel = request.options.get("cancel")
+
+        class StopWhenCancelled(StoppingCriteria):  # checked after every token
+            cancelled = False
+
+            def __call__(self, input_ids, scores, **kwargs):
+                self.cancelled = cancel is not None and cancel.is_set()
+                return self.cancelled
+
         ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
                                                  return_tensors="pt").to(self.device)
+        stop = StopWhenCancelled()
         with self._torch.inference_mode():
             out = self.model.generate(ids, attention_mask=self._torch.ones_like(ids),
                                       max_new_tokens=request.max_tokens, do_sample=False,
                                       eos_token_id=self.stop_ids,
-                                      pad_token_id=self.tokenizer.pad_token_id or self.stop_ids[0])
+                                      pad_token_id=self.tokenizer.pad_token_id or self.stop_ids[0],
+                                      stopping_criteria=StoppingCriteriaList([stop]))
+        if stop.cancelled:
+            raise Cancelled()
         request.options["prompt_tokens"] = int(ids.shape[1])
         request.options["completion_tokens"] = int(out.shape[1] - ids.shape[1])
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)

@@ -8,7 +8,7 @@ RUN    ?= artifacts/default
 QT_APT := libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 \
           libdbus-1-3 fonts-dejavu-core
 
-.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines accuracy quantization
+.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines accuracy quantization package
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ serve: $(PY)
 
 benchmark: $(PY)
 	$(PY) -m builder benchmark --run-dir $(RUN)
+
+# make package [MODEL=FILE.gguf | NO_MODEL=1]: dist/icd10-coder/ and its .tar.gz, self-tested
+package: $(PY)
+	$(PY) packaging/build_app.py $(if $(MODEL),--model $(MODEL)) $(if $(NO_MODEL),--no-model)
 
 # make publish repo=USER/NAME [dry=1]: the run's models and model card on the Hugging Face Hub
 publish: $(PY)

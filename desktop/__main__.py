@@ -31,7 +31,7 @@ def choice_from_arg(value: str):
     return ModelChoice("onnx" if path.is_dir() else "gguf", str(path.resolve()))
 
 
-def self_test(window, app, timeout_s: float = 300) -> int:
+def self_test(window, app, timeout_s: float = 300, screenshot: str | None = None) -> int:
     """Through the real window: load, suggest for SAMPLE_NOTE, check the table."""
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtGui import QFont, QFontMetrics
@@ -68,8 +68,21 @@ def self_test(window, app, timeout_s: float = 300) -> int:
     if not codes:
         print("self-test: FAIL: the model suggested no code for the sample note.", file=sys.stderr)
         return 1
+    if screenshot:  # what the window showed, for a bug report or the docs
+        window.show()
+        window.resize(1200, 760)
+        app.processEvents()
+        window.grab().save(screenshot)
     print("self-test: OK")
     return 0
+
+
+def _icon_path() -> Path | None:
+    # Next to the code in a checkout; at the bundle's root when packaged.
+    for folder in (Path(__file__).resolve().parents[1] / "packaging", Path(getattr(sys, "_MEIPASS", "/nonexistent"))):
+        if (folder / "icd10-coder.svg").is_file():
+            return folder / "icd10-coder.svg"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a .gguf file, an ONNX folder, `retrieval`, ollama:NAME "
                                         "or openai:URL#MODEL (default: Settings, else the newest build)")
+    parser.add_argument("note", nargs="?", help="a plain-text note to open (as the menu entry passes it)")
+    parser.add_argument("--screenshot", metavar="PNG", help="with --self-test: save the window")
     parser.add_argument("--self-test", action="store_true",
                         help="load the model, suggest codes for a sample note, exit 0 (ok) or 1")
     args = parser.parse_args(argv)
@@ -94,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("icd10-coder")
     app.setApplicationName("ICD-10-CM Coder")
+    app.setDesktopFileName("icd10-coder")
+    icon = _icon_path()
+    if icon is not None:
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
     settings = QSettings()
     choice = choice_from_arg(args.model) if args.model else (load_choice(settings) or default_choice())
     window = MainWindow(settings, choice)
@@ -102,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             print("self-test: FAIL: no model found. Run `make all` to build one, or pass --model.",
                   file=sys.stderr)
             return 1
-        return self_test(window, app)
+        return self_test(window, app, screenshot=args.screenshot)
     window.show()
+    if args.note:
+        window.open_note(args.note)
     window.load_model()
     return app.exec()
 

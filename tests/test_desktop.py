@@ -118,6 +118,20 @@ def test_lookup_adds_a_code_by_hand(qtbot, make_window):
     assert "E11.9" in window.lookup.detail.toPlainText()  # its children are listed
 
 
+def test_open_a_note_file_as_the_menu_entry_does(qtbot, make_window, tmp_path):
+    window = make_window()
+    legacy = tmp_path / "note-cp1252.txt"
+    legacy.write_bytes("Patient with essential hypertension, 37.5\xb0C.".encode("cp1252"))
+    window.open_note(str(legacy))
+    assert window.editor.toPlainText() == "Patient with essential hypertension, 37.5\xb0C."
+    assert "Windows-1252" in window.statusBar().currentMessage()
+    binary = tmp_path / "scan.pdf"
+    binary.write_bytes(b"%PDF-1.7\x00\x00binary")
+    window.open_note(str(binary))
+    assert "binary file" in window.last_error
+    assert window.editor.toPlainText().startswith("Patient with")  # nothing lost
+
+
 def test_empty_note_cannot_be_sent_and_says_why(qtbot, make_window):
     window = make_window()
     window.editor.setPlainText("   \n ")

@@ -226,12 +226,12 @@ class MainWindow(QMainWindow):
 
     def open_note(self, path: str) -> None:
         try:
-            text = read_note_file(path)
+            checked = read_note_file(path)
         except (NoteError, OSError) as exc:
             self.show_error("Cannot open the note", str(exc))
             return
-        self.editor.setPlainText(text)
-        self.statusBar().showMessage(f"Opened {Path(path).name}", 4000)
+        self.editor.setPlainText(checked.text)
+        self.statusBar().showMessage(" ".join([f"Opened {Path(path).name}.", *checked.warnings]), 8000)
 
     # --- suggest --------------------------------------------------------------------------
     def suggest(self) -> None:

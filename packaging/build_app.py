@@ -1,0 +1,156 @@
+"""Build the desktop app as a folder and a .tar.gz that run without Python (`make package`).
+
+    python packaging/build_app.py                      # bundle the newest Q4_K_M from artifacts/
+    python packaging/build_app.py --model FILE.gguf    # bundle this GGUF
+    python packaging/build_app.py --no-model           # no model inside: Settings asks for one
+
+Stages the code set (compiled here, so the bundle needs no code-set package) and the model, runs
+PyInstaller on packaging/icd10-coder.spec, adds the menu entry, icon and install scripts, writes
+dist/icd10-coder-<version>-linux-<arch>.tar.gz (with its sha256), then starts the built app with
+--self-test and reports bundle size and start time in dist/package-report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+HERE = ROOT / "packaging"
+APP = "icd10-coder"
+
+
+def find_model() -> Path:
+    from desktop.model_choice import discover
+
+    ggufs = [m.path for m in discover([ROOT / "artifacts"]) if m.kind == "gguf"]
+    preferred = [p for p in ggufs if "Q4_K_M" in p.name] or ggufs
+    if not preferred:
+        raise SystemExit("error: no GGUF model in artifacts/: run `make all` first, or pass "
+                         "--model FILE.gguf, or --no-model to leave the model out.")
+    return preferred[0]
+
+
+def stage(stage_dir: Path, model: Path | None) -> None:
+    from models import codeset
+
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True)
+    shutil.copyfile(codeset.ensure_compiled(), stage_dir / "codeset.sqlite")
+    if model is not None:
+        from models.files import sha256_file
+
+        run = stage_dir / "artifacts" / "bundled"
+        (run / "gguf").mkdir(parents=True)
+        shutil.copyfile(model, run / "gguf" / model.name)
+        # The app finds models through run manifests (desktop/model_choice.py).
+        manifest = {"stages": {"export": {
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "outputs": {f"gguf/{model.name}": {"sha256": sha256_file(model),
+                                               "bytes": model.stat().st_size}}}}}
+        (run / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def render_icon(svg: Path, png: Path, size: int = 256) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    _app = QGuiApplication.instance() or QGuiApplication([])  # noqa: F841 - Qt needs one
+    image = QImage(size, size, QImage.Format_ARGB32)
+    image.fill(Qt.transparent)
+    painter = QPainter(image)
+    QSvgRenderer(str(svg)).render(painter)
+    painter.end()
+    image.save(str(png))
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def make_archive(folder: Path, archive: Path) -> str:
+    tmp = archive.with_name(f".{archive.name}.tmp")
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        tar.add(folder, arcname=folder.name)
+    os.replace(tmp, archive)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    archive.with_name(archive.name + ".sha256").write_text(f"{digest}  {archive.name}\n")
+    return digest
+
+
+def self_test(binary: Path, home: Path) -> dict:
+    """Start the built app as a coder would (empty settings), timed."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(home),
+           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
+           "XDG_CACHE_HOME": str(home / ".cache")}
+    env.pop("ICD10_CODER_ARTIFACTS", None)
+    started = time.perf_counter()
+    proc = subprocess.run([str(binary), "--self-test"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    return {"returncode": proc.returncode, "seconds": round(time.perf_counter() - started, 2),
+            "output": (proc.stdout + proc.stderr).strip()[-2000:]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="the GGUF to bundle (default: newest Q4_K_M in artifacts/)")
+    parser.add_argument("--no-model", action="store_true", help="bundle no model")
+    parser.add_argument("--dist", default=str(ROOT / "dist"), help="output folder (default dist/)")
+    parser.add_argument("--work", default=str(ROOT / "build" / "package"), help="build folder")
+    parser.add_argument("--skip-self-test", action="store_true")
+    args = parser.parse_args(argv)
+
+    from importlib.metadata import version
+
+    started = time.perf_counter()
+    model = None if args.no_model else Path(args.model) if args.model else find_model()
+    if model is not None and (not model.is_file() or model.read_bytes()[:4] != b"GGUF"):
+        raise SystemExit(f"error: {model} is not a GGUF file.")
+    dist, work = Path(args.dist).resolve(), Path(args.work).resolve()
+    stage(work / "stage", model)
+    env = {**os.environ, "ICD10_CODER_STAGE": str(work / "stage")}
+    print(f"PyInstaller: bundling the app{f' with {model.name}' if model else ' (no model)'}...", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "PyInstaller", str(HERE / f"{APP}.spec"),
+                           "--noconfirm", "--log-level", "WARN", "--distpath", str(dist),
+                           "--workpath", str(work / "pyinstaller")], env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        print("error: PyInstaller failed (see above).", file=sys.stderr)
+        return 1
+    folder = dist / APP
+    for name in ("install.sh", "uninstall.sh", f"{APP}.desktop"):
+        shutil.copy2(HERE / name, folder / name)
+    render_icon(HERE / f"{APP}.svg", folder / f"{APP}.png")
+    build_seconds = time.perf_counter() - started
+
+    report = {"version": version(APP), "model": model.name if model else None,
+              "build_seconds": round(build_seconds, 1), "folder": str(folder),
+              "folder_mb": round(folder_bytes(folder) / 1e6, 1)}
+    if not args.skip_self_test:
+        report["self_test"] = self_test(folder / APP, work / "home")
+    arch = platform.machine()
+    archive = dist / f"{APP}-{report['version']}-linux-{arch}.tar.gz"
+    report["archive"] = str(archive)
+    report["archive_sha256"] = make_archive(folder, archive)
+    report["archive_mb"] = round(archive.stat().st_size / 1e6, 1)
+    (dist / "package-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    if not args.skip_self_test and report["self_test"]["returncode"] != 0:
+        print("error: the built app failed its self-test (above).", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,7 +10,6 @@ from .config import ConfigError, load_config
 
 STAGES = ("data", "retriever", "report", "train", "merge", "export", "evaluate", "register", "serve", "benchmark",
           "publish", "all")
-_LATER = {"benchmark": "issue 9 (benchmarks)"}
 
 
 def _export(cfg, args) -> int:
@@ -81,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 "<system>); publish: the folder (default <run>/publish)")
     ev.add_argument("--candidates", type=int, default=20, help="candidate codes in the prompt")
     ev.add_argument("--no-candidates", action="store_true", help="zero-shot: no candidates in the prompt")
-    ev.add_argument("--max-tokens", type=int, default=384, help="answer length limit")
+    ev.add_argument("--max-tokens", type=int, default=None,
+                    help="answer length limit (evaluate: 384, benchmark: 96)")
     ev.add_argument("--threads", type=int, default=0,
                     help="CPU threads for the model runtime (default: the runtime's own choice)")
     ev.add_argument("--eval-dir", default=None,
@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--port", type=int, default=8321, help="port (default 8321)")
     sv.add_argument("--allow-remote-clients", action="store_true",
                     help="listen on a non-loopback address (put a TLS proxy in front)")
+    bm = parser.add_argument_group("benchmark")
+    bm.add_argument("--sweep-threads", default="1,2",
+                    help="thread counts for llama.cpp (comma list; the largest is used for the others)")
+    bm.add_argument("--only", action="append", help="only runtimes whose label contains this (repeatable)")
     pb = parser.add_argument_group("publish")
     pb.add_argument("--repo-id", default=None, help="the Hub repository, USER/NAME")
     pb.add_argument("--dry-run", action="store_true", help="build the folder and model card only")
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         system = args.model or args.system or "retrieval"
         try:
             metrics = evaluate.run(cfg, args.data, system, args.out, args.limit, args.candidates,
-                                   args.no_candidates, args.max_tokens, args.threads,
+                                   args.no_candidates, args.max_tokens or 384, args.threads,
                                    args.allow_remote)
         except (evaluate.EvalDataError, RuntimeUnavailable, NoteError, ValueError) as exc:
             print(f"error: evaluate: {exc}", file=sys.stderr)
@@ -175,6 +179,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: publish: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(result, indent=2))
+        return 0
+    if args.stage == "benchmark":
+        from . import benchmark  # noqa: PLC0415
+        from models.runtimes import RuntimeUnavailable  # noqa: PLC0415
+
+        try:
+            threads = [int(t) for t in args.sweep_threads.split(",") if t.strip()]
+            report = benchmark.run(cfg, args.data, args.limit or 10, threads, args.max_tokens or 96,
+                                   args.out, args.only)
+        except (ValueError, RuntimeUnavailable) as exc:
+            print(f"error: benchmark: {exc}", file=sys.stderr)
+            return 1
+        print(benchmark.markdown(report))
         return 0
     if args.stage == "serve":
         from . import serve  # noqa: PLC0415
@@ -225,9 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(metrics, indent=2))
         print(report.run(cfg.run_dir)["table"])
         return 0
-    print(f"error: `{args.stage}` is not built yet; it arrives in {_LATER[args.stage]}.",
-          file=sys.stderr)
-    return 3
+    parser.error(f"unknown stage {args.stage}")
+    return 2
 
 
 if __name__ == "__main__":

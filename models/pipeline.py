@@ -70,6 +70,8 @@ class SuggestionResult:
     runtime: str
     edition: str
     seconds: float
+    prompt_tokens: int = 0  # as the runtime reports them (0 for retrieval)
+    completion_tokens: int = 0
 
     @property
     def codes(self) -> list[str]:
@@ -116,6 +118,7 @@ class Pipeline:
         all_candidates: dict[str, RetrievedCode] = {}
         chosen: dict[str, tuple[str, float]] = {}  # code -> (evidence quote, confidence)
         rejected, answers = [], []
+        tokens = {"prompt_tokens": 0, "completion_tokens": 0}
         is_model = self.runtime.name != "retrieval"
         for n, (offset, text) in enumerate(chunks):
             if cancel is not None and cancel.is_set():
@@ -132,6 +135,8 @@ class Pipeline:
                                    options={"threshold": self.retriever.threshold, "cancel": cancel})
             answer = self.runtime.answer(request)
             answers.append(answer)
+            for key in tokens:
+                tokens[key] += request.options.get(key) or 0
             parsed = parse_answer(answer)
             rejected += [Rejected(d.raw, d.reason) for d in parsed.dropped]
             for item in parsed.items:
@@ -153,7 +158,7 @@ class Pipeline:
             suggestions=suggestions, rejected=rejected,
             candidates=sorted(all_candidates.values(), key=lambda c: -c.score)[: self.pool],
             warnings=checked.warnings, raw_answers=answers, runtime=self.runtime.name,
-            edition=self.cs.edition, seconds=round(time.perf_counter() - started, 3))
+            edition=self.cs.edition, seconds=round(time.perf_counter() - started, 3), **tokens)
 
     def _validate(self, note: str, code: str, quote: str, conf: float,
                   candidate: RetrievedCode | None) -> Suggestion:

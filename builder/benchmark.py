@@ -1,0 +1,209 @@
+"""`python -m builder benchmark`: the same notes through every runtime the run has, interleaved.
+
+Contenders: retrieval alone; the merged model in transformers (fp32, the reference); ONNX fp32
+and INT8; each GGUF the run exported, at every thread count asked for. All are loaded first (load
+time and resident memory added), then each note goes through every contender, in an order that
+rotates from note to note, so that machine noise falls on all of them alike. Per contender:
+latency p50/p95 per note, prompt and answer tokens, tokens per second, load seconds, memory added
+at load, micro-F1 on the notes. Ratios are against transformers fp32. Writes benchmark.json,
+benchmark.md and benchmark.png in the output folder.
+
+The compute bound: a forward pass costs about 2 x parameters FLOPs per token; the cores can do
+at most cores x GHz x FLOPs per cycle (AVX2 with FMA: 32 fp32 FLOPs per cycle per core, AVX-512:
+64). The report says how far the measured prompt throughput is from it.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from models import codeset as codeset_mod
+from models.files import write_json_atomic, write_text_atomic
+from models.pipeline import Pipeline
+from models.runtimes import RuntimeUnavailable, open_runtime
+
+from .config import BuildConfig
+from .evaluate import gold_codes, load_notes, score
+from .export import GGUF_TYPES, gguf_path, onnx_path
+
+
+@dataclass
+class Contender:
+    label: str
+    spec: str
+    options: dict = field(default_factory=dict)
+    pipeline: Pipeline | None = None
+    load_seconds: float = 0.0
+    memory_mb: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+
+
+def contenders(run_dir: Path, threads: list[int]) -> list[Contender]:
+    out = [Contender("retrieval", "retrieval")]
+    if (run_dir / "merged" / "config.json").exists():
+        out.append(Contender("transformers fp32", str(run_dir / "merged"), {"threads": max(threads)}))
+    for kind in ("fp32", "int8"):
+        if (onnx_path(run_dir, kind) / "model.onnx").exists():
+            out.append(Contender(f"ONNX {kind}", str(onnx_path(run_dir, kind)), {"threads": max(threads)}))
+    for qtype in GGUF_TYPES:
+        if gguf_path(run_dir, qtype).exists():
+            for n in threads:
+                out.append(Contender(f"GGUF {qtype} x{n}", str(gguf_path(run_dir, qtype)), {"threads": n}))
+    return out
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def cpu_peak_gflops() -> dict:
+    """What the cores could do at most, from /proc/cpuinfo (fp32, FMA counted as 2 FLOPs)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])
+    mhz = [float(line.split(":", 1)[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+    per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags and "avx2" in flags else 16
+    cores = len(os.sched_getaffinity(0))
+    ghz = max(mhz) / 1000 if mhz else 2.5
+    return {"cores": cores, "ghz": round(ghz, 2), "flops_per_cycle": per_cycle,
+            "peak_gflops": round(cores * ghz * per_cycle, 1),
+            "simd": "avx512" if per_cycle == 64 else "avx2+fma" if per_cycle == 32 else "sse"}
+
+
+def model_parameters(run_dir: Path) -> int:
+    config = run_dir / "merged" / "config.json"
+    if not config.exists():
+        return 0
+    c = json.loads(config.read_text())
+    h, layers, inter, vocab = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]
+    kv = h * c.get("num_key_value_heads", c["num_attention_heads"]) // c["num_attention_heads"]
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * inter
+    return layers * per_layer + vocab * h  # the output projection (tied or not) runs per token
+
+
+def _summary(c: Contender, reference: Contender | None) -> dict:
+    lat = sorted(r["seconds"] for r in c.rows)
+    prompt = sum(r["prompt_tokens"] for r in c.rows)
+    answer = sum(r["completion_tokens"] for r in c.rows)
+    total_s = sum(lat)
+    s = {"label": c.label, "spec": c.spec, "threads": c.options.get("threads"), "notes": len(lat),
+         "p50_s": round(statistics.median(lat), 3),
+         "p95_s": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 3),
+         "prompt_tokens_per_note": round(prompt / len(lat), 1),
+         "answer_tokens_per_note": round(answer / len(lat), 1),
+         "tokens_per_s": round((prompt + answer) / total_s, 1) if total_s and prompt else None,
+         "load_s": round(c.load_seconds, 2), "memory_mb": round(c.memory_mb, 1),
+         **score(c.rows)}
+    if reference is not None and reference is not c and reference.rows:
+        s["speedup_vs_transformers"] = round(statistics.median(r["seconds"] for r in reference.rows)
+                                             / s["p50_s"], 2)
+    return s
+
+
+def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[int] | None = None,
+        max_tokens: int = 96, out_dir: str | None = None, only: list[str] | None = None) -> dict:
+    run_dir = Path(cfg.run_dir)
+    threads = threads or [1, 2]
+    out = Path(out_dir) if out_dir else run_dir / "benchmark"
+    cs = codeset_mod.load()
+    notes = load_notes(data, cfg)[:limit]
+    field_ = [c for c in contenders(run_dir, threads)
+              if not only or any(o.lower() in c.label.lower() for o in only)]
+    loaded = []
+    for c in tqdm(field_, desc="load", unit="runtime"):
+        gc.collect()
+        before, started = rss_mb(), time.perf_counter()
+        try:
+            runtime = open_runtime(c.spec, **c.options)
+        except RuntimeUnavailable as exc:
+            tqdm.write(f"skipped {c.label}: {exc}")
+            continue
+        c.load_seconds = time.perf_counter() - started
+        c.memory_mb = max(0.0, rss_mb() - before)
+        c.pipeline = Pipeline(runtime, cs, max_tokens=max_tokens)
+        loaded.append(c)
+    if not loaded:
+        raise RuntimeUnavailable("No runtime could be loaded for the benchmark.")
+    for i, note in enumerate(tqdm(notes, desc="benchmark", unit="note")):
+        gold, _ = gold_codes(note.gold_raw, cs)
+        for c in loaded[i % len(loaded):] + loaded[: i % len(loaded)]:  # rotate the order
+            started = time.perf_counter()
+            result = c.pipeline.suggest(note.text)
+            c.rows.append({"id": note.note_id, "gold": gold, "predicted": result.codes,
+                           "seconds": time.perf_counter() - started,
+                           "prompt_tokens": result.prompt_tokens,
+                           "completion_tokens": result.completion_tokens})
+    reference = next((c for c in loaded if c.label == "transformers fp32"), None)
+    rows = [_summary(c, reference) for c in loaded]
+    machine = cpu_peak_gflops()
+    params = model_parameters(run_dir)
+    bound = {}
+    if params:
+        bound["parameters"] = params
+        bound["gflop_per_token"] = round(2 * params / 1e9, 3)
+        bound["max_prompt_tokens_per_s"] = round(machine["peak_gflops"] / bound["gflop_per_token"], 1)
+        for r in rows:
+            if r["tokens_per_s"]:
+                r["share_of_compute_bound"] = round(r["tokens_per_s"] / bound["max_prompt_tokens_per_s"], 3)
+    report = {"data": data, "notes": len(notes), "max_tokens": max_tokens, "machine": machine,
+              "compute_bound": bound, "runtimes": rows,
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "benchmark.json", report)
+    write_text_atomic(out / "benchmark.md", markdown(report))
+    _plot(out / "benchmark.png", report)
+    for c in loaded:
+        c.pipeline.runtime.close()
+    return report
+
+
+def markdown(report: dict) -> str:
+    m, b = report["machine"], report["compute_bound"]
+    lines = [f"Benchmark: {report['notes']} notes of {report['data']}, answers capped at "
+             f"{report['max_tokens']} tokens, interleaved. Machine: {m['cores']} cores at "
+             f"{m['ghz']} GHz, {m['simd']}, peak {m['peak_gflops']} GFLOP/s fp32.", ""]
+    if b:
+        lines += [f"Compute bound: {b['parameters'] / 1e6:.0f}M parameters -> {b['gflop_per_token']} "
+                  f"GFLOP per token -> at most {b['max_prompt_tokens_per_s']} tokens/s on these cores.", ""]
+    lines += ["| runtime | p50 s | p95 s | x transformers | tokens/s | of bound | prompt tok | answer tok "
+              "| load s | memory MB | micro-F1 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["runtimes"]:
+        lines.append(f"| {r['label']} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
+                     f"{r.get('speedup_vs_transformers', '-')} | {r['tokens_per_s'] or '-'} | "
+                     f"{r.get('share_of_compute_bound', '-')} | {r['prompt_tokens_per_note']:.0f} | "
+                     f"{r['answer_tokens_per_note']:.0f} | {r['load_s']:.2f} | {r['memory_mb']:.0f} | "
+                     f"{r['micro_f1']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(path: Path, report: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["runtimes"]
+    labels = [r["label"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.8), sharey=True)
+    ax1.barh(labels, [r["p50_s"] for r in rows], color="#1f5f99")
+    ax1.errorbar([r["p50_s"] for r in rows], labels,
+                 xerr=[[0] * len(rows), [r["p95_s"] - r["p50_s"] for r in rows]], fmt="none", ecolor="#333")
+    ax1.set_xlabel("seconds per note (p50, bar to p95)")
+    ax2.barh(labels, [r["micro_f1"] for r in rows], color="#2e9e5b")
+    ax2.set_xlabel("micro-F1 on the same notes")
+    ax1.invert_yaxis()
+    fig.suptitle(f"{report['notes']} notes, {report['machine']['cores']} cores, "
+                 f"answers <= {report['max_tokens']} tokens")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,35 @@
+"""`python -m builder benchmark`: every runtime of a run on the same notes, interleaved."""
+import json
+import shutil
+
+from builder import export
+from builder.config import BuildConfig
+
+from .conftest import run_module
+
+
+def test_benchmark_compares_every_runtime_of_a_run(contract_tiny_model, contract_tiny_gguf, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(contract_tiny_model, run / "merged")
+    (run / "gguf").mkdir()
+    shutil.copyfile(contract_tiny_gguf, export.gguf_path(run, "Q4_K_M"))
+    data = tmp_path / "notes.jsonl"
+    from builder.answer_check import CHECK_NOTES
+
+    data.write_text("".join(json.dumps({"id": i, "note": n, "codes": ["I10"]}) + "\n"
+                            for i, n in enumerate(CHECK_NOTES)))
+    proc = run_module("builder", "benchmark", "--run-dir", str(run), "--data", str(data),
+                      "--sweep-threads", "1,2", "--max-tokens", "48")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((run / "benchmark/benchmark.json").read_text())
+    labels = [r["label"] for r in report["runtimes"]]
+    assert labels == ["retrieval", "transformers fp32", "GGUF Q4_K_M x1", "GGUF Q4_K_M x2"]
+    by = {r["label"]: r for r in report["runtimes"]}
+    assert all(r["notes"] == 3 for r in report["runtimes"])
+    gguf = by["GGUF Q4_K_M x1"]
+    assert gguf["prompt_tokens_per_note"] > 100 and gguf["answer_tokens_per_note"] > 5
+    assert gguf["p95_s"] >= gguf["p50_s"] > 0 and "speedup_vs_transformers" in gguf
+    assert by["retrieval"]["tokens_per_s"] is None  # no model, no tokens
+    assert report["compute_bound"]["gflop_per_token"] > 0 and report["machine"]["peak_gflops"] > 0
+    assert (run / "benchmark/benchmark.png").stat().st_size > 10_000
+    assert "| GGUF Q4_K_M x2 |" in (run / "benchmark/benchmark.md").read_text()

@@ -77,6 +77,29 @@ def self_test(window, app, timeout_s: float = 300, screenshot: str | None = None
     return 0
 
 
+def _single_instance_lock(app):
+    """The lock while this window runs, or False (after saying why) when another one does: two
+    windows would review against the same settings and audit log."""
+    from PySide6.QtCore import QLockFile
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop.audit import default_path
+
+    default_path().parent.mkdir(parents=True, exist_ok=True)
+    lock = QLockFile(str(default_path().parent / "app.lock"))  # a crashed window's lock is stale
+    if lock.tryLock(200):
+        return lock
+    info = lock.getLockInfo()
+    pid = next((x for x in info if isinstance(x, int) and not isinstance(x, bool)), "?") \
+        if isinstance(info, tuple) else "?"
+    message = (f"ICD-10-CM Coder is already running (process {pid}). Use that window; close it "
+               "first to start a new one.")
+    print(f"error: {message}", file=sys.stderr)
+    if app.platformName() != "offscreen":
+        QMessageBox.warning(None, "Already running", message)
+    return False
+
+
 def _icon_path() -> Path | None:
     # Next to the code in a checkout; at the bundle's root when packaged.
     for folder in (Path(__file__).resolve().parents[1] / "packaging", Path(getattr(sys, "_MEIPASS", "/nonexistent"))):
@@ -116,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
 
         app.setWindowIcon(QIcon(str(icon)))
     settings = QSettings()
+    lock = None if args.self_test else _single_instance_lock(app)
+    if lock is False:
+        return 3
     choice = choice_from_arg(args.model) if args.model else (load_choice(settings) or default_choice())
     window = MainWindow(settings, choice)
     if args.self_test:

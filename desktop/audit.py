@@ -2,6 +2,7 @@
 No note text unless the user chose to keep it (Settings); the note's sha256 identifies it."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -20,12 +21,18 @@ def default_path() -> Path:
 def append(record: dict, path: Path | None = None) -> Path:
     path = path or default_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, ensure_ascii=False) + "\n"
-    # One write of one line in append mode: a crash leaves whole lines, never half of one.
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    # One line, written whole under an exclusive lock with O_APPEND: another process appending at
+    # the same time (a second window, a script) can never split or interleave it.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock
     return path
 
 

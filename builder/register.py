@@ -10,6 +10,7 @@ where LM Studio looks for models, and say how to load and use it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -150,11 +151,18 @@ def register_lmstudio(gguf: Path, models_dir: str | None = None, link: bool = Fa
                 dest.symlink_to(gguf.resolve())
                 how = "symbolic link"
         else:
-            with atomic_path(dest) as tmp:
-                shutil.copyfile(gguf, tmp)
-                if sha256_file(tmp) != digest:
-                    raise RegisterError(f"The copy of {gguf.name} in {folder} does not match the "
-                                        "original (disk full or failing?); nothing was left there.")
+            try:
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(gguf, tmp)
+                    if sha256_file(tmp) != digest:
+                        raise RegisterError(f"The copy of {gguf.name} in {folder} does not match "
+                                            "the original (failing disk?); nothing was left there.")
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise RegisterError(f"No space left in {folder} for {gguf.name} "
+                                    f"({gguf.stat().st_size / 1e6:.0f} MB): free some space, or use "
+                                    "--link. Nothing was left there.") from exc
             how = "copied"
     model_key = f"{publisher}/{folder.name}"
     return {"runtime": "lmstudio", "path": str(dest), "how": how, "sha256": digest,

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.net import RemoteNotAllowed, check_destination, is_loopback, ollama_url  # noqa: F401
+from models.net import RemoteNotAllowed, check_destination, ollama_url
 
 KINDS = ("gguf", "onnx", "ollama", "openai", "retrieval")
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication  # noqa: E402
 
 from desktop.__main__ import SAMPLE_NOTE  # noqa: E402
-from desktop.model_choice import ModelChoice, discover, is_loopback, runtime_spec, ModelChoiceError  # noqa: E402
+from desktop.model_choice import ModelChoice, discover, runtime_spec, ModelChoiceError  # noqa: E402
+from models.net import is_loopback  # noqa: E402
 from desktop.review import Decision  # noqa: E402
 
 from .conftest import ROOT, run_module  # noqa: E402

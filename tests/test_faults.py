@@ -130,3 +130,24 @@ def test_with_only_loopback_the_app_codes_a_note_and_refuses_remote_servers(cont
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "self-test: OK" in proc.stdout and "suggested I10" in proc.stdout
     assert "refused:" in proc.stdout and "not on this computer" in proc.stdout
+
+
+def test_disk_full_while_placing_a_model_leaves_nothing_half_written(contract_tiny_gguf, tmp_path):
+    """A real full disk: a 1 MB tmpfs in a private mount namespace."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("cannot make a mount namespace here (needs unshare and privileges)")
+    small = tmp_path / "small"
+    small.mkdir()
+    script = (f"mount -t tmpfs -o size=1m none {small} || exit 90; "
+              f"{sys.executable} -m builder register lmstudio --gguf {contract_tiny_gguf} "
+              f"--models-dir {small}/models; echo rc=$?; find {small} -type f")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    if "rc=" not in proc.stdout:
+        pytest.skip(f"tmpfs not available: {proc.stderr[-300:]}")
+    assert "rc=1" in proc.stdout
+    assert "No space left" in proc.stderr and "Nothing was left there" in proc.stderr
+    assert proc.stdout.strip().endswith("rc=1")  # and no file at all on the full disk
+    assert contract_tiny_gguf.is_file()

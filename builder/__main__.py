@@ -12,6 +12,17 @@ STAGES = ("data", "retriever", "report", "train", "merge", "export", "evaluate",
           "publish", "all")
 
 
+def _run(label: str, call, errors: tuple, show=None) -> int:
+    """One stage: its result on stdout, or `error: LABEL: reason` on stderr and status 1."""
+    try:
+        result = call()
+    except errors as exc:
+        print(f"error: {label}: {exc}", file=sys.stderr)
+        return 1
+    print(show(result) if show else json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def _export(cfg, args) -> int:
     from . import export  # noqa: PLC0415
     from .llama_cpp_tools import ConverterUnavailable  # noqa: PLC0415
@@ -22,13 +33,8 @@ def _export(cfg, args) -> int:
         print(f"error: export: the safetensors model is the merged one, already in "
               f"{cfg.run_dir}/merged; export writes gguf and onnx.", file=sys.stderr)
         return 2
-    try:
-        summary = export.run(cfg, args.formats, types or None, args.onnx_types)
-    except (export.ExportError, ConverterUnavailable, UnknownChatFormat) as exc:
-        print(f"error: export: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return _run("export", lambda: export.run(cfg, args.formats, types or None, args.onnx_types),
+                (export.ExportError, ConverterUnavailable, UnknownChatFormat))
 
 
 def _register(cfg, args) -> int:
@@ -39,19 +45,14 @@ def _register(cfg, args) -> int:
     if args.target is None:
         print("error: register: say where: `register ollama` or `register lmstudio`.", file=sys.stderr)
         return 2
-    try:
+    def place() -> dict:
         gguf = Path(args.gguf) if args.gguf else register.default_gguf(cfg.run_dir)
         if not gguf.is_file():
             raise register.RegisterError(f"{gguf} does not exist.")
         if args.target == "ollama":
-            result = register.register_ollama(gguf, args.name, args.ollama_host, check=not args.no_check)
-        else:
-            result = register.register_lmstudio(gguf, args.models_dir, link=args.link)
-    except (register.RegisterError, OSError) as exc:
-        print(f"error: register {args.target}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
+            return register.register_ollama(gguf, args.name, args.ollama_host, check=not args.no_check)
+        return register.register_lmstudio(gguf, args.models_dir, link=args.link)
+    return _run(f"register {args.target}", place, (register.RegisterError, OSError))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,34 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         from models.runtimes import RuntimeUnavailable  # noqa: PLC0415
 
         system = args.model or args.system or "retrieval"
-        try:
-            metrics = evaluate.run(cfg, args.data, system, args.out, args.limit, args.candidates,
-                                   args.no_candidates, args.max_tokens or 384, args.threads,
-                                   args.allow_remote)
-        except (evaluate.EvalDataError, RuntimeUnavailable, NoteError, ValueError) as exc:
-            print(f"error: evaluate: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(metrics, indent=2))
-        return 0
+        return _run("evaluate", lambda: evaluate.run(
+            cfg, args.data, system, args.out, args.limit, args.candidates, args.no_candidates,
+            args.max_tokens or 384, args.threads, args.allow_remote),
+            (evaluate.EvalDataError, RuntimeUnavailable, NoteError, ValueError))
     if args.stage == "report":
         from . import report  # noqa: PLC0415
 
-        try:
-            print(report.run(cfg.run_dir, args.eval_dir)["table"])
-        except FileNotFoundError as exc:
-            print(f"error: report: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        return _run("report", lambda: report.run(cfg.run_dir, args.eval_dir), (FileNotFoundError,),
+                    show=lambda r: r["table"])
     if args.stage in ("train", "merge"):
         from . import merge, train  # noqa: PLC0415
 
-        try:
-            summary = train.run(cfg) if args.stage == "train" else merge.run(cfg)
-        except (train.TrainError, merge.MergeError) as exc:
-            print(f"error: {args.stage}: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(summary, indent=2, default=str))
-        return 0
+        return _run(args.stage, lambda: train.run(cfg) if args.stage == "train" else merge.run(cfg),
+                    (train.TrainError, merge.MergeError))
     if args.stage == "export":
         return _export(cfg, args)
     if args.stage == "register":
@@ -173,26 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.repo_id:
             print("error: publish: give --repo-id USER/NAME.", file=sys.stderr)
             return 2
-        try:
-            result = publish.publish(cfg.run_dir, args.repo_id, args.out, args.dry_run, args.private)
-        except publish.PublishError as exc:
-            print(f"error: publish: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(result, indent=2))
-        return 0
+        return _run("publish", lambda: publish.publish(cfg.run_dir, args.repo_id, args.out,
+                                                       args.dry_run, args.private),
+                    (publish.PublishError,))
     if args.stage == "benchmark":
         from . import benchmark  # noqa: PLC0415
         from models.runtimes import RuntimeUnavailable  # noqa: PLC0415
 
-        try:
-            threads = [int(t) for t in args.sweep_threads.split(",") if t.strip()]
-            report = benchmark.run(cfg, args.data, args.limit or 10, threads, args.max_tokens or 96,
-                                   args.out, args.only)
-        except (ValueError, RuntimeUnavailable) as exc:
-            print(f"error: benchmark: {exc}", file=sys.stderr)
-            return 1
-        print(benchmark.markdown(report))
-        return 0
+        return _run("benchmark", lambda: benchmark.run(
+            cfg, args.data, args.limit or 10, [int(t) for t in args.sweep_threads.split(",") if t.strip()],
+            args.max_tokens or 96, args.out, args.only),
+            (ValueError, RuntimeUnavailable), show=benchmark.markdown)
     if args.stage == "serve":
         from . import serve  # noqa: PLC0415
 

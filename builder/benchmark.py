@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from models import codeset as codeset_mod
-from models.files import write_json_atomic, write_text_atomic
+from models.files import atomic_path, write_json_atomic, write_text_atomic
 from models.pipeline import Pipeline
 from models.runtimes import RuntimeUnavailable, open_runtime
 
@@ -203,7 +203,6 @@ def _plot(path: Path, report: dict) -> None:
     fig.suptitle(f"{report['notes']} notes, {report['machine']['cores']} cores, "
                  f"answers <= {report['max_tokens']} tokens")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -110,8 +110,10 @@ def export_gguf(merged: Path, run_dir: Path, qtypes: list[str], threads: int = 0
 
 
 def _previous_export(run_dir: Path) -> dict:
+    from .manifest import read
+
     try:
-        return json.loads((run_dir / "manifest.json").read_text())["stages"].get("export") or {}
+        return read(run_dir)["stages"].get("export") or {}
     except (OSError, ValueError, KeyError):
         return {}
 

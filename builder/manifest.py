@@ -1,6 +1,7 @@
 """The run manifest: what each stage read, wrote (with sha256) and how long it took."""
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -23,13 +24,16 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def read(run_dir: str | Path) -> dict:
+    """The run's manifest ({"stages": {}} when there is none yet)."""
+    path = Path(run_dir) / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {"stages": {}}
+
+
 def record_stage(run_dir: Path, stage: str, config: dict, inputs: dict, outputs: list[Path],
                  seconds: float, extra: dict | None = None) -> dict:
     """Add (or replace) one stage's entry in run_dir/manifest.json, atomically."""
-    import json
-
-    path = Path(run_dir) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    manifest = read(run_dir)
     manifest["stages"][stage] = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(seconds, 2),
@@ -42,5 +46,5 @@ def record_stage(run_dir: Path, stage: str, config: dict, inputs: dict, outputs:
         },
         **(extra or {}),
     }
-    write_json_atomic(path, manifest)
+    write_json_atomic(Path(run_dir) / "manifest.json", manifest)
     return manifest["stages"][stage]

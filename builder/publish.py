@@ -39,17 +39,20 @@ class PublishError(RuntimeError):
 
 
 def _manifest(run_dir: Path) -> dict:
-    path = run_dir / "manifest.json"
-    if not path.is_file():
+    from .manifest import read
+
+    stages = read(run_dir)["stages"]
+    if not stages:
         raise PublishError(f"No manifest in {run_dir}: build a model first (`make all`).")
-    return json.loads(path.read_text())["stages"]
+    return stages
 
 
-def published_files(run_dir: Path, stages: dict) -> dict[str, Path]:
-    """Repo path -> file, for the merged model and every export, checked against the manifest."""
+def published_files(run_dir: Path, stages: dict) -> dict[str, tuple[Path, str]]:
+    """Repo path -> (file, sha256), for the merged model and every export, checked against the
+    manifest."""
     if "merge" not in stages:
         raise PublishError(f"{run_dir} has no merged model: run `python -m builder merge` first.")
-    files: dict[str, Path] = {}
+    files: dict[str, tuple[Path, str]] = {}
     for stage in ("merge", "export"):
         for rel, entry in stages.get(stage, {}).get("outputs", {}).items():
             path = run_dir / rel
@@ -58,7 +61,7 @@ def published_files(run_dir: Path, stages: dict) -> dict[str, Path]:
             if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
                 raise PublishError(f"{path} changed since `builder {stage}` wrote it (sha256 "
                                    f"differs): run `builder {stage}` again before publishing.")
-            files[rel.removeprefix("merged/")] = path
+            files[rel.removeprefix("merged/")] = (path, entry["sha256"])
     return files
 
 
@@ -83,7 +86,7 @@ def _model_label(label: str) -> str:
     return f"onnx/{path.name}" if path.parent.name == "onnx" else path.name
 
 
-def model_card(repo_id: str, stages: dict, files: dict[str, Path]) -> str:
+def model_card(repo_id: str, stages: dict, files: dict) -> str:
     train = stages.get("train", {})
     data = stages.get("data", {}).get("config", {})
     base = train.get("config", {}).get("base_model", EMBEDDED)
@@ -161,12 +164,12 @@ def model_card(repo_id: str, stages: dict, files: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def build_json(run_dir: Path, stages: dict, files: dict[str, Path]) -> str:
+def build_json(run_dir: Path, stages: dict, files: dict[str, tuple[Path, str]]) -> str:
     """Provenance, with the builder machine's paths made relative to the run (or to ~)."""
     keep = ("finished_at", "seconds", "config", "versions", "summary", "metrics")
     text = json.dumps({"stages": {name: {k: v for k, v in stage.items() if k in keep}
                                   for name, stage in stages.items()},
-                       "files": {rel: sha256_file(path) for rel, path in sorted(files.items())}},
+                       "files": {rel: digest for rel, (_, digest) in sorted(files.items())}},
                       indent=2, ensure_ascii=False)
     for prefix, short in ((f"{run_dir.resolve()}/", ""), (f"{run_dir}/", ""), (str(Path.home()), "~")):
         text = text.replace(json.dumps(prefix)[1:-1], short)
@@ -187,7 +190,7 @@ def build_folder(run_dir: str | Path, repo_id: str, out: str | Path | None = Non
     stages = _manifest(run_dir)
     files = published_files(run_dir, stages)
     with atomic_dir(out) as tmp:
-        for rel, path in files.items():
+        for rel, (path, _) in files.items():
             _place(path, tmp / rel)
         (tmp / "README.md").write_text(model_card(repo_id, stages, files), encoding="utf-8")
         (tmp / "build.json").write_text(build_json(run_dir, stages, files), encoding="utf-8")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.net import RemoteNotAllowed, check_destination, ollama_url
+from models.runtimes import destination
 
 KINDS = ("gguf", "onnx", "ollama", "openai", "retrieval")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,31 +97,27 @@ def runtime_spec(choice: ModelChoice) -> str:
             raise ModelChoiceError(f"{path} does not exist. Build a model with `make all`, or pick "
                                    "another one in Settings.")
         return str(path)
-    if choice.kind == "openai":
-        url = choice.value.split("#", 1)[0]
-    else:
-        url = ollama_url(choice.value.split("#", 1)[0] if "#" in choice.value else None)
+    spec = f"{choice.kind}:{choice.value}"
     try:
-        check_destination(url, choice.allow_remote, "The Ollama server" if choice.kind == "ollama"
-                          else "The server")
+        check_destination(destination(spec), choice.allow_remote,
+                          "The Ollama server" if choice.kind == "ollama" else "The server")
     except RemoteNotAllowed as exc:
         raise ModelChoiceError(str(exc)) from exc
-    return f"{choice.kind}:{choice.value}"
+    return spec
 
 
 def server_models(kind: str, timeout: float = 0.5) -> tuple[str, list[str] | None]:
     """(server URL, the models it offers now as Settings values), None when nothing answers
     there: the local Ollama, or LM Studio's default port. Short timeout: Settings opens at once."""
-    import httpx
-
     from models.net import DEFAULT_LMSTUDIO_URL
+    from models.runtimes import RuntimeUnavailable
+    from models.runtimes import ollama_runtime, openai_runtime
 
-    url = ollama_url() if kind == "ollama" else DEFAULT_LMSTUDIO_URL
     try:
         if kind == "ollama":
-            response = httpx.get(f"{url}/api/tags", timeout=timeout, trust_env=False)
-            return url, [m["name"] for m in response.json().get("models", [])]
-        response = httpx.get(f"{url}/models", timeout=timeout, trust_env=False)
-        return url, [f"{url}#{m['id']}" for m in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+            url = ollama_url()
+            return url, ollama_runtime.list_models(url, timeout=timeout)
+        url = DEFAULT_LMSTUDIO_URL
+        return url, [f"{url}#{m}" for m in openai_runtime.list_models(url, timeout=timeout)]
+    except RuntimeUnavailable:
         return url, None

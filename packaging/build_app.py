@@ -12,7 +12,6 @@ dist/icd10-coder-<version>-linux-<arch>.tar.gz (with its sha256), then starts th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -81,12 +80,12 @@ def folder_bytes(folder: Path) -> int:
 
 
 def make_archive(folder: Path, archive: Path) -> str:
-    tmp = archive.with_name(f".{archive.name}.tmp")
-    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+    from models.files import atomic_path, sha256_file, write_text_atomic
+
+    with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
         tar.add(folder, arcname=folder.name)
-    os.replace(tmp, archive)
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    archive.with_name(archive.name + ".sha256").write_text(f"{digest}  {archive.name}\n")
+    digest = sha256_file(archive)
+    write_text_atomic(archive.with_name(archive.name + ".sha256"), f"{digest}  {archive.name}\n")
     return digest
 
 
@@ -116,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     model = None if args.no_model else Path(args.model) if args.model else find_model()
-    if model is not None and (not model.is_file() or model.read_bytes()[:4] != b"GGUF"):
-        raise SystemExit(f"error: {model} is not a GGUF file.")
+    if model is not None:
+        from models.runtimes import RuntimeUnavailable
+        from models.runtimes.llamacpp_runtime import check_gguf
+
+        try:
+            check_gguf(model)
+        except RuntimeUnavailable as exc:
+            raise SystemExit(f"error: {exc}") from exc
     dist, work = Path(args.dist).resolve(), Path(args.work).resolve()
     stage(work / "stage", model)
     env = {**os.environ, "ICD10_CODER_STAGE": str(work / "stage")}

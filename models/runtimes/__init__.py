@@ -82,6 +82,19 @@ def open_runtime(spec: str, **options) -> Runtime:
                              "openai:URL#MODEL.")
 
 
+def destination(spec: str) -> str | None:
+    """The server a spec sends notes to (for the privacy check), None for local models."""
+    if spec.startswith("ollama:"):
+        from .ollama_runtime import split_spec
+
+        return split_spec(spec[len("ollama:"):])[0]
+    if spec.startswith("openai:"):
+        from .openai_runtime import split_spec
+
+        return split_spec(spec[len("openai:"):])[0]
+    return None
+
+
 def _server_options(options: dict) -> dict:
     # Local-only options (threads, ...) mean nothing to a server; the privacy opt-in does.
     return {k: v for k, v in options.items() if k in ("allow_remote", "timeout")}

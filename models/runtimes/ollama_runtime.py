@@ -51,6 +51,18 @@ def check_server(url: str) -> str:
     return version
 
 
+def list_models(url: str, timeout: float = 5.0) -> list[str]:
+    """The model names Ollama at url has now (GET /api/tags)."""
+    try:
+        response = httpx.get(f"{url}/api/tags", timeout=timeout, trust_env=False)
+        return [m["name"] for m in response.json().get("models", [])]
+    except httpx.HTTPError as exc:
+        raise RuntimeUnavailable(not_running(url)) from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RuntimeUnavailable(f"The server at {url} does not answer like Ollama "
+                                 "(no /api/tags). Check OLLAMA_HOST.") from exc
+
+
 class OllamaRuntime:
     def __init__(self, value: str, allow_remote: bool = False, timeout: float = 600.0):
         import ollama

@@ -34,6 +34,28 @@ def split_spec(value: str) -> tuple[str, str]:
     return url, model.strip()
 
 
+def list_models(url: str, client: httpx.Client | None = None, timeout: float = 5.0) -> list[str]:
+    """The model ids an OpenAI-compatible server at url (ending in /v1) offers now."""
+    try:
+        if client is not None:
+            response = client.get("/models")
+        else:
+            response = httpx.get(f"{url}/models", timeout=timeout, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise RuntimeUnavailable(
+            f"No OpenAI-compatible server answers at {url} ({type(exc).__name__}). Start it "
+            "first: LM Studio -> Developer -> Start server (port 1234), or `python -m "
+            "llama_cpp.server --model FILE.gguf`.") from exc
+    if response.status_code != 200:
+        raise RuntimeUnavailable(f"{url}/models answered HTTP {response.status_code}: "
+                                 f"{response.text[:200]}. Is this an OpenAI-compatible server?")
+    try:
+        return [m["id"] for m in response.json()["data"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeUnavailable(f"{url}/models did not answer like an OpenAI-compatible "
+                                 "server (no model list).") from exc
+
+
 class OpenAICompatibleRuntime:
     def __init__(self, value: str, allow_remote: bool = False, timeout: float = 600.0):
         url, model = split_spec(value)
@@ -45,41 +67,17 @@ class OpenAICompatibleRuntime:
         self.client = httpx.Client(base_url=self.url, trust_env=False,
                                    timeout=httpx.Timeout(timeout, connect=5.0),
                                    headers={"Authorization": f"Bearer {key}"} if key else {})
-        self.model = model or self._only_model()
-        self._check_model()
-        self.name = f"openai:{self.url}#{self.model}"
-        self.format_index = 0  # first response format this server accepts
-
-    def _get_models(self) -> list[str]:
-        try:
-            response = self.client.get("/models")
-        except httpx.HTTPError as exc:
-            raise RuntimeUnavailable(
-                f"No OpenAI-compatible server answers at {self.url} ({type(exc).__name__}). Start "
-                "it first: LM Studio -> Developer -> Start server (port 1234), or `python -m "
-                "llama_cpp.server --model FILE.gguf`.") from exc
-        if response.status_code != 200:
-            raise RuntimeUnavailable(f"{self.url}/models answered HTTP {response.status_code}: "
-                                     f"{response.text[:200]}. Is this an OpenAI-compatible server?")
-        try:
-            return [m["id"] for m in response.json()["data"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RuntimeUnavailable(f"{self.url}/models did not answer like an OpenAI-compatible "
-                                     "server (no model list).") from exc
-
-    def _only_model(self) -> str:
-        models = self._get_models()
-        if len(models) != 1:
+        models = list_models(self.url, self.client)
+        if not model and len(models) != 1:
             raise RuntimeUnavailable(f"The server at {self.url} has {len(models)} models "
                                      f"({', '.join(models[:8]) or 'none'}); name one: "
                                      f"openai:{self.url}#MODEL.")
-        return models[0]
-
-    def _check_model(self) -> None:
-        models = self._get_models()
+        self.model = model or models[0]
         if models and self.model not in models:
             raise RuntimeUnavailable(f"The server at {self.url} has no model {self.model!r}; it "
                                      f"has: {', '.join(models[:8])}. Load it there or pick another.")
+        self.name = f"openai:{self.url}#{self.model}"
+        self.format_index = 0  # first response format this server accepts
 
     def answer(self, request: ModelRequest) -> str:
         while True:

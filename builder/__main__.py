@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="export: gguf and/or onnx (repeatable; default both); serve: the run's "
                          "gguf (default), onnx or safetensors (merged) model")
     ex.add_argument("--quantize", action="append", metavar="TYPE",
-                    help="GGUF type(s): Q4_K_M (default), Q8_0, Q5_K_M, Q2_K, F16; repeat or "
+                    help="GGUF type(s): Q4_K_M (default), Q8_0, Q5_K_M, Q4_0, Q2_K, F16; repeat or "
                          "comma-separate for several")
     ex.add_argument("--onnx", dest="onnx_types", action="append", choices=("fp32", "int8"),
                     help="ONNX variant(s) to keep (default both; int8 is quantized from fp32)")
@@ -111,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="listen on a non-loopback address (put a TLS proxy in front)")
     bm = parser.add_argument_group("benchmark")
     bm.add_argument("--sweep-threads", default="1,2",
-                    help="thread counts for llama.cpp (comma list; the largest is used for the others)")
+                    help="llama.cpp threads, comma list of N or N+M (answer+prompt threads, e.g. "
+                         "1,2,1+2); the largest is used for the other runtimes")
     bm.add_argument("--only", action="append", help="only runtimes whose label contains this (repeatable)")
+    bm.add_argument("--train", action="store_true",
+                    help="measure training instead: builder train vs a plain padded loop")
+    bm.add_argument("--train-steps", type=int, default=2, help="optimizer steps per training contender")
     pb = parser.add_argument_group("publish")
     pb.add_argument("--repo-id", default=None, help="the Hub repository, USER/NAME")
     pb.add_argument("--dry-run", action="store_true", help="build the folder and model card only")
@@ -163,12 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         return _run("publish", lambda: publish.publish(cfg.run_dir, args.repo_id, args.out,
                                                        args.dry_run, args.private),
                     (publish.PublishError,))
+    if args.stage == "benchmark" and args.train:
+        from . import bench_train, train  # noqa: PLC0415
+
+        return _run("benchmark", lambda: bench_train.run(cfg, args.train_steps, args.out),
+                    (train.TrainError,), show=bench_train.markdown)
     if args.stage == "benchmark":
         from . import benchmark  # noqa: PLC0415
         from models.runtimes import RuntimeUnavailable  # noqa: PLC0415
 
         return _run("benchmark", lambda: benchmark.run(
-            cfg, args.data, args.limit or 10, [int(t) for t in args.sweep_threads.split(",") if t.strip()],
+            cfg, args.data, args.limit or 10, benchmark.parse_threads(args.sweep_threads),
             args.max_tokens or 96, args.out, args.only),
             (ValueError, RuntimeUnavailable), show=benchmark.markdown)
     if args.stage == "serve":

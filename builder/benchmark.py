@@ -8,9 +8,12 @@ latency p50/p95 per note, prompt and answer tokens, tokens per second, load seco
 at load, micro-F1 on the notes. Ratios are against transformers fp32. Writes benchmark.json,
 benchmark.md and benchmark.png in the output folder.
 
-The compute bound: a forward pass costs about 2 x parameters FLOPs per token; the cores can do
-at most cores x GHz x FLOPs per cycle (AVX2 with FMA: 32 fp32 FLOPs per cycle per core, AVX-512:
-64). The report says how far the measured prompt throughput is from it.
+The compute bound of a note: its prompt costs 2 x (parameters outside the vocabulary projection)
+FLOPs per token plus causal attention (2 x layers x width x tokens^2); the answer's projection is
+computed for the last token only. What the cores can do is measured here, not assumed: the best of
+a few fp32 matrix products of the model's own shape (prompt tokens x width @ width x MLP width)
+through torch at each thread count. bound s = prompt FLOPs / measured FLOP/s; the report gives
+each runtime's p50 as a multiple of it. The theoretical peak from /proc/cpuinfo is shown beside.
 """
 from __future__ import annotations
 
@@ -45,17 +48,31 @@ class Contender:
     rows: list[dict] = field(default_factory=list)
 
 
-def contenders(run_dir: Path, threads: list[int]) -> list[Contender]:
+def parse_threads(text: str) -> list[tuple[int, int]]:
+    """"1,2,1+2" -> [(1, 1), (2, 2), (1, 2)]: (answer threads, prompt threads) for llama.cpp."""
+    out = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        gen, _, batch = item.partition("+")
+        if not gen.isdigit() or (batch and not batch.isdigit()) or int(gen) < 1:
+            raise ValueError(f"--sweep-threads: {item!r} is not N or N+M (answer+prompt threads)")
+        out.append((int(gen), int(batch or gen)))
+    return out
+
+
+def contenders(run_dir: Path, threads: list[tuple[int, int]]) -> list[Contender]:
+    most = max(max(t) for t in threads)
     out = [Contender("retrieval", "retrieval")]
     if (run_dir / "merged" / "config.json").exists():
-        out.append(Contender("transformers fp32", str(run_dir / "merged"), {"threads": max(threads)}))
+        out.append(Contender("transformers fp32", str(run_dir / "merged"), {"threads": most}))
     for kind in ("fp32", "int8"):
         if (onnx_path(run_dir, kind) / "model.onnx").exists():
-            out.append(Contender(f"ONNX {kind}", str(onnx_path(run_dir, kind)), {"threads": max(threads)}))
+            out.append(Contender(f"ONNX {kind}", str(onnx_path(run_dir, kind)), {"threads": most}))
     for qtype in GGUF_TYPES:
         if gguf_path(run_dir, qtype).exists():
-            for n in threads:
-                out.append(Contender(f"GGUF {qtype} x{n}", str(gguf_path(run_dir, qtype)), {"threads": n}))
+            for gen, batch in threads:
+                label = f"GGUF {qtype} x{gen}" + (f"+{batch}" if batch != gen else "")
+                out.append(Contender(label, str(gguf_path(run_dir, qtype)),
+                                     {"threads": gen, "batch_threads": batch}))
     return out
 
 
@@ -78,15 +95,45 @@ def cpu_peak_gflops() -> dict:
             "simd": "avx512" if per_cycle == 64 else "avx2+fma" if per_cycle == 32 else "sse"}
 
 
-def model_parameters(run_dir: Path) -> int:
+def model_geometry(run_dir: Path) -> dict:
+    """Parameter counts and shape of the run's model (empty when there is no merged model)."""
     config = run_dir / "merged" / "config.json"
     if not config.exists():
-        return 0
+        return {}
     c = json.loads(config.read_text())
     h, layers, inter, vocab = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]
     kv = h * c.get("num_key_value_heads", c["num_attention_heads"]) // c["num_attention_heads"]
-    per_layer = h * h * 2 + h * kv * 2 + 3 * h * inter
-    return layers * per_layer + vocab * h  # the output projection (tied or not) runs per token
+    body = layers * (h * h * 2 + h * kv * 2 + 3 * h * inter)
+    return {"parameters": body + vocab * h, "body_parameters": body, "layers": layers, "hidden": h,
+            "intermediate": inter, "vocab": vocab}
+
+
+def prompt_gflop(geometry: dict, tokens: float) -> float:
+    """FLOPs (in G) of reading a prompt: the layers for every token, attention (causal), and the
+    vocabulary projection for the last token only (what llama.cpp and generate() compute)."""
+    g = geometry
+    return (2 * g["body_parameters"] * tokens + 2 * g["layers"] * g["hidden"] * tokens ** 2
+            + 2 * g["vocab"] * g["hidden"]) / 1e9
+
+
+def measured_gflops(threads: int, rows: int, width: int, inner: int, repeats: int = 12) -> float:
+    """Best fp32 GFLOP/s of a (rows x width) @ (width x inner) product on `threads` threads."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(rows, width), torch.randn(width, inner)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(previous)
+    return round(2 * rows * width * inner / best / 1e9, 1)
 
 
 def _summary(c: Contender, reference: Contender | None) -> dict:
@@ -94,7 +141,8 @@ def _summary(c: Contender, reference: Contender | None) -> dict:
     prompt = sum(r["prompt_tokens"] for r in c.rows)
     answer = sum(r["completion_tokens"] for r in c.rows)
     total_s = sum(lat)
-    s = {"label": c.label, "spec": c.spec, "threads": c.options.get("threads"), "notes": len(lat),
+    s = {"label": c.label, "spec": c.spec, "threads": c.options.get("threads"),
+         "batch_threads": c.options.get("batch_threads"), "notes": len(lat),
          "p50_s": round(statistics.median(lat), 3),
          "p95_s": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 3),
          "prompt_tokens_per_note": round(prompt / len(lat), 1),
@@ -108,10 +156,10 @@ def _summary(c: Contender, reference: Contender | None) -> dict:
     return s
 
 
-def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[int] | None = None,
+def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, int]] | None = None,
         max_tokens: int = 96, out_dir: str | None = None, only: list[str] | None = None) -> dict:
     run_dir = Path(cfg.run_dir)
-    threads = threads or [1, 2]
+    threads = threads or [(1, 1), (2, 2)]
     out = Path(out_dir) if out_dir else run_dir / "benchmark"
     cs = codeset_mod.load()
     notes = load_notes(data, cfg)[:limit]
@@ -132,6 +180,10 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[int] | None 
         loaded.append(c)
     if not loaded:
         raise RuntimeUnavailable("No runtime could be loaded for the benchmark.")
+    geometry = model_geometry(run_dir)
+    thread_counts = sorted({n for pair in threads for n in pair})
+    before_gflops = {n: measured_gflops(n, 800, geometry["hidden"], geometry["intermediate"])
+                     for n in thread_counts} if geometry else {}
     for i, note in enumerate(tqdm(notes, desc="benchmark", unit="note")):
         gold, _ = gold_codes(note.gold_raw, cs)
         for c in loaded[i % len(loaded):] + loaded[: i % len(loaded)]:  # rotate the order
@@ -144,15 +196,21 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[int] | None 
     reference = next((c for c in loaded if c.label == "transformers fp32"), None)
     rows = [_summary(c, reference) for c in loaded]
     machine = cpu_peak_gflops()
-    params = model_parameters(run_dir)
     bound = {}
-    if params:
-        bound["parameters"] = params
-        bound["gflop_per_token"] = round(2 * params / 1e9, 3)
-        bound["max_prompt_tokens_per_s"] = round(machine["peak_gflops"] / bound["gflop_per_token"], 1)
+    if geometry:
+        typical = statistics.median(r["prompt_tokens_per_note"] for r in rows if r["prompt_tokens_per_note"])
+        # What the cores can do: the best of a measurement before the notes and one after.
+        measured = {n: max(before_gflops.get(n, 0.0), measured_gflops(
+            n, int(typical), geometry["hidden"], geometry["intermediate"])) for n in thread_counts}
+        bound = {**geometry, "prompt_tokens": typical,
+                 "prompt_gflop": round(prompt_gflop(geometry, typical), 1),
+                 "measured_gflops": measured}
+        bound["bound_s"] = {n: round(prompt_gflop(geometry, typical) / g, 4) for n, g in measured.items()}
         for r in rows:
-            if r["tokens_per_s"]:
-                r["share_of_compute_bound"] = round(r["tokens_per_s"] / bound["max_prompt_tokens_per_s"], 3)
+            if r["prompt_tokens_per_note"]:
+                n = r["batch_threads"] or r["threads"]  # the prompt's threads
+                floor = prompt_gflop(geometry, r["prompt_tokens_per_note"]) / measured[n]
+                r["bound_s"], r["x_bound"] = round(floor, 4), round(r["p50_s"] / floor, 2)
     report = {"data": data, "notes": len(notes), "max_tokens": max_tokens, "machine": machine,
               "compute_bound": bound, "runtimes": rows,
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -171,14 +229,19 @@ def markdown(report: dict) -> str:
              f"{report['max_tokens']} tokens, interleaved. Machine: {m['cores']} cores at "
              f"{m['ghz']} GHz, {m['simd']}, peak {m['peak_gflops']} GFLOP/s fp32.", ""]
     if b:
-        lines += [f"Compute bound: {b['parameters'] / 1e6:.0f}M parameters -> {b['gflop_per_token']} "
-                  f"GFLOP per token -> at most {b['max_prompt_tokens_per_s']} tokens/s on these cores.", ""]
-    lines += ["| runtime | p50 s | p95 s | x transformers | tokens/s | of bound | prompt tok | answer tok "
+        measured = ", ".join(f"{g} on {n} thread{'s' if int(n) > 1 else ''}"
+                             for n, g in b["measured_gflops"].items())
+        lines += [f"Compute bound: a {b['prompt_tokens']:.0f}-token prompt of this "
+                  f"{b['parameters'] / 1e6:.0f}M-parameter model is {b['prompt_gflop']} GFLOP; measured fp32 "
+                  f"matrix products of its shape: {measured} GFLOP/s, so it cannot take less than "
+                  + ", ".join(f"{s} s ({n} threads)" for n, s in b["bound_s"].items())
+                  + ". `x bound` is each runtime's p50 over that.", ""]
+    lines += ["| runtime | p50 s | p95 s | x transformers | x bound | tokens/s | prompt tok | answer tok "
               "| load s | memory MB | micro-F1 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["runtimes"]:
         lines.append(f"| {r['label']} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
-                     f"{r.get('speedup_vs_transformers', '-')} | {r['tokens_per_s'] or '-'} | "
-                     f"{r.get('share_of_compute_bound', '-')} | {r['prompt_tokens_per_note']:.0f} | "
+                     f"{r.get('speedup_vs_transformers', '-')} | {r.get('x_bound', '-')} | "
+                     f"{r['tokens_per_s'] or '-'} | {r['prompt_tokens_per_note']:.0f} | "
                      f"{r['answer_tokens_per_note']:.0f} | {r['load_s']:.2f} | {r['memory_mb']:.0f} | "
                      f"{r['micro_f1']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -196,6 +259,11 @@ def _plot(path: Path, report: dict) -> None:
     ax1.barh(labels, [r["p50_s"] for r in rows], color="#1f5f99")
     ax1.errorbar([r["p50_s"] for r in rows], labels,
                  xerr=[[0] * len(rows), [r["p95_s"] - r["p50_s"] for r in rows]], fmt="none", ecolor="#333")
+    for n, floor in (report["compute_bound"].get("bound_s") or {}).items():
+        ax1.axvline(floor, color="#c0392b", linestyle="--" if int(n) > 1 else ":", linewidth=1,
+                    label=f"compute bound of the prompt, {n} thread{'s' if int(n) > 1 else ''}")
+    if report["compute_bound"].get("bound_s"):
+        ax1.legend(loc="upper right", fontsize=8)
     ax1.set_xlabel("seconds per note (p50, bar to p95)")
     ax2.barh(labels, [r["micro_f1"] for r in rows], color="#2e9e5b")
     ax2.set_xlabel("micro-F1 on the same notes")

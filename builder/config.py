@@ -58,7 +58,8 @@ class TrainConfig:
     max_train_examples: int = 0  # 0: all
     gradient_checkpointing: bool = False
     packing: bool = False
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
+    group_by_length: bool = True  # batches of similar length: less padding computed for nothing
+    dtype: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | float32 | bfloat16
     seed: int = 13
 
 

@@ -9,11 +9,13 @@ tokens on a fixed prompt set. An Ollama Modelfile is written next to the default
 """
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from models.files import atomic_dir, atomic_path, sha256_file, write_text_atomic
@@ -23,13 +25,45 @@ from .base_model import byte_level_fix
 from .config import BuildConfig
 from .llama_cpp_tools import ensure_converter, converter_env
 
-GGUF_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
+GGUF_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_0", "Q2_K")
 DEFAULT_GGUF = "Q4_K_M"
 ONNX_TYPES = ("fp32", "int8")
 MODEL_NAME = "icd10-coder"
 
 class ExportError(RuntimeError):
     pass
+
+
+def _disk_full(folder: Path, error: BaseException | str = "") -> bool:
+    """Did a write into `folder` fail for lack of space? Asked while the partial file still
+    exists (inside `atomic_path`), so the disk is still as full as the write left it."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    if "No space left on device" in str(error):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def _no_space(folder: Path, what: str) -> ExportError:
+    free = shutil.disk_usage(folder).free / 1e6 if folder.exists() else 0.0
+    return ExportError(f"No space left on the disk of {folder} while writing {what} ({free:.0f} MB "
+                       "free). Free some space, or export a run folder on a larger disk "
+                       "(--run-dir). Nothing half-written was left there.")
+
+
+@contextmanager
+def _writing(out: Path, what: str, directory: bool = False):
+    """Atomic write of a file or folder; a failure for lack of space says so."""
+    with (atomic_dir(out) if directory else atomic_path(out)) as tmp:
+        try:
+            yield tmp
+        except Exception as exc:
+            if _disk_full(out.parent, exc):
+                raise _no_space(out.parent, what) from exc
+            raise
 
 
 def gguf_path(run_dir: Path, qtype: str) -> Path:
@@ -48,11 +82,13 @@ def convert_f16(merged: Path, out: Path) -> None:
         raise ExportError(f"{merged} has SmolLM2's tokenizer in the lossy form transformers reads "
                           "from a GGUF (digits not split as in pretraining). Train again: the "
                           "builder now writes the tokenizer as published.")
-    with atomic_path(out) as tmp:
+    with _writing(out, out.name) as tmp:
         proc = subprocess.run([sys.executable, str(folder / "convert_hf_to_gguf.py"), str(merged),
                                "--outtype", "f16", "--outfile", str(tmp)],
                               env=converter_env(folder), capture_output=True, text=True)
         if proc.returncode != 0:
+            if _disk_full(out.parent, proc.stderr):
+                raise _no_space(out.parent, out.name)
             raise ExportError(f"convert_hf_to_gguf.py failed ({proc.returncode}):\n"
                               f"{proc.stderr[-2000:]}")
 
@@ -66,7 +102,7 @@ def quantize(f16: Path, out: Path, qtype: str, threads: int = 0) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads
-    with atomic_path(out) as tmp:  # a failed quantize leaves no file under the final name
+    with _writing(out, out.name) as tmp:  # a failed quantize leaves no file under the final name
         rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp).encode(), params)
         if rc != 0:
             raise ExportError(f"llama_model_quantize to {qtype} failed (code {rc}).")
@@ -129,7 +165,7 @@ def _is_byte_level(merged: Path) -> bool:
 def export_onnx_fp32(merged: Path, out: Path) -> Path:
     from optimum.exporters.onnx import main_export
 
-    with atomic_dir(out) as tmp:
+    with _writing(out, f"the ONNX model {out.name}", directory=True) as tmp:
         main_export(str(merged), tmp, task="text-generation-with-past", device="cpu",
                     do_validation=False, local_files_only=True)
         if (merged / "chat_template.jinja").exists() and not (tmp / "chat_template.jinja").exists():
@@ -142,7 +178,7 @@ def quantize_onnx_int8(fp32: Path, out: Path) -> Path:
     # unsigned weights saturate on VNNI-less CPUs (onnxruntime's own advice).
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with atomic_dir(out) as tmp:
+    with _writing(out, f"the ONNX model {out.name}", directory=True) as tmp:
         shutil.copytree(fp32, tmp, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
         quantize_dynamic(fp32 / "model.onnx", tmp / "model.onnx", weight_type=QuantType.QInt8,
@@ -231,8 +267,10 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
             report["gguf"][path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path),
                                          "eos_token": meta["eos_token"], "verify": verify(path)}
             outputs.append(path)
-        default = gguf_path(run_dir, DEFAULT_GGUF if DEFAULT_GGUF in [q.upper() for q in gguf_types]
-                            else gguf_types[0].upper())
+        # The Modelfile names the default type whenever the run has it (exported now or before).
+        default = gguf_path(run_dir, DEFAULT_GGUF)
+        if DEFAULT_GGUF not in [q.upper() for q in gguf_types] and not default.exists():
+            default = gguf_path(run_dir, gguf_types[0].upper())
         modelfile = write_modelfile(default, gguf_metadata(default)["chat_template"])
         report["modelfile"] = str(modelfile)
         outputs.append(modelfile)

@@ -122,8 +122,9 @@ def model_card(repo_id: str, stages: dict, files: dict) -> str:
         "- **Suggestions for a trained medical coder to review**, never final codes. Every code "
         "must be checked against the note and the official guidelines.",
         "- The model sees up to 20 candidate codes retrieved from the code set and answers JSON "
-        "(`{\"codes\": [{\"code\", \"evidence\"}]}`); the app validates every code against "
-        f"{EDITION} and flags codes that are not billable, lack evidence or conflict (Excludes1).",
+        "with the codes only (`{\"codes\": [\"E11.22\", \"I10\"]}`); the app finds the supporting "
+        f"words in the note, validates every code against {EDITION} and flags codes that are not "
+        "billable, lack evidence or conflict (Excludes1).",
         "- English notes only. Trained on literature case reports and synthetic notes, not on real "
         "encounter notes of any hospital: expect lower accuracy on other styles.",
         "- It writes few codes per note (recall is low); retrieval alone scores higher on "

@@ -2,7 +2,9 @@
 
 QLoRA (NF4 4-bit base, double quantization, paged AdamW) where CUDA is present; plain LoRA on
 fp32 weights on CPU, where bitsandbytes' 4-bit kernels are ~3x slower (shared/STACK.md).
-Loss is on the answer only (prompt-completion examples). Checkpoints go to <run>/train/checkpoints;
+Loss is on the answer only (prompt-completion examples), and the vocabulary projection is only
+computed where answers are (see `answer_window_loss`): at 49k words it is a fifth of the model's
+arithmetic per token, spent on ~900 prompt tokens for ~40 answer tokens. Checkpoints go to <run>/train/checkpoints;
 running the stage again resumes from the last one, so an interrupted run loses at most the steps
 since its last checkpoint (Ctrl-C and SIGTERM save one before stopping). The best checkpoint by
 validation loss becomes <run>/train/adapter.
@@ -42,12 +44,29 @@ def resolve_quantization(requested: str) -> str:
     return requested
 
 
-def _dtype(name: str):
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matrix products run about 2x fp32 there (without them, bf16 is
+    emulated and 3-8x slower: shared/STACK.md)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision(name: str):
+    """(dtype of the loaded weights, whether to compute in bf16) for train.dtype.
+    auto: bf16 weights on CUDA; on a CPU with native bf16, fp32 weights under bf16 autocast
+    (the adapter and optimizer stay fp32); elsewhere fp32."""
     import torch
 
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+        if torch.cuda.is_available():
+            return torch.bfloat16, True
+        return torch.float32, cpu_has_native_bf16()
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return dtype, dtype == torch.bfloat16
 
 
 def _load_examples(path: Path, seed: int):
@@ -105,12 +124,72 @@ class _StopCallback:
         return StopCallback()
 
 
+def answer_window_loss(model, inputs: dict, num_items_in_batch=None):
+    """Causal-LM loss on the labelled tokens, with logits only from the first labelled position
+    of the batch on (the answers sit at the end of each row). Equal to the full-logits loss."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    labelled = (labels != -100).any(dim=0).nonzero()
+    start = max(int(labelled[0]) - 1, 0) if len(labelled) else labels.shape[1] - 1
+    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                    position_ids=inputs.get("position_ids"), use_cache=False,
+                    logits_to_keep=labels.shape[1] - start)
+    logits = outputs.logits[:, :-1].float()  # logits[:, j] predicts the token at start + j + 1
+    target = labels[:, start + 1:].to(logits.device)
+    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                            ignore_index=-100, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (target != -100).sum()
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1), outputs
+
+
+def _trainer_class():
+    from trl import SFTTrainer
+
+    class AnswerWindowSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = answer_window_loss(model, inputs, num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+    return AnswerWindowSFTTrainer
+
+
+def sft_config(tc, output_dir: Path, bf16: bool, optim: str, **overrides):
+    """trl's SFTConfig for a TrainConfig (also used by `builder benchmark --train`)."""
+    import torch
+    from trl import SFTConfig
+
+    settings = dict(
+        output_dir=str(output_dir), max_length=tc.max_length, completion_only_loss=True,
+        packing=tc.packing, per_device_train_batch_size=tc.batch_size,
+        per_device_eval_batch_size=tc.batch_size, gradient_accumulation_steps=tc.grad_accum,
+        learning_rate=tc.learning_rate, warmup_ratio=tc.warmup_ratio, lr_scheduler_type="cosine",
+        num_train_epochs=tc.epochs, max_steps=tc.max_steps, optim=optim,
+        eval_strategy="steps", eval_steps=tc.eval_steps, save_strategy="steps",
+        save_steps=tc.eval_steps, save_total_limit=2, load_best_model_at_end=True,
+        metric_for_best_model="eval_loss", greater_is_better=False, logging_steps=1,
+        report_to="none", seed=tc.seed, bf16=bf16, fp16=False,
+        gradient_checkpointing=tc.gradient_checkpointing, group_by_length=tc.group_by_length,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    return SFTConfig(**{**settings, **overrides})
+
+
+def lora_config(cfg: BuildConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+
+
 def run(cfg: BuildConfig) -> dict:
     import torch
-    from peft import LoraConfig, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTConfig, SFTTrainer
 
     from models.files import sha256_file
 
@@ -125,7 +204,7 @@ def run(cfg: BuildConfig) -> dict:
     data_dir = run_dir / "data"
     quant = resolve_quantization(tc.quantization)
     base = ensure_base_model(cfg.base_model)
-    dtype = _dtype(tc.dtype)
+    dtype, bf16 = precision(tc.dtype)
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
@@ -161,25 +240,11 @@ def run(cfg: BuildConfig) -> dict:
     if not len(train_ds):
         raise TrainError(f"No training example fits in train.max_length={tc.max_length} tokens.")
     optim = tc.optim if tc.optim != "auto" else ("paged_adamw_32bit" if quant == "nf4" else "adamw_torch")
-    args = SFTConfig(
-        output_dir=str(ckpt_dir), max_length=tc.max_length, completion_only_loss=True,
-        packing=tc.packing, per_device_train_batch_size=tc.batch_size,
-        per_device_eval_batch_size=tc.batch_size, gradient_accumulation_steps=tc.grad_accum,
-        learning_rate=tc.learning_rate, warmup_ratio=tc.warmup_ratio, lr_scheduler_type="cosine",
-        num_train_epochs=tc.epochs, max_steps=tc.max_steps, optim=optim,
-        eval_strategy="steps", eval_steps=tc.eval_steps, save_strategy="steps",
-        save_steps=tc.eval_steps, save_total_limit=2, load_best_model_at_end=True,
-        metric_for_best_model="eval_loss", greater_is_better=False, logging_steps=1,
-        report_to="none", seed=tc.seed, bf16=dtype == torch.bfloat16, fp16=False,
-        gradient_checkpointing=tc.gradient_checkpointing, include_num_input_tokens_seen=True,
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    args = sft_config(tc, ckpt_dir, bf16, optim)
+    lora = lora_config(cfg)
     stop = _StopCallback(tc.time_budget_minutes * 60)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=lora, callbacks=[stop])
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                               processing_class=tokenizer, peft_config=lora, callbacks=[stop])
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
     if last:
         print(f"Resuming from {last}")
@@ -194,6 +259,7 @@ def run(cfg: BuildConfig) -> dict:
     state = trainer.state
     summary = {
         "base_model": base, "quantization": quant, "optim": optim, "dtype": str(dtype),
+        "bf16_compute": bf16,
         "steps": state.global_step, "max_steps": state.max_steps, "resumed_from": last,
         "stopped_early": stop.reason, "train_loss": round(result.training_loss, 4),
         "best_eval_loss": state.best_metric, "best_checkpoint": state.best_model_checkpoint,

@@ -1,7 +1,9 @@
 """The prompt contract: how a note becomes chat messages, and how an answer is read back.
 
 Training examples and inference prompts are both built here, so they cannot drift apart.
-The answer is JSON: {"codes": [{"code": "E11.22", "evidence": "words quoted from the note"}]}.
+The answer is JSON: {"codes": ["E11.22", "I10"]}. Codes only: every answer token costs ~20 ms on
+a laptop CPU, and the pipeline finds the supporting words in the note itself (models/evidence.py).
+Answers of builds before that ({"codes": [{"code": ..., "evidence": ...}]}) still parse.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ MAX_EVIDENCE_CHARS = 160
 SYSTEM_PROMPT = (
     "You are an expert medical coder. Read the clinical note and list the ICD-10-CM FY2026 "
     "diagnosis codes it supports, most important first. Code only conditions the note states "
-    "as present; never code what is denied, ruled out or only in the family history. For each "
-    "code, quote the words of the note that support it. Answer with JSON only."
+    "as present; never code what is denied, ruled out or only in the family history. "
+    "Answer with JSON only."
 )
 
 
@@ -60,7 +62,7 @@ def user_message(note: str, candidates: Sequence[Candidate] | None = None) -> st
     if candidates:
         parts += ["", "Candidate codes (prefer these; each is valid in FY2026):"]
         parts += [f"{c.code} {c.description}" for c in candidates]
-    parts += ["", 'Answer as {"codes": [{"code": "...", "evidence": "..."}]}.']
+    parts += ["", 'Answer as {"codes": ["...", "..."]}.']
     return "\n".join(parts)
 
 
@@ -78,10 +80,10 @@ def note_from_messages(messages: list[dict]) -> str:
     return content.split("<<<\n", 1)[1].rsplit("\n>>>", 1)[0]
 
 
-def format_answer(items: Iterable[CodedItem]) -> str:
-    """The exact answer text the model is trained to write."""
-    codes = [{"code": i.code, "evidence": i.evidence[:MAX_EVIDENCE_CHARS]} for i in items]
-    return json.dumps({"codes": codes[:MAX_CODES]}, ensure_ascii=False)
+def format_answer(items: Iterable[CodedItem | str]) -> str:
+    """The exact answer text the model is trained to write (evidence is not part of it)."""
+    codes = [i.code if isinstance(i, CodedItem) else i for i in items]
+    return json.dumps({"codes": codes[:MAX_CODES]}, separators=(", ", ": "))
 
 
 def training_example(note: str, items: Sequence[CodedItem],
@@ -102,15 +104,7 @@ ANSWER_SCHEMA: dict = {
         "codes": {
             "type": "array",
             "maxItems": MAX_CODES,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "code": {"type": "string", "pattern": CODE_PATTERN},
-                    "evidence": {"type": "string", "maxLength": MAX_EVIDENCE_CHARS},
-                },
-                "required": ["code", "evidence"],
-                "additionalProperties": False,
-            },
+            "items": {"type": "string", "pattern": CODE_PATTERN},
         }
     },
     "required": ["codes"],
@@ -121,10 +115,8 @@ ANSWER_SCHEMA: dict = {
 GBNF = rf"""
 root     ::= "{{" ws "\"codes\"" ws ":" ws "[" ws items? ws "]" ws "}}"
 items    ::= item (ws "," ws item){{0,{MAX_CODES - 1}}}
-item     ::= "{{" ws "\"code\"" ws ":" ws "\"" code "\"" ws "," ws "\"evidence\"" ws ":" ws evidence ws "}}"
+item     ::= "\"" code "\""
 code     ::= [A-Z] [0-9] [0-9A-Z] ("." [0-9A-Z]{{1,4}})?
-evidence ::= "\"" char{{0,{MAX_EVIDENCE_CHARS}}} "\""
-char     ::= [^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{{4}})
 ws       ::= [ \t\n]{{0,2}}
 """.strip() + "\n"
 
@@ -133,6 +125,7 @@ ws       ::= [ \t\n]{{0,2}}
 _CODE_IN_TEXT = re.compile(r"\b[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
 _ITEM_IN_TEXT = re.compile(
     r'\{\s*"code"\s*:\s*"(?P<code>[^"]{0,20})"\s*(?:,\s*"evidence"\s*:\s*"(?P<ev>(?:[^"\\]|\\.)*)"?)?')
+_QUOTED_CODE = re.compile(r'"([A-Za-z][0-9][0-9A-Za-z](?:\.[0-9A-Za-z]{1,4})?)"')
 _CODE_KEYS = ("code", "icd10", "icd_10", "icd10_code", "icd")
 
 
@@ -157,6 +150,10 @@ def _parse(text: str) -> ParsedAnswer:
     if matches:  # JSON cut short (token limit) or slightly malformed
         raw = [{"code": m.group("code"), "evidence": _unescape(m.group("ev") or "")} for m in matches]
         return _collect(raw, "repaired")
+    if '"codes"' in stripped:  # a list of codes cut short: keep only the codes that were closed
+        quoted = _QUOTED_CODE.findall(stripped.split('"codes"', 1)[1])
+        if quoted:
+            return _collect(quoted, "repaired")
     codes = _CODE_IN_TEXT.findall(stripped)
     return _collect(codes, "salvaged" if codes else "empty")
 

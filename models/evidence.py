@@ -1,9 +1,13 @@
-"""Where in the note a code is supported: locate a quoted span, or find the best clause."""
+"""Where in the note a code is supported: locate a quoted span, or find the words themselves.
+
+Models answer with codes only, so the words a coder sees highlighted are found here: the clause
+that shares most meaningful words with the code's wording, narrowed to the phrase that says it.
+"""
 from __future__ import annotations
 
 import re
 
-from .codeset import content_words, stem
+from .codeset import _WORD_RE, content_words, stem
 from .retrieve import clauses
 
 
@@ -54,3 +58,35 @@ def best_clause(note: str, phrase: str, min_overlap: float = 0.5) -> tuple[int, 
         if score > best_score:
             best, best_score = (start, end), score
     return best if best_score >= min_overlap else None
+
+
+def narrow(note: str, span: tuple[int, int], wordings: list[str]) -> tuple[int, int]:
+    """The shortest run of words inside `span` holding every meaningful word it shares with the
+    best-matching wording, widened over neighbouring words of that wording ("type 2" before
+    "diabetes mellitus"). The span itself when nothing matches."""
+    start, end = span
+    words = [(start + m.start(), start + m.end(), stem(m.group()))
+             for m in _WORD_RE.finditer(note[start:end].lower())]
+    have = {w[2] for w in words}
+    wording = max(wordings, key=lambda w: len(key_words(w) & have), default="")
+    wanted = key_words(wording) & have
+    if not wanted:
+        return span
+    best = (0, len(words) - 1)
+    for i in range(len(words)):  # few words per clause: quadratic is fine
+        if words[i][2] not in wanted:
+            continue
+        seen: set[str] = set()
+        for j in range(i, len(words)):
+            seen.add(words[j][2])
+            if wanted <= seen:
+                if j - i < best[1] - best[0]:
+                    best = (i, j)
+                break
+    around = {stem(w) for w in _WORD_RE.findall(wording.lower())}
+    i, j = best
+    while i > 0 and words[i - 1][2] in around:
+        i -= 1
+    while j + 1 < len(words) and words[j + 1][2] in around:
+        j += 1
+    return words[i][0], words[j][1]

@@ -18,7 +18,7 @@ from typing import Callable
 from . import codeset as codeset_mod
 from .codeset import CodeSet
 from .contract import build_messages, parse_answer
-from .evidence import best_clause, locate, overlap, supports
+from .evidence import best_clause, locate, narrow, overlap, supports
 from .notes import check_note
 from .retrieve import RetrievedCode, Retriever, default_retriever
 from .runtimes import Cancelled, ModelRequest, Runtime  # noqa: F401 - Cancelled is re-exported
@@ -178,9 +178,10 @@ class Pipeline:
             span = None  # a real quote, but about another condition
         if span is None and candidate is not None and candidate.end and max(
                 overlap(note[candidate.start:candidate.end], w) for w in wordings) >= 0.6:
-            span = (candidate.start, candidate.end)
+            span = narrow(note, (candidate.start, candidate.end), wordings)
         if span is None:
             span = best_clause(note, s.description, min_overlap=0.6)
+            span = span and narrow(note, span, wordings)
         if span is None:
             s.flags.append(UNSUPPORTED)
             s.confidence = round(s.confidence / 2, 4)

@@ -2,6 +2,8 @@
 import json
 import shutil
 
+import pytest
+
 from builder import export
 from builder.config import BuildConfig
 
@@ -30,6 +32,10 @@ def test_benchmark_compares_every_runtime_of_a_run(contract_tiny_model, contract
     assert gguf["prompt_tokens_per_note"] > 100 and gguf["answer_tokens_per_note"] > 5
     assert gguf["p95_s"] >= gguf["p50_s"] > 0 and "speedup_vs_transformers" in gguf
     assert by["retrieval"]["tokens_per_s"] is None  # no model, no tokens
-    assert report["compute_bound"]["gflop_per_token"] > 0 and report["machine"]["peak_gflops"] > 0
+    bound = report["compute_bound"]
+    assert bound["prompt_gflop"] > 0 and report["machine"]["peak_gflops"] > 0
+    assert set(bound["measured_gflops"]) == {"1", "2"} and all(g > 0 for g in bound["measured_gflops"].values())
+    # Each model runtime's p50 is stated as a multiple of what its prompt's arithmetic needs.
+    assert gguf["bound_s"] > 0 and gguf["x_bound"] == pytest.approx(gguf["p50_s"] / gguf["bound_s"], rel=0.02)
     assert (run / "benchmark/benchmark.png").stat().st_size > 10_000
     assert "| GGUF Q4_K_M x2 |" in (run / "benchmark/benchmark.md").read_text()

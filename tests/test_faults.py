@@ -151,3 +151,33 @@ def test_disk_full_while_placing_a_model_leaves_nothing_half_written(contract_ti
     assert "No space left" in proc.stderr and "Nothing was left there" in proc.stderr
     assert proc.stdout.strip().endswith("rc=1")  # and no file at all on the full disk
     assert contract_tiny_gguf.is_file()
+
+
+def test_disk_full_while_exporting_says_so_and_leaves_no_partial_model(contract_tiny_model, tmp_path):
+    """A real full disk mid-write: the GGUF and ONNX folders of a run on 4 MB tmpfs mounts (the
+    tiny model's F16 GGUF is ~6 MB, its ONNX ~13 MB), in a private mount namespace."""
+    import json
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("cannot make a mount namespace here (needs unshare and privileges)")
+    run = tmp_path / "run"
+    shutil.copytree(contract_tiny_model, run / "merged")
+    for folder in ("gguf", "onnx"):
+        (run / folder).mkdir()
+    script = "; ".join(
+        [f"mount -t tmpfs -o size=4m none {run}/{d} || exit 90" for d in ("gguf", "onnx")]
+        + [f"{sys.executable} -m builder export --run-dir {run} --format {fmt}; echo rc-{fmt}=$?"
+           for fmt in ("gguf", "onnx")]
+        + [f"find {run}/gguf {run}/onnx -mindepth 1"])
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    if "rc-gguf=" not in proc.stdout:
+        pytest.skip(f"tmpfs not available: {proc.stderr[-300:]}")
+    assert "rc-gguf=1" in proc.stdout and "rc-onnx=1" in proc.stdout, proc.stderr[-3000:]
+    assert proc.stderr.count("No space left on the disk of") == 2, proc.stderr[-3000:]
+    assert "icd10-coder-F16.gguf" in proc.stderr and "the ONNX model fp32" in proc.stderr
+    assert "Nothing half-written was left there" in proc.stderr
+    assert proc.stdout.strip().endswith("rc-onnx=1")  # nothing at all in either folder
+    manifest = run / "manifest.json"
+    assert not manifest.exists() or "export" not in json.loads(manifest.read_text())["stages"]

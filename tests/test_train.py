@@ -151,3 +151,61 @@ def test_hub_profile_fails_fast_offline(tmp_path):
                      env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 1 and "Offline?" in out.stderr
     assert time.monotonic() - started < 120
+
+
+def test_answer_window_loss_equals_the_full_sequence_loss(tiny_llama_folder):
+    """The builder computes logits only where answers are; the loss and its gradients must be
+    exactly what the full-sequence loss gives (right-padded rows of different lengths)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from builder.train import answer_window_loss
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_folder),
+                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():  # LoRA B starts at zero: make the adapter matter
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    vocab = model.config.vocab_size
+    ids = torch.randint(3, vocab, (2, 30))
+    mask = torch.ones_like(ids)
+    mask[1, 24:] = 0  # the second row is shorter (right padding)
+    labels = torch.full_like(ids, -100)
+    labels[0, 22:30] = ids[0, 22:30]
+    labels[1, 19:24] = ids[1, 19:24]
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    full = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    full.backward()
+    full_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    window, outputs = answer_window_loss(model, inputs)
+    window.backward()
+    assert outputs.logits.shape[1] == 30 - 18  # logits from the first labelled position on
+    assert torch.allclose(window, full, atol=1e-6)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(p.grad, full_grads[n], atol=1e-6), n
+
+
+def test_train_benchmark_compares_builder_train_with_plain_loops_on_the_same_examples(
+        tiny_run, tiny_llama_folder, tmp_path):
+    from builder import bench_train
+
+    cfg = _cfg(tiny_run, tiny_llama_folder, "train.grad_accum=2")
+    report = bench_train.run(cfg, steps=2, out_dir=str(tmp_path))
+    rows = {r["label"]: r for r in report["contenders"]}
+    builder_label = next(label for label in rows if label.startswith("builder train"))
+    assert set(rows) == {"naive loop, padded to max_length", "naive loop, padded to longest",
+                         builder_label}
+    assert report["examples"] == 2 * 2 * 2
+    # The same examples (same real tokens) through each; the padded loop pays for its padding.
+    assert len({r["tokens"] for r in rows.values()}) == 1
+    assert rows["naive loop, padded to max_length"]["padded_tokens"] == 8 * 512
+    assert all(r["tokens_per_s"] > 0 for r in rows.values())
+    assert rows[builder_label]["builder_speedup"] == 1.0
+    assert json.loads((tmp_path / "train-benchmark.json").read_text())["contenders"] == report["contenders"]
+    assert "| builder train |" in (tmp_path / "train-benchmark.md").read_text()
+    assert not (tmp_path / ".train-bench").exists()

@@ -10,7 +10,8 @@ Contenders:
   has it natively, see builder.train.precision). The plain loops stay in fp32, as written.
 
 Counted: real tokens (no padding) of the examples trained on, over the wall time of the optimizer
-steps. Every contender sees the same examples once (steps x batch x accumulation of them).
+steps. Every contender sees the same examples once (steps x batch x accumulation of them). All
+run on the CPU, where the plain loops run, even on a machine with a GPU.
 """
 from __future__ import annotations
 
@@ -64,12 +65,11 @@ def _naive_loop(model, tokenized, tc, pad_id: int, pad_to: int | None) -> tuple[
     return time.perf_counter() - started, real, padded
 
 
-def _builder_trainer(model, tokenizer, examples, cfg: BuildConfig, steps: int, out: Path):
-    import torch
+def _builder_trainer(model, tokenizer, examples, cfg: BuildConfig, steps: int, bf16: bool, out: Path):
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from .train import _trainer_class, lora_config, precision, sft_config
+    from .train import _trainer_class, lora_config, sft_config
 
     clock: dict[str, float] = {}
 
@@ -80,7 +80,7 @@ def _builder_trainer(model, tokenizer, examples, cfg: BuildConfig, steps: int, o
         def on_train_end(self, args, state, control, **kw):
             clock["end"] = time.perf_counter()
 
-    args = sft_config(cfg.train, out / "checkpoints", precision(cfg.train.dtype)[1], "adamw_torch",
+    args = sft_config(cfg.train, out / "checkpoints", bf16, "adamw_torch", use_cpu=True,
                       max_steps=steps, eval_strategy="no", save_strategy="no",
                       load_best_model_at_end=False, disable_tqdm=True, logging_steps=steps)
     trainer = _trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(examples),
@@ -114,8 +114,7 @@ def run(cfg: BuildConfig, steps: int = 2, out_dir: str | None = None) -> dict:
 
     def fresh_model():
         torch.manual_seed(tc.seed)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-        return model
+        return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
 
     rows = []
     for label, pad_to in (("naive loop, padded to max_length", tc.max_length),
@@ -124,12 +123,12 @@ def run(cfg: BuildConfig, steps: int = 2, out_dir: str | None = None) -> dict:
                                             tokenized, tc, tokenizer.pad_token_id, pad_to)
         rows.append({"label": label, "seconds": round(seconds, 2), "tokens": real,
                      "padded_tokens": padded, "tokens_per_s": round(real / seconds, 1)})
+    bf16 = precision(tc.dtype, cuda=False)[1]
     scratch = out / ".train-bench"
     try:
-        seconds, seen = _builder_trainer(fresh_model(), tokenizer, examples, cfg, steps, scratch)
+        seconds, seen = _builder_trainer(fresh_model(), tokenizer, examples, cfg, steps, bf16, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    bf16 = precision(tc.dtype)[1]
     rows.append({"label": "builder train" + (" (bf16 compute)" if bf16 else ""),
                  "seconds": round(seconds, 2), "tokens": seen,
                  "padded_tokens": None, "tokens_per_s": round(seen / seconds, 1)})

@@ -202,10 +202,10 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
         # What the cores can do: the best of a measurement before the notes and one after.
         measured = {n: max(before_gflops.get(n, 0.0), measured_gflops(
             n, int(typical), geometry["hidden"], geometry["intermediate"])) for n in thread_counts}
-        bound = {**geometry, "prompt_tokens": typical,
-                 "prompt_gflop": round(prompt_gflop(geometry, typical), 1),
-                 "measured_gflops": measured}
-        bound["bound_s"] = {n: round(prompt_gflop(geometry, typical) / g, 4) for n, g in measured.items()}
+        typical_gflop = prompt_gflop(geometry, typical)
+        bound = {**geometry, "prompt_tokens": typical, "prompt_gflop": round(typical_gflop, 1),
+                 "measured_gflops": measured,
+                 "bound_s": {n: round(typical_gflop / g, 4) for n, g in measured.items()}}
         for r in rows:
             if r["prompt_tokens_per_note"]:
                 n = r["batch_threads"] or r["threads"]  # the prompt's threads

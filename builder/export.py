@@ -34,7 +34,7 @@ class ExportError(RuntimeError):
     pass
 
 
-def _disk_full(folder: Path, error: BaseException | str = "") -> bool:
+def _disk_full(folder: Path, error: BaseException) -> bool:
     """Did a write into `folder` fail for lack of space? Asked while the partial file still
     exists (inside `atomic_path`), so the disk is still as full as the write left it."""
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
@@ -86,9 +86,7 @@ def convert_f16(merged: Path, out: Path) -> None:
         proc = subprocess.run([sys.executable, str(folder / "convert_hf_to_gguf.py"), str(merged),
                                "--outtype", "f16", "--outfile", str(tmp)],
                               env=converter_env(folder), capture_output=True, text=True)
-        if proc.returncode != 0:
-            if _disk_full(out.parent, proc.stderr):
-                raise _no_space(out.parent, out.name)
+        if proc.returncode != 0:  # `_writing` turns it into "no space" when that is the cause
             raise ExportError(f"convert_hf_to_gguf.py failed ({proc.returncode}):\n"
                               f"{proc.stderr[-2000:]}")
 

@@ -4,8 +4,9 @@ QLoRA (NF4 4-bit base, double quantization, paged AdamW) where CUDA is present; 
 fp32 weights on CPU, where bitsandbytes' 4-bit kernels are ~3x slower (shared/STACK.md).
 Loss is on the answer only (prompt-completion examples), and the vocabulary projection is only
 computed where answers are (see `answer_window_loss`): at 49k words it is a fifth of the model's
-arithmetic per token, spent on ~900 prompt tokens for ~40 answer tokens. Checkpoints go to <run>/train/checkpoints;
-running the stage again resumes from the last one, so an interrupted run loses at most the steps
+arithmetic per token, spent on ~900 prompt tokens for ~40 answer tokens. Batches are grouped by
+length, and CPUs with native bf16 compute in it (`precision`). Checkpoints go to
+<run>/train/checkpoints; running the stage again resumes from the last one, so an interrupted run loses at most the steps
 since its last checkpoint (Ctrl-C and SIGTERM save one before stopping). The best checkpoint by
 validation loss becomes <run>/train/adapter.
 
@@ -55,14 +56,14 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def precision(name: str):
+def precision(name: str, cuda: bool | None = None):
     """(dtype of the loaded weights, whether to compute in bf16) for train.dtype.
     auto: bf16 weights on CUDA; on a CPU with native bf16, fp32 weights under bf16 autocast
-    (the adapter and optimizer stay fp32); elsewhere fp32."""
+    (the adapter and optimizer stay fp32); elsewhere fp32. `cuda`: default, whether it is there."""
     import torch
 
     if name == "auto":
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() if cuda is None else cuda:
             return torch.bfloat16, True
         return torch.float32, cpu_has_native_bf16()
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]

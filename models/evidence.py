@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .codeset import _WORD_RE, content_words, stem
+from .codeset import WORD_RE, content_words, stem
 from .retrieve import clauses
 
 
@@ -66,7 +66,7 @@ def narrow(note: str, span: tuple[int, int], wordings: list[str]) -> tuple[int, 
     "diabetes mellitus"). The span itself when nothing matches."""
     start, end = span
     words = [(start + m.start(), start + m.end(), stem(m.group()))
-             for m in _WORD_RE.finditer(note[start:end].lower())]
+             for m in WORD_RE.finditer(note[start:end].lower())]
     have = {w[2] for w in words}
     wording = max(wordings, key=lambda w: len(key_words(w) & have), default="")
     wanted = key_words(wording) & have
@@ -83,7 +83,7 @@ def narrow(note: str, span: tuple[int, int], wordings: list[str]) -> tuple[int, 
                 if j - i < best[1] - best[0]:
                     best = (i, j)
                 break
-    around = {stem(w) for w in _WORD_RE.findall(wording.lower())}
+    around = {stem(w) for w in WORD_RE.findall(wording.lower())}
     i, j = best
     while i > 0 and words[i - 1][2] in around:
         i -= 1

@@ -26,7 +26,7 @@ from . import _schema
 EDITION = _schema.EDITION
 _SOURCE_PACKAGE = "simple-icd-10-cm"
 _CODE_RE = re.compile(r"^[A-Z][0-9][0-9A-Z]([0-9A-Z]{1,4})?$")
-_WORD_RE = re.compile(r"[a-z0-9]+")
+WORD_RE = re.compile(r"[a-z0-9]+")  # a word, in lower-cased text
 # Words too common in code descriptions to help ranking (and "unspecified" must not decide).
 _STOPWORDS = frozenset(
     "a an and as at by for from in into is of on or other the to with due "
@@ -124,7 +124,7 @@ def stem(word: str) -> str:
 
 
 def content_words(text: str) -> list[str]:
-    return [w for w in _WORD_RE.findall(text.lower()) if w not in _STOPWORDS]
+    return [w for w in WORD_RE.findall(text.lower()) if w not in _STOPWORDS]
 
 
 @lru_cache(maxsize=262144)

@@ -8,7 +8,7 @@ RUN    ?= artifacts/default
 QT_APT := libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 \
           libdbus-1-3 fonts-dejavu-core
 
-.PHONY: setup system-deps all data train export serve benchmark publish clean test app baselines accuracy quantization package
+.PHONY: setup system-deps all data train export serve embedded-bundle benchmark publish clean test app baselines accuracy quantization package
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,17 +39,23 @@ train: $(PY)
 export: $(PY)
 	$(PY) -m builder export --run-dir $(RUN)
 
-# make serve [format=gguf|onnx|safetensors]: the run's model over HTTP on 127.0.0.1:8321
-format ?= gguf
+# make serve [model=gguf|onnx|safetensors|retrieval]: the run's bundle over HTTP on 127.0.0.1:8321
+model ?= bundle
 serve: $(PY)
-	$(PY) -m builder serve --run-dir $(RUN) --format $(format)
+	$(PY) -m builder serve --run-dir $(RUN) --model $(model)
+
+# The retrieval-only bundle the package ships (models/resources/bundle): the ranker refitted on
+# CodiEsp train, every choice out of fold.
+embedded-bundle: $(PY)
+	$(PY) -m builder retriever --run-dir artifacts/embedded
+	$(PY) -m builder bundle --run-dir artifacts/embedded --retrieval-only --out models/resources/bundle
 
 benchmark: $(PY)
 	$(PY) -m builder benchmark --run-dir $(RUN)
 
-# make package [MODEL=FILE.gguf | NO_MODEL=1]: dist/icd10-coder/ and its .tar.gz, self-tested
+# make package [BUNDLE=DIR] [MODEL=Q8_0 | NO_MODEL=1]: dist/icd10-coder/ and its .tar.gz, self-tested
 package: $(PY)
-	$(PY) packaging/build_app.py $(if $(MODEL),--model $(MODEL)) $(if $(NO_MODEL),--no-model)
+	$(PY) packaging/build_app.py $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(MODEL),--model $(MODEL)) $(if $(NO_MODEL),--no-model)
 
 # make publish repo=USER/NAME [dry=1]: the run's models and model card on the Hugging Face Hub
 publish: $(PY)
@@ -94,6 +100,7 @@ app: $(PY)
 	$(PY) -m desktop
 
 test: $(PY)
+	$(PY) -m ruff check .
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q
 
 clean:

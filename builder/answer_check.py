@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from models.errors import CoderError
+
 # Fixed notes: a short problem list, a negation, and a longer narrative. The first is the one
 # answered; all three are the prompts on which ONNX must match PyTorch token for token.
 CHECK_NOTES = (
@@ -16,7 +18,7 @@ CHECK_NOTES = (
 )
 
 
-class AnswerCheckFailed(RuntimeError):
+class AnswerCheckFailed(CoderError, RuntimeError):
     pass
 
 

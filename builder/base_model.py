@@ -5,19 +5,17 @@ The embedded GGUF is converted once into an HF folder in the per-user cache and 
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from models.files import cache_dir
+from models.errors import CoderError
+from models.files import atomic_dir, cache_dir
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EOS = "<|im_end|>"
 
 
-class BaseModelError(RuntimeError):
+class BaseModelError(CoderError, RuntimeError):
     pass
 
 
@@ -91,19 +89,6 @@ def _fix_tokenizer(tokenizer):
     return clean
 
 
-def _publish(folder: Path, fill) -> None:
-    """Build into a temp folder beside `folder`, then rename it into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        fill(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def load_tokenizer(base: str = EMBEDDED):
     from transformers import AutoTokenizer  # noqa: PLC0415
 
@@ -115,11 +100,9 @@ def load_tokenizer(base: str = EMBEDDED):
     folder = embedded_folder() / "tokenizer"
     if not (folder / "tokenizer_config.json").exists():
         gguf = embedded_gguf()
-
-        def fill(tmp: Path):
+        with atomic_dir(folder) as tmp:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             _fix_tokenizer(tok).save_pretrained(tmp)
-        _publish(folder, fill)
     return AutoTokenizer.from_pretrained(str(folder))
 
 
@@ -129,11 +112,10 @@ def ensure_base_model(base: str = EMBEDDED) -> str:
         return base
     folder = embedded_folder() / "model"
     if not (folder / "model.safetensors").exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+
         gguf = embedded_gguf()
-
-        def fill(tmp: Path):
-            from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
-
+        with atomic_dir(folder) as tmp:
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             # transformers refuses to save a GGUF-loaded model while it still looks quantized;
             # the weights are already dequantized to fp32.
@@ -147,5 +129,4 @@ def ensure_base_model(base: str = EMBEDDED) -> str:
             model.generation_config.pad_token_id = tok.pad_token_id
             model.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
-        _publish(folder, fill)
     return str(folder)

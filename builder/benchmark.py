@@ -28,13 +28,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from models import codeset as codeset_mod
-from models.files import atomic_path, write_json_atomic, write_text_atomic
+from models.files import write_json_atomic, write_text_atomic
 from models.pipeline import Pipeline
 from models.runtimes import RuntimeUnavailable, open_runtime
 
 from .config import BuildConfig
 from .evaluate import gold_codes, load_notes, score
-from .export import GGUF_TYPES, gguf_path, onnx_path
+from .export import GGUF_TYPES
+from .plots import pyplot, save_png
 
 
 @dataclass
@@ -59,20 +60,22 @@ def parse_threads(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def contenders(run_dir: Path, threads: list[tuple[int, int]]) -> list[Contender]:
+def contenders(bundle, threads: list[tuple[int, int]]) -> list[Contender]:
+    """Every runtime of the bundle's models; llama.cpp once per thread setting."""
     most = max(max(t) for t in threads)
     out = [Contender("retrieval", "retrieval")]
-    if (run_dir / "merged" / "config.json").exists():
-        out.append(Contender("transformers fp32", str(run_dir / "merged"), {"threads": most}))
-    for kind in ("fp32", "int8"):
-        if (onnx_path(run_dir, kind) / "model.onnx").exists():
-            out.append(Contender(f"ONNX {kind}", str(onnx_path(run_dir, kind)), {"threads": most}))
-    for qtype in GGUF_TYPES:
-        if gguf_path(run_dir, qtype).exists():
+    order = {"safetensors": 0, "onnx": 1, "gguf": 2}
+    for m in sorted(bundle.models, key=lambda m: (order[m.format], GGUF_TYPES.index(m.variant)
+                                                   if m.variant in GGUF_TYPES else 0)):
+        path = str(bundle.path(m.path))
+        if m.format == "safetensors":
+            out.append(Contender("transformers fp32", path, {"threads": most}))
+        elif m.format == "onnx":
+            out.append(Contender(f"ONNX {m.variant}", path, {"threads": most}))
+        else:
             for gen, batch in threads:
-                label = f"GGUF {qtype} x{gen}" + (f"+{batch}" if batch != gen else "")
-                out.append(Contender(label, str(gguf_path(run_dir, qtype)),
-                                     {"threads": gen, "batch_threads": batch}))
+                label = f"GGUF {m.variant} x{gen}" + (f"+{batch}" if batch != gen else "")
+                out.append(Contender(label, path, {"threads": gen, "batch_threads": batch}))
     return out
 
 
@@ -95,9 +98,10 @@ def cpu_peak_gflops() -> dict:
             "simd": "avx512" if per_cycle == 64 else "avx2+fma" if per_cycle == 32 else "sse"}
 
 
-def model_geometry(run_dir: Path) -> dict:
-    """Parameter counts and shape of the run's model (empty when there is no merged model)."""
-    config = run_dir / "merged" / "config.json"
+def model_geometry(bundle) -> dict:
+    """Parameter counts and shape of the bundle's model (empty when it has no merged model)."""
+    merged = bundle.find_model(fmt="safetensors")
+    config = bundle.path(merged.path) / "config.json" if merged else Path("/nonexistent")
     if not config.exists():
         return {}
     c = json.loads(config.read_text())
@@ -157,13 +161,18 @@ def _summary(c: Contender, reference: Contender | None) -> dict:
 
 
 def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, int]] | None = None,
-        max_tokens: int = 96, out_dir: str | None = None, only: list[str] | None = None) -> dict:
+        max_tokens: int = 96, out_dir: str | None = None, only: list[str] | None = None,
+        bundle: str | None = None) -> dict:
+    from .bundle import resolve
+
     run_dir = Path(cfg.run_dir)
     threads = threads or [(1, 1), (2, 2)]
     out = Path(out_dir) if out_dir else run_dir / "benchmark"
     cs = codeset_mod.load()
+    bundle = resolve(bundle, run_dir)
+    retriever = bundle.load_retriever(cs)
     notes = load_notes(data, cfg)[:limit]
-    field_ = [c for c in contenders(run_dir, threads)
+    field_ = [c for c in contenders(bundle, threads)
               if not only or any(o.lower() in c.label.lower() for o in only)]
     loaded = []
     for c in tqdm(field_, desc="load", unit="runtime"):
@@ -176,11 +185,11 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
             continue
         c.load_seconds = time.perf_counter() - started
         c.memory_mb = max(0.0, rss_mb() - before)
-        c.pipeline = Pipeline(runtime, cs, max_tokens=max_tokens)
+        c.pipeline = Pipeline(runtime, cs, retriever, max_tokens=max_tokens)
         loaded.append(c)
     if not loaded:
         raise RuntimeUnavailable("No runtime could be loaded for the benchmark.")
-    geometry = model_geometry(run_dir)
+    geometry = model_geometry(bundle)
     thread_counts = sorted({n for pair in threads for n in pair})
     before_gflops = {n: measured_gflops(n, 800, geometry["hidden"], geometry["intermediate"])
                      for n in thread_counts} if geometry else {}
@@ -248,10 +257,7 @@ def markdown(report: dict) -> str:
 
 
 def _plot(path: Path, report: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = report["runtimes"]
     labels = [r["label"] for r in rows]
@@ -271,6 +277,4 @@ def _plot(path: Path, report: dict) -> None:
     fig.suptitle(f"{report['notes']} notes, {report['machine']['cores']} cores, "
                  f"answers <= {report['max_tokens']} tokens")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

@@ -8,8 +8,10 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.errors import CoderError
 
-class ConfigError(ValueError):
+
+class ConfigError(CoderError, ValueError):
     pass
 
 
@@ -26,11 +28,6 @@ class DataConfig:
     candidates: int = 20  # candidate codes shown in each prompt
     tokenizer: str = "base"  # "base" (the base model's), an HF id/folder, or "none"
     seed: int = 13
-
-
-@dataclass
-class RetrieverConfig:
-    install: bool = False  # also replace the retriever shipped in models/resources/
 
 
 @dataclass
@@ -76,7 +73,6 @@ class BuildConfig:
     run_dir: str = "artifacts/default"
     base_model: str = "embedded:smollm2-135m-instruct"  # or an HF id / local folder
     data: DataConfig = field(default_factory=DataConfig)
-    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
     lora: LoraConfigSection = field(default_factory=LoraConfigSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

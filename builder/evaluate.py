@@ -20,17 +20,20 @@ from tqdm import tqdm
 from models import codeset as codeset_mod
 from models.codeset import InvalidCodeFormat, normalize
 from models.contract import note_from_messages
-from models.files import atomic_path, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from models.pipeline import NOT_BILLABLE, Pipeline
+from models.errors import CoderError
+from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from models.pipeline import Flag, Pipeline
 from models.runtimes import open_runtime
 
 from .config import BuildConfig
 from .data import codiesp
 from .data.codes import map_code
 from .manifest import record_stage
+from .plots import pyplot, save_png
+from .scoring import RULES, recall_at, score
 
 
-class EvalDataError(ValueError):
+class EvalDataError(CoderError, ValueError):
     pass
 
 
@@ -85,66 +88,55 @@ def gold_codes(raw: list[str], cs) -> tuple[list[str], int]:
     return list(dict.fromkeys(out)), bad
 
 
-def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+def data_key(spec: str) -> str:
+    """The note set's name as bundles record which data saw which choice (codiesp-dev, ...)."""
+    if spec.startswith("codiesp:"):
+        return f"codiesp-{Path(spec.split(':', 1)[1]).name}"
+    return spec if spec == "synthetic-val" else Path(spec).stem
 
 
-def score(rows: list[dict]) -> dict:
-    tp = fp = fn = 0
-    ctp = cfp = cfn = 0
-    per_code = Counter()
-    exact = 0
-    for row in rows:
-        gold, pred = set(row["gold"]), set(row["predicted"])
-        tp += len(gold & pred)
-        fp += len(pred - gold)
-        fn += len(gold - pred)
-        for c in gold & pred:
-            per_code[(c, "tp")] += 1
-        for c in pred - gold:
-            per_code[(c, "fp")] += 1
-        for c in gold - pred:
-            per_code[(c, "fn")] += 1
-        gcat, pcat = {c[:3] for c in gold}, {c[:3] for c in pred}
-        ctp += len(gcat & pcat)
-        cfp += len(pcat - gcat)
-        cfn += len(gcat - pcat)
-        exact += gold == pred
-    codes = {c for c, _ in per_code}
-    macro = statistics.fmean(
-        _prf(per_code[(c, "tp")], per_code[(c, "fp")], per_code[(c, "fn")])[2] for c in codes
-    ) if codes else 0.0
-    p, r, f = _prf(tp, fp, fn)
-    return {"micro_precision": round(p, 4), "micro_recall": round(r, 4), "micro_f1": round(f, 4),
-            "macro_f1": round(macro, 4), "category_micro_f1": round(_prf(ctp, cfp, cfn)[2], 4),
-            "exact_match": round(exact / len(rows), 4) if rows else 0.0}
+def choices_seen(choices: list[dict], data: str) -> list[str]:
+    """The choices (threshold, checkpoint, ...) made with these notes: empty means held out."""
+    return [c["choice"] for c in choices if data_key(data) in c.get("data", [])]
 
 
-def recall_at(rows: list[dict], k: int) -> float:
-    hit = sum(len(set(r["candidates"][:k]) & set(r["gold"])) for r in rows)
-    total = sum(len(set(r["gold"])) for r in rows)
-    return round(hit / total, 4) if total else 0.0
+def _parts(cfg: BuildConfig, bundle: str | None, system: str):
+    """(bundle or None, retriever, runtime spec) for an evaluation."""
+    from . import bundle as bundle_stage
+    from .retriever import for_run
+
+    cs = codeset_mod.load()
+    if bundle or bundle_stage.bundle_dir(cfg.run_dir).joinpath("bundle.json").is_file():
+        found = bundle_stage.resolve(bundle, cfg.run_dir)
+        return found, found.load_retriever(cs), found.runtime_spec(system)
+    if system == "bundle":
+        raise EvalDataError(f"{cfg.run_dir} has no bundle: run `python -m builder bundle` first, "
+                            "or give --bundle.")
+    return None, for_run(cfg.run_dir, cs), system
 
 
 def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, limit: int = 0,
         candidates: int = 20, no_candidates: bool = False, max_tokens: int = 384,
-        threads: int = 0, allow_remote: bool = False) -> dict:
+        threads: int = 0, allow_remote: bool = False, bundle: str | None = None) -> dict:
     started = time.perf_counter()
     cs = codeset_mod.load()
     notes = load_notes(data, cfg)
     if limit:
         notes = notes[:limit]
     label = system
+    used_bundle, retriever, system = _parts(cfg, bundle, system)
     if system == "base":
         from .base_model import ensure_base_model
 
         system = ensure_base_model(cfg.base_model)
     options = {"threads": threads} if threads and system != "retrieval" else {}
     runtime = open_runtime(system, allow_remote=allow_remote, **options)
-    pipeline = Pipeline(runtime, cs, candidates=candidates, use_candidates=not no_candidates,
+    pipeline = Pipeline(runtime, cs, retriever, candidates=candidates, use_candidates=not no_candidates,
                         max_tokens=max_tokens)
+    choices = (used_bundle.provenance.get("choices", []) if used_bundle
+               else [{"choice": "retriever L2 and threshold", "data": ["codiesp-train"]}])
+    if used_bundle and used_bundle.model_for_path(system) is None:
+        choices = [c for c in choices if c["choice"].startswith("retriever")]  # not the bundle's model
     rows, latencies, bad_gold, invalid, predicted_total = [], [], 0, 0, 0
     for note in tqdm(notes, desc=f"evaluate {Path(system).name}", unit="note"):
         gold, bad = gold_codes(note.gold_raw, cs)
@@ -153,7 +145,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         result = pipeline.suggest(note.text)
         latencies.append(time.perf_counter() - t0)
         pred = result.codes
-        n_invalid = sum(r.reason in ("not_in_codeset", "bad_format") for r in result.rejected)
+        n_invalid = sum(r.reason in (Flag.NOT_IN_CODESET, "bad_format") for r in result.rejected)
         invalid += n_invalid
         predicted_total += len(pred) + n_invalid
         rows.append({
@@ -168,9 +160,12 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
     metrics = {
         "data": data, "system": runtime.name, "label": label, "with_candidates": not no_candidates,
         "candidates_in_prompt": 0 if no_candidates else candidates, "n_notes": len(rows),
+        "bundle": str(used_bundle.root) if used_bundle else None,
+        "choices_seen": choices_seen(choices, data),  # empty: held out from every choice
+        "scoring": RULES,
         **score(rows),
         "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,
-        "non_billable_rate": round(sum(NOT_BILLABLE in f for r in rows for f in r["flags"].values())
+        "non_billable_rate": round(sum(Flag.NOT_BILLABLE in f for r in rows for f in r["flags"].values())
                                    / n_pred, 4) if n_pred else 0.0,
         "model_bytes": model_bytes(system),
         "pred_codes_per_note": round(n_pred / len(rows), 3) if rows else 0.0,
@@ -181,7 +176,8 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         "latency_p50_s": round(statistics.median(latencies), 3) if latencies else 0.0,
         "latency_p95_s": round(sorted(latencies)[max(int(0.95 * len(latencies)) - 1, 0)], 3)
         if latencies else 0.0,
-        **{f"recall_at_{k}": recall_at(rows, k) for k in (10, 20, 50)},
+        **{f"recall_at_{k}": recall_at([r["candidates"] for r in rows], [r["gold"] for r in rows], k)
+           for k in (10, 20, 50)},
         "seconds": round(time.perf_counter() - started, 1),
     }
     runtime.close()
@@ -195,6 +191,9 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         record_stage(Path(cfg.run_dir), f"evaluate:{out.name}", {"data": data, "system": system},
                      {"codeset": cs.edition}, [p for p in outputs if _inside(p, cfg.run_dir)],
                      metrics["seconds"], {"metrics": metrics})
+    if used_bundle and _inside(used_bundle.root, cfg.run_dir):
+        used_bundle.metrics[out.name] = {k: v for k, v in metrics.items() if k != "scoring"}
+        used_bundle.save()  # bundle.json only; the files and their checksums are unchanged
     return metrics
 
 
@@ -234,20 +233,18 @@ def _report(m: dict) -> str:
              f"Candidates in the prompt: {m['candidates_in_prompt']}.", "",
              "| metric | value |", "|---|---:|"]
     lines += [f"| {k} | {m[k]} |" for k in keys]
-    lines += ["", "Scoring: gold codes are normalized and brought to FY2026 (billable as written, "
-              "unambiguous successors of codes split since 2018); codes that are not billable in "
-              "FY2026 stay in the gold set as written and can only be missed (share above). "
-              "Predictions are the pipeline's suggestions, which are always FY2026 codes; "
-              "`invalid_rate` counts what the model wrote that was not.", "",
-              "![metrics](report.png)", ""]
+    seen = m.get("choices_seen") or []
+    lines += ["", "Held out: " + ("yes, these notes made none of the bundle's choices." if not seen
+                                  else "NO, in-sample: these notes made these choices: "
+                                  + "; ".join(seen) + "."),
+              "", f"Scoring: {m.get('scoring', RULES)} Predictions are the pipeline's suggestions, "
+              "which are always FY2026 codes; `invalid_rate` counts what the model wrote that was "
+              "not.", "", "![metrics](report.png)", ""]
     return "\n".join(lines)
 
 
 def _plot(path: Path, m: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = ["micro_precision", "micro_recall", "micro_f1", "macro_f1", "category_micro_f1",
              "recall_at_10", "recall_at_20", "recall_at_50"]
@@ -260,6 +257,4 @@ def _plot(path: Path, m: dict) -> None:
     ax.set_title(f"{Path(m['system']).name} on {Path(m['data']).name} (n={m['n_notes']}): "
                  "codes (blue), candidates (orange)", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

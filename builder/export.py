@@ -18,19 +18,20 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from models.errors import CoderError
 from models.files import atomic_dir, atomic_path, sha256_file, write_text_atomic
 
 from .answer_check import CHECK_NOTES, AnswerCheckFailed, check_answers
 from .base_model import byte_level_fix
 from .config import BuildConfig
-from .llama_cpp_tools import ensure_converter, converter_env
+from .llama_cpp_tools import converter_env, ensure_converter
 
 GGUF_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_0", "Q2_K")
 DEFAULT_GGUF = "Q4_K_M"
 ONNX_TYPES = ("fp32", "int8")
 MODEL_NAME = "icd10-coder"
 
-class ExportError(RuntimeError):
+class ExportError(CoderError, RuntimeError):
     pass
 
 

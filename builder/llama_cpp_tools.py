@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-from models.files import cache_dir
+from models.errors import CoderError
+from models.files import atomic_dir, cache_dir
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # keep equal to the pin in pyproject.toml
 SDIST_URL = ("https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6"
@@ -25,7 +25,7 @@ SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 _KEEP = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
 
 
-class ConverterUnavailable(RuntimeError):
+class ConverterUnavailable(CoderError, RuntimeError):
     pass
 
 
@@ -63,18 +63,15 @@ def ensure_converter(download: bool = True) -> Path:
             raise ConverterUnavailable(f"The downloaded sdist has sha256 {digest.hexdigest()}, "
                                        f"expected {SDIST_SHA256}: refusing to use it.")
         prefix = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}/vendor/llama.cpp/"
-        staging = Path(tmp) / "convert"
-        with tarfile.open(sdist) as tar:
+        with atomic_dir(target) as staging, tarfile.open(sdist) as tar:
             members = []
             for m in tar.getmembers():
                 if m.name.startswith(prefix) and m.name[len(prefix):].startswith(_KEEP) and (m.isfile() or m.isdir()):
                     m.name = m.name[len(prefix):]
                     members.append(m)
             tar.extractall(staging, members=members, filter="data")
-        if not (staging / "convert_hf_to_gguf.py").exists():
-            raise ConverterUnavailable("The sdist has no vendor/llama.cpp/convert_hf_to_gguf.py.")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
+            if not (staging / "convert_hf_to_gguf.py").exists():
+                raise ConverterUnavailable("The sdist has no vendor/llama.cpp/convert_hf_to_gguf.py.")
     return target
 
 

@@ -1,10 +1,12 @@
 """The run manifest: what each stage read, wrote (with sha256) and how long it took."""
 from __future__ import annotations
 
+import fcntl
 import json
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -30,11 +32,22 @@ def read(run_dir: str | Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"stages": {}}
 
 
+@contextmanager
+def _manifest_lock(run_dir: Path):
+    """Exclusive hold on the run's manifest across processes (parallel evaluations of one run).
+    The lock is a separate file because manifest.json itself is replaced by a rename on each
+    write, and a lock on a replaced file guards nothing."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(run_dir) / "manifest.json.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on a crash
+        yield
+
+
 def record_stage(run_dir: Path, stage: str, config: dict, inputs: dict, outputs: list[Path],
                  seconds: float, extra: dict | None = None) -> dict:
-    """Add (or replace) one stage's entry in run_dir/manifest.json, atomically."""
-    manifest = read(run_dir)
-    manifest["stages"][stage] = {
+    """Add (or replace) one stage's entry in run_dir/manifest.json, atomically; stages recorded
+    at the same time by other processes are kept."""
+    entry = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(seconds, 2),
         "config": config,
@@ -46,5 +59,8 @@ def record_stage(run_dir: Path, stage: str, config: dict, inputs: dict, outputs:
         },
         **(extra or {}),
     }
-    write_json_atomic(Path(run_dir) / "manifest.json", manifest)
-    return manifest["stages"][stage]
+    with _manifest_lock(run_dir):  # read-modify-write: nobody may write between the two
+        manifest = read(run_dir)
+        manifest["stages"][stage] = entry
+        write_json_atomic(Path(run_dir) / "manifest.json", manifest)
+    return entry

@@ -7,14 +7,16 @@ produce an answer the contract can parse.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
+from models.errors import CoderError
+from models.files import atomic_dir
+
 from .config import BuildConfig
 
-class MergeError(RuntimeError):
+
+class MergeError(CoderError, RuntimeError):
     pass
 
 
@@ -38,12 +40,9 @@ def run(cfg: BuildConfig) -> dict:
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     out = run_dir / "merged"
-    tmp = run_dir / ".merged.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
     merge_seconds = time.perf_counter() - started
 
     try:

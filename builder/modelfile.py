@@ -8,6 +8,7 @@ rather than guess, since a wrong template silently ruins answers.
 from __future__ import annotations
 
 from models.contract import SYSTEM_PROMPT
+from models.errors import CoderError
 
 CHATML_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
 {{ .Content }}<|im_end|>
@@ -25,7 +26,7 @@ CHAT_FORMATS = {
 }
 
 
-class UnknownChatFormat(ValueError):
+class UnknownChatFormat(CoderError, ValueError):
     pass
 
 

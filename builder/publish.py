@@ -1,28 +1,30 @@
-"""`python -m builder publish --repo-id USER/NAME`: the run's models on the Hugging Face Hub.
+"""`python -m builder publish --repo-id USER/NAME`: a coder bundle on the Hugging Face Hub.
 
-The published folder, built first in `<run>/publish` (or --out):
+The published folder, built first in `<run>/publish` (or --out), is the bundle itself plus its
+model card, so a download is a bundle the app loads as it is (`python -m desktop --bundle DIR`):
 
     README.md                  the model card: base model, data with credits, metrics, use, limits
-    config.json, model.safetensors, tokenizer files    the merged model (transformers loads the repo)
+    bundle.json                contract, code set, provenance, metrics, sha256 of every file
+    retriever.json.gz          the candidate ranker the model was trained with
+    merged/                    the merged model (transformers: from_pretrained(repo, subfolder="merged"))
     gguf/*.gguf, gguf/Modelfile                         llama.cpp / Ollama / LM Studio
     onnx/fp32/, onnx/int8/                              ONNX Runtime
-    build.json                 how it was built: each stage's config, versions, metrics, sha256
 
-Only files the run's manifest lists are published, and only if their sha256 still matches it: a
-file changed or half-written since the build is refused. `--dry-run` builds the folder and stops
+The bundle's checksums are verified when it is loaded, so a file changed or half-written since
+the build is refused. `--dry-run` builds the folder and stops
 (no network). The token comes from huggingface_hub's usual places (HF_TOKEN, `hf auth login`) and is
 never printed.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
-from models.files import atomic_dir, sha256_file
+from models.bundle import BUNDLE_FILE, Bundle
+from models.files import atomic_dir, link_or_copy
 from models.codeset import EDITION
+from models.errors import CoderError
 
 from .base_model import EMBEDDED
 
@@ -34,42 +36,14 @@ CODIESP_CREDIT = (
     "Zenodo 10.5281/zenodo.3693570, gold standard: Zenodo 10.5281/zenodo.3837305. CC BY 4.0.")
 
 
-class PublishError(RuntimeError):
+class PublishError(CoderError, RuntimeError):
     """Nothing was published; the message says what to do."""
 
 
-def _manifest(run_dir: Path) -> dict:
-    from .manifest import read
-
-    stages = read(run_dir)["stages"]
-    if not stages:
-        raise PublishError(f"No manifest in {run_dir}: build a model first (`make all`).")
-    return stages
-
-
-def published_files(run_dir: Path, stages: dict) -> dict[str, tuple[Path, str]]:
-    """Repo path -> (file, sha256), for the merged model and every export, checked against the
-    manifest."""
-    if "merge" not in stages:
-        raise PublishError(f"{run_dir} has no merged model: run `python -m builder merge` first.")
-    files: dict[str, tuple[Path, str]] = {}
-    for stage in ("merge", "export"):
-        for rel, entry in stages.get(stage, {}).get("outputs", {}).items():
-            path = run_dir / rel
-            if not path.is_file():
-                continue  # an export removed since; the manifest keeps only what exists anyway
-            if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
-                raise PublishError(f"{path} changed since `builder {stage}` wrote it (sha256 "
-                                   f"differs): run `builder {stage}` again before publishing.")
-            files[rel.removeprefix("merged/")] = (path, entry["sha256"])
-    return files
-
-
-def _metric_rows(stages: dict) -> list[dict]:
+def _metric_rows(metrics: dict) -> list[dict]:
     rows = []
-    for name, stage in sorted(stages.items()):
-        m = stage.get("metrics") if name.startswith("evaluate") else None
-        if m and "micro_f1" in m:
+    for _, m in sorted(metrics.items()):
+        if "micro_f1" in m:
             rows.append({"data": m["data"].removeprefix("codiesp:builder/corpora/"),
                          "model": _model_label(m.get("label") or m["system"]), "notes": m["n_notes"],
                          "micro_f1": m["micro_f1"], "precision": m["micro_precision"],
@@ -86,12 +60,12 @@ def _model_label(label: str) -> str:
     return f"onnx/{path.name}" if path.parent.name == "onnx" else path.name
 
 
-def model_card(repo_id: str, stages: dict, files: dict) -> str:
-    train = stages.get("train", {})
-    data = stages.get("data", {}).get("config", {})
-    base = train.get("config", {}).get("base_model", EMBEDDED)
+def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
+    data = bundle.provenance.get("data", {})
+    base = bundle.provenance.get("base_model", EMBEDDED)
     base_id = EMBEDDED_HUB_ID if base == EMBEDDED else base
-    summary = train.get("summary", {})
+    summary = bundle.provenance.get("train_summary", {})
+    lora_r = bundle.provenance.get("lora", {}).get("r", "?")
     ggufs = sorted(p for p in files if p.endswith(".gguf"))
     default_gguf = next((p for p in ggufs if "Q4_K_M" in p), ggufs[0] if ggufs else None)
     sources = []
@@ -103,7 +77,7 @@ def model_card(repo_id: str, stages: dict, files: dict) -> str:
                        "code set (descriptions, inclusion terms), by this project's generator.")
     if data.get("hub_dataset"):
         sources.append(f"  - Hub dataset `{data['hub_dataset']}` (split {data.get('hub_split', 'train')}).")
-    rows = _metric_rows(stages)
+    rows = _metric_rows(bundle.metrics)
     table = ["| data | model | notes | micro-F1 | precision | recall | s/note |",
              "|---|---|---:|---:|---:|---:|---:|"]
     table += [f"| {r['data']} | {r['model']} | {r['notes']} | {r['micro_f1']:.3f} | "
@@ -116,7 +90,8 @@ def model_card(repo_id: str, stages: dict, files: dict) -> str:
         f"# {repo_id.split('/')[-1]}: ICD-10-CM coding assistant model", "",
         f"A small language model fine-tuned (LoRA, then merged) from [{base_id}]"
         f"(https://huggingface.co/{base_id}) to suggest {EDITION} diagnosis codes for a clinical "
-        "note, quoting the words that support each code. It is the model behind an offline "
+        "note, choosing among candidate codes its retriever proposes; the app then finds the words "
+        "in the note that support each code. It is the model behind an offline "
         "desktop app: it is meant to run on the coder's own computer, and no note leaves it.", "",
         "## Intended use and limits", "",
         "- **Suggestions for a trained medical coder to review**, never final codes. Every code "
@@ -131,13 +106,14 @@ def model_card(repo_id: str, stages: dict, files: dict) -> str:
         "CodiEsp. Do not use it for automated billing or any decision about a patient.", "",
         "## Files", "",
         "| file | for |", "|---|---|",
-        "| `model.safetensors`, `config.json`, tokenizer | transformers (`AutoModelForCausalLM.from_pretrained`) |",
+        "| `bundle.json`, `retriever.json.gz` | the coder bundle: the app loads this folder as it is |",
+        "| `merged/` | transformers (`AutoModelForCausalLM.from_pretrained(repo, subfolder=\"merged\")`) |",
         *[f"| `{p}` | llama.cpp, LM Studio{', Ollama (`gguf/Modelfile`)' if p == default_gguf else ''} |"
           for p in ggufs],
         *[f"| `onnx/{k}/` | ONNX Runtime ({k}) |" for k in ("fp32", "int8") if f"onnx/{k}/model.onnx" in files],
-        "| `build.json` | how it was built: config, versions, metrics, sha256 of every file |", "",
+        "",
         "## Training", "",
-        f"- Base model: `{base_id}`. LoRA r={train.get('config', {}).get('lora', {}).get('r', '?')} "
+        f"- Base model: `{base_id}`. LoRA r={lora_r} "
         f"on all linear layers; {summary.get('steps', '?')} steps, "
         f"{summary.get('train_examples', '?')} training examples, best validation loss "
         f"{summary.get('best_eval_loss', float('nan')):.3f}.",
@@ -153,7 +129,8 @@ def model_card(repo_id: str, stages: dict, files: dict) -> str:
            f"llama-server -m icd10/{default_gguf} --port 8080   # OpenAI-compatible server"]
           if default_gguf else []),
         "```", "",
-        "`AutoModelForCausalLM.from_pretrained(\"icd10\")` loads the merged model in transformers. "
+        "`AutoModelForCausalLM.from_pretrained(\"icd10\", subfolder=\"merged\")` loads the merged "
+        "model in transformers; `python -m desktop --bundle icd10` runs the whole bundle. "
         "The desktop app of this project (`python -m desktop --model icd10/gguf/...gguf`) builds the "
         "prompt with the candidate codes and validates the answer; used bare, the model needs the "
         "same prompt (see `build.json` and the project's `models/contract.py`).", "",
@@ -165,45 +142,39 @@ def model_card(repo_id: str, stages: dict, files: dict) -> str:
     return "\n".join(lines)
 
 
-def build_json(run_dir: Path, stages: dict, files: dict[str, tuple[Path, str]]) -> str:
-    """Provenance, with the builder machine's paths made relative to the run (or to ~)."""
-    keep = ("finished_at", "seconds", "config", "versions", "summary", "metrics")
-    text = json.dumps({"stages": {name: {k: v for k, v in stage.items() if k in keep}
-                                  for name, stage in stages.items()},
-                       "files": {rel: digest for rel, (_, digest) in sorted(files.items())}},
-                      indent=2, ensure_ascii=False)
-    for prefix, short in ((f"{run_dir.resolve()}/", ""), (f"{run_dir}/", ""), (str(Path.home()), "~")):
-        text = text.replace(json.dumps(prefix)[1:-1], short)
-    return text + "\n"
+def published_files(bundle: Bundle) -> dict[str, tuple[Path, str]]:
+    """Repo path -> (file, sha256): every file of the bundle (verified when it was loaded)."""
+    return {rel: (bundle.path(rel), entry["sha256"]) for rel, entry in sorted(bundle.files.items())}
 
 
-def _place(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)  # same filesystem: no copy of hundreds of MB
-    except OSError:
-        shutil.copyfile(src, dest)
+def published_bundle_json(bundle: Bundle) -> str:
+    """bundle.json with the builder machine's paths left out."""
+    meta = bundle.to_json()
+    meta["metrics"] = {k: {m: v for m, v in row.items() if m != "bundle"} for k, row in meta["metrics"].items()}
+    text = json.dumps(meta, indent=2, ensure_ascii=False)
+    return text.replace(json.dumps(str(Path.home()))[1:-1], "~") + "\n"
 
 
-def build_folder(run_dir: str | Path, repo_id: str, out: str | Path | None = None) -> Path:
-    run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir / "publish"
-    stages = _manifest(run_dir)
-    files = published_files(run_dir, stages)
+def build_folder(bundle: Bundle, repo_id: str, out: str | Path) -> Path:
+    out = Path(out)
+    if not bundle.models:
+        raise PublishError(f"The bundle {bundle.root} has no model (retrieval only): build one with "
+                           "`make all` before publishing.")
+    files = published_files(bundle)
     with atomic_dir(out) as tmp:
         for rel, (path, _) in files.items():
-            _place(path, tmp / rel)
-        (tmp / "README.md").write_text(model_card(repo_id, stages, files), encoding="utf-8")
-        (tmp / "build.json").write_text(build_json(run_dir, stages, files), encoding="utf-8")
+            link_or_copy(path, tmp / rel)
+        (tmp / "README.md").write_text(model_card(repo_id, bundle, files), encoding="utf-8")
+        (tmp / BUNDLE_FILE).write_text(published_bundle_json(bundle), encoding="utf-8")
     return out
 
 
-def publish(run_dir: str | Path, repo_id: str, out: str | Path | None = None,
-            dry_run: bool = False, private: bool = False) -> dict:
+def publish(bundle: Bundle, repo_id: str, out: str | Path, dry_run: bool = False,
+            private: bool = False) -> dict:
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise PublishError(f"--repo-id must be USER/NAME (or ORG/NAME), not {repo_id!r}.")
     started = time.perf_counter()
-    folder = build_folder(run_dir, repo_id, out)
+    folder = build_folder(bundle, repo_id, out)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     result = {"folder": str(folder), "files": sum(1 for p in folder.rglob("*") if p.is_file()),
               "bytes": size, "repo_id": repo_id, "dry_run": dry_run}

@@ -19,27 +19,38 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from models.bundle import Bundle
 from models.contract import SYSTEM_PROMPT
+from models.errors import CoderError
 from models.files import atomic_path, sha256_file
 from models.net import normalize_url, ollama_url
 from models.runtimes import RuntimeUnavailable
 
-from .export import DEFAULT_GGUF, gguf_metadata, gguf_path
+from .export import gguf_metadata
 from .modelfile import CHAT_FORMATS, UnknownChatFormat, chat_format
 
 LMSTUDIO_PUBLISHER = "icd10-coder"
 
 
-class RegisterError(RuntimeError):
+class RegisterError(CoderError, RuntimeError):
     """Registration failed; the message says what to do."""
 
 
-def default_gguf(run_dir: str | Path) -> Path:
-    path = gguf_path(Path(run_dir), DEFAULT_GGUF)
-    if not path.is_file():
-        raise RegisterError(f"No {path.name} in {Path(run_dir) / 'gguf'}: run `python -m builder "
-                            "export` first, or name a file with --gguf.")
-    return path
+def bundle_gguf(bundle: Bundle, name: str | None = None) -> Path:
+    """The bundle's default GGUF, or the one named (a file name, a path inside the bundle, or a
+    quantization type such as Q8_0)."""
+    ggufs = [m for m in bundle.models if m.format == "gguf"]
+    if name:
+        wanted = Path(name)
+        model = next((m for m in ggufs if name.lower() == m.variant.lower() or wanted.name == Path(m.path).name
+                      or (wanted.is_absolute() and bundle.path(m.path).resolve() == wanted.resolve())), None)
+    else:
+        model = next((m for m in ggufs if m.default), ggufs[0] if ggufs else None)
+    if model is None:
+        have = ", ".join(Path(m.path).name for m in ggufs) or "none"
+        raise RegisterError(f"The bundle {bundle.root} has no {name or 'GGUF'} (GGUF files: {have}): "
+                            "export one with `python -m builder export --quantize TYPE`, then `bundle`.")
+    return bundle.path(model.path)
 
 
 def ollama_name(gguf: Path) -> str:

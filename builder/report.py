@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.files import atomic_path, write_text_atomic
+from models.files import write_text_atomic
+
+from .plots import pyplot, save_png
 
 COLUMNS = [("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "micro-F1"),
            ("macro_f1", "macro-F1"), ("category_micro_f1", "category F1"),
@@ -59,10 +61,7 @@ def run(run_dir: str, eval_dir: str | None = None) -> dict:
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     datasets = sorted({_data(m) for m in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
@@ -80,6 +79,4 @@ def _plot(path: Path, rows: list[dict]) -> None:
         ax.set_xlim(0, 1)
         ax.set_title(f"micro-F1 on {data}", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

@@ -1,13 +1,14 @@
-"""`python -m builder retriever`: fit the candidate ranker on CodiEsp train, tune it on dev.
+"""`python -m builder retriever`: fit the candidate ranker on CodiEsp train.
 
-Writes <run>/retriever/retriever-codiesp.json.gz and metrics.json; `--set retriever.install=true`
-also replaces the copy the product ships in models/resources/.
+Every choice is made out of fold on train (the L2 strength by recall@50, the threshold by
+micro-F1, each on cases whose features and ranker never saw them), so CodiEsp dev stays held out
+and its figures here are honest. Writes <run>/retriever/retriever.json.gz and metrics.json;
+`builder bundle` puts the file in the coder bundle. Nothing is written into the source tree.
 """
 from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,13 +17,17 @@ import numpy as np
 from tqdm import tqdm
 
 from models import codeset as codeset_mod
+from models.bundle import RETRIEVER_FILE
 from models.files import atomic_path, write_json_atomic
-from models.retrieve import DEFAULT_MODEL, FEATURES, NeighbourIndex, Retriever
+from models.retrieve import FEATURES, NeighbourIndex, Retriever
 
 from .config import BuildConfig
 from .data import codiesp
 from .data.codes import map_codes
 from .manifest import record_stage
+from .scoring import best_threshold, recall_at, score
+
+L2_TRIED = (1e-3, 1e-4, 1e-5, 0.0)
 
 
 def fitted_model(texts: list[str], gold: list[list[str]], weights: dict | None = None) -> dict:
@@ -61,28 +66,27 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 50
     return w[:-1], float(w[-1])
 
 
-def recall_at(ranked: list[list[str]], gold: list[list[str]], k: int) -> float:
-    hit = sum(len(set(r[:k]) & set(g)) for r, g in zip(ranked, gold))
-    return round(hit / max(sum(len(set(g)) for g in gold), 1), 4)
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
-def best_threshold(probs: list[list[tuple[str, float]]], gold: list[list[str]]) -> tuple[float, float]:
-    best = (0.5, 0.0)
-    for t in np.arange(0.05, 0.95, 0.01):
-        tp = fp = fn = 0
-        for cand, g in zip(probs, gold):
-            pred = {c for c, p in cand if p >= t}
-            tp += len(pred & set(g))
-            fp += len(pred - set(g))
-            fn += len(set(g) - pred)
-        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-        if f1 > best[1]:
-            best = (round(float(t), 2), round(f1, 4))
-    return best
+def _ranked(codes: list[str], p: np.ndarray, k: int = 100) -> list[tuple[str, float]]:
+    return [(codes[i], float(p[i])) for i in np.argsort(-p)[:k]] if len(codes) else []
 
 
-def run(cfg: BuildConfig, install: bool | None = None) -> dict:
-    install = cfg.retriever.install if install is None else install
+def out_of_fold(cases: list[tuple[list[str], np.ndarray, np.ndarray]], fold_of: list[int], l2: float):
+    """Each case ranked by a logistic ranker fitted on the other folds' cases."""
+    out: list[list[tuple[str, float]]] = [[] for _ in cases]
+    for fold in sorted(set(fold_of)):
+        rest = [c for c, f in zip(cases, fold_of) if f != fold]
+        w, b = fit_logistic(np.vstack([x for _, x, _ in rest]), np.concatenate([y for _, _, y in rest]), l2=l2)
+        for i, (codes, x, _) in enumerate(cases):
+            if fold_of[i] == fold:
+                out[i] = _ranked(codes, _sigmoid(x @ w + b) if len(codes) else np.array([]))
+    return out
+
+
+def run(cfg: BuildConfig) -> dict:
     started = time.perf_counter()
     cs = codeset_mod.load()
     root = codiesp.embedded_dir() if cfg.data.codiesp in ("embedded", "none") else Path(cfg.data.codiesp)
@@ -90,58 +94,63 @@ def run(cfg: BuildConfig, install: bool | None = None) -> dict:
     gold_train = [map_codes(c.codes, cs)[0] for c in train.cases]
     gold_dev = [map_codes(c.codes, cs)[0] for c in dev.cases]
     texts = [c.text for c in train.cases]
-    xs, ys = [], []
+    cases: list = [None] * len(texts)  # (codes, features, labels), features out of fold
+    fold_of = [0] * len(texts)
     progress = tqdm(total=len(texts), desc="retriever: train features (5 folds)")
-    for held, fold_model in cross_fitted(texts, gold_train):
+    for fold, (held, fold_model) in enumerate(cross_fitted(texts, gold_train)):
         fold_retriever = Retriever(cs, fold_model)
         for i in held:
             codes, x, _ = fold_retriever.features(texts[i])
-            xs.append(x)
-            ys.append(np.array([c in gold_train[i] for c in codes], dtype=np.float64))
+            cases[i] = (codes, x, np.array([c in gold_train[i] for c in codes], dtype=np.float64))
+            fold_of[i] = fold
             progress.update()
     progress.close()
+
+    # Choices on train, out of fold: dev is never looked at until the final report below.
+    tried = {l2: recall_at([[c for c, _ in r] for r in out_of_fold(cases, fold_of, l2)], gold_train, 50)
+             for l2 in L2_TRIED}
+    l2 = max(tried, key=tried.get)
+    threshold, oof_f1 = best_threshold(out_of_fold(cases, fold_of, l2), gold_train)
+    w, b = fit_logistic(np.vstack([x for _, x, _ in cases]), np.concatenate([y for _, _, y in cases]), l2=l2)
     model = fitted_model(texts, gold_train)
-    x, y = np.vstack(xs), np.concatenate(ys)
-    retriever = Retriever(cs, model)  # features do not depend on the weights
+    model.update(weights=[round(float(v), 5) for v in w], bias=round(float(b), 5), threshold=threshold)
 
-    dev_features = [retriever.features(case.text)[:2] for case in tqdm(dev.cases, desc="retriever: dev")]
-
-    def rank_dev(w, b):
-        ranked, probs = [], []
-        for codes, xd in dev_features:
-            p = 1.0 / (1.0 + np.exp(-(xd @ w + b))) if len(codes) else np.array([])
-            order = np.argsort(-p)[:100]
-            ranked.append([codes[i] for i in order])
-            probs.append([(codes[i], float(p[i])) for i in order])
-        return ranked, probs
-
-    # The regularisation strength is the one setting tuned on dev, by recall@50.
-    tried = {}
-    for l2 in (1e-3, 1e-4, 1e-5, 0.0):
-        w, b = fit_logistic(x, y, l2=l2)
-        tried[l2] = (recall_at(rank_dev(w, b)[0], gold_dev, 50), w, b)
-    l2 = max(tried, key=lambda k: tried[k][0])
-    _, w, b = tried[l2]
-    model.update(weights=[round(float(v), 5) for v in w], bias=round(float(b), 5))
-    ranked, probs = rank_dev(w, b)
-    threshold, f1 = best_threshold(probs, gold_dev)
-    model["threshold"] = threshold
+    retriever = Retriever(cs, model)
+    dev_probs = []
+    for case in tqdm(dev.cases, desc="retriever: dev (held out)"):
+        codes, xd, _ = retriever.features(case.text)
+        dev_probs.append(_ranked(codes, _sigmoid(xd @ retriever.weights + retriever.bias)))
+    dev_ranked = [[c for c, _ in r] for r in dev_probs]
+    dev_f1 = f1_at(dev_probs, gold_dev, threshold)
     metrics = {"train_cases": len(train.cases), "dev_cases": len(dev.cases),
-               "candidate_pool_positive_rate": round(float(y.mean()), 4),
-               "l2_recall_at_50": {str(k): v[0] for k, v in tried.items()}, "l2": l2,
+               "fitted_on": f"codiesp train ({len(train.cases)} cases)",
+               "tuned_on": f"codiesp train, out of fold ({len(train.cases)} cases, 5 folds)",
+               "candidate_pool_positive_rate": round(float(np.concatenate([y for _, _, y in cases]).mean()), 4),
+               "l2_train_oof_recall_at_50": {str(k): v for k, v in tried.items()}, "l2": l2,
                "weights": dict(zip(FEATURES, model["weights"])), "bias": model["bias"],
-               "threshold": threshold, "dev_micro_f1_at_threshold": f1,
-               **{f"dev_recall_at_{k}": recall_at(ranked, gold_dev, k) for k in (10, 20, 50, 100)}}
+               "threshold": threshold, "train_oof_micro_f1_at_threshold": oof_f1,
+               "dev_micro_f1_at_threshold": dev_f1,
+               **{f"dev_recall_at_{k}": recall_at(dev_ranked, gold_dev, k) for k in (10, 20, 50, 100)}}
     out_dir = Path(cfg.run_dir) / "retriever"
-    out = out_dir / DEFAULT_MODEL
+    out = out_dir / RETRIEVER_FILE
     with atomic_path(out) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as fh:
         json.dump(model, fh, separators=(",", ":"))
     write_json_atomic(out_dir / "metrics.json", metrics)
-    if install:
-        shipped = Path(__file__).resolve().parents[1] / "models" / "resources" / DEFAULT_MODEL
-        with atomic_path(shipped) as tmp:
-            shutil.copyfile(out, tmp)
-    record_stage(Path(cfg.run_dir), "retriever", {"codiesp": str(root), "install": install},
+    record_stage(Path(cfg.run_dir), "retriever", {"codiesp": str(root)},
                  {"codeset": cs.edition}, [out, out_dir / "metrics.json"],
                  time.perf_counter() - started, {"metrics": metrics})
     return metrics
+
+
+def f1_at(probs: list[list[tuple[str, float]]], gold: list[list[str]], threshold: float) -> float:
+    """Micro-F1 of the codes at or above a fixed threshold (no choice made on these notes)."""
+    return score([{"gold": g, "predicted": [c for c, p in cand if p >= threshold]}
+                  for cand, g in zip(probs, gold)])["micro_f1"]
+
+
+def for_run(run_dir: str | Path, cs) -> Retriever:
+    """The run's own retriever when `builder retriever` fitted one, else the embedded bundle's."""
+    from models.retrieve import default_retriever  # noqa: PLC0415
+
+    path = Path(run_dir) / "retriever" / RETRIEVER_FILE
+    return Retriever.load(cs, path) if path.is_file() else default_retriever(cs)

@@ -25,16 +25,17 @@ from pydantic import BaseModel, Field
 
 from models import codeset as codeset_mod
 from models.codeset import InvalidCodeFormat, UnknownCode
+from models.errors import CoderError
 from models.net import is_loopback
 from models.notes import MAX_NOTE_CHARS, NoteError
 from models.pipeline import Cancelled, Pipeline
-from models.runtimes import RuntimeUnavailable, open_runtime
+from models.runtimes import RuntimeUnavailable
 
 MAX_BODY_BYTES = 4 * MAX_NOTE_CHARS + 4096  # the longest note, even if every character is 4 bytes
 DEFAULT_PORT = 8321
 
 
-class ServeError(RuntimeError):
+class ServeError(CoderError, RuntimeError):
     pass
 
 
@@ -191,24 +192,10 @@ def create_app(pipeline: Pipeline, load_seconds: float = 0.0) -> FastAPI:
     return app
 
 
-def default_model(run_dir: str | Path, fmt: str = "gguf") -> str:
-    """The run's model in a format: gguf (Q4_K_M), onnx (fp32), safetensors (the merged model)."""
-    from .export import DEFAULT_GGUF, gguf_path, onnx_path
-
-    run_dir = Path(run_dir)
-    path = {"gguf": gguf_path(run_dir, DEFAULT_GGUF), "onnx": onnx_path(run_dir, "fp32"),
-            "safetensors": run_dir / "merged"}.get(fmt)
-    if path is None:
-        raise ServeError(f"Unknown format {fmt!r}: use gguf, onnx or safetensors.")
-    if not path.exists():
-        step = "merge" if fmt == "safetensors" else f"export --format {fmt}"
-        raise ServeError(f"No {fmt} model in {run_dir} ({path}): run `python -m builder {step}` "
-                         "first, or pass --model.")
-    return str(path)
-
-
-def serve(model: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+def serve(bundle, model: str | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           allow_remote_clients: bool = False, allow_remote: bool = False) -> None:
+    """Serve a coder bundle: its retriever and its default model, or `model` (see
+    `Bundle.runtime_spec`: a format of the bundle, retrieval, a file or a server)."""
     import uvicorn
 
     # A bind address, not a destination: 0.0.0.0 means every interface here.
@@ -218,11 +205,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                          "behind a TLS proxy you trust.")
     started = time.perf_counter()
     try:
-        pipeline = Pipeline(open_runtime(model, allow_remote=allow_remote))
+        pipeline = Pipeline.from_bundle(bundle, model, runtime_options={"allow_remote": allow_remote})
     except RuntimeUnavailable as exc:
         raise ServeError(str(exc)) from exc
     load_seconds = time.perf_counter() - started
     app = create_app(pipeline, load_seconds)
-    print(f"Serving {pipeline.runtime.name} on http://{host}:{port} (loaded in {load_seconds:.1f} s; "
+    print(f"Serving {pipeline.runtime.name} from the bundle {bundle.root} on http://{host}:{port} (loaded in {load_seconds:.1f} s; "
           f"API: http://{host}:{port}/openapi.json)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

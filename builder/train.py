@@ -6,8 +6,8 @@ Loss is on the answer only (prompt-completion examples), and the vocabulary proj
 computed where answers are (see `answer_window_loss`): at 49k words it is a fifth of the model's
 arithmetic per token, spent on ~900 prompt tokens for ~40 answer tokens. Batches are grouped by
 length, and CPUs with native bf16 compute in it (`precision`). Checkpoints go to
-<run>/train/checkpoints; running the stage again resumes from the last one, so an interrupted run loses at most the steps
-since its last checkpoint (Ctrl-C and SIGTERM save one before stopping). The best checkpoint by
+<run>/train/checkpoints; running the stage again resumes from the last one, so an interrupted run
+loses at most the steps since its last checkpoint (Ctrl-C and SIGTERM save one before stopping). The best checkpoint by
 validation loss becomes <run>/train/adapter.
 
 Several GPUs or machines: `accelerate launch -m builder train ...` (DDP by default; FSDP or
@@ -19,16 +19,17 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
+from models.errors import CoderError
+
 from .config import BuildConfig
 
 
-class TrainError(RuntimeError):
+class TrainError(CoderError, RuntimeError):
     pass
 
 
@@ -192,7 +193,7 @@ def run(cfg: BuildConfig) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     from transformers.trainer_utils import get_last_checkpoint
 
-    from models.files import sha256_file
+    from models.files import atomic_dir, sha256_file
 
     from .base_model import ensure_base_model
     from .manifest import record_stage
@@ -279,12 +280,9 @@ def run(cfg: BuildConfig) -> dict:
         return summary
     # load_best_model_at_end put the best weights in trainer.model; save that adapter atomically.
     adapter = out_dir / "adapter"
-    tmp = out_dir / ".adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(adapter, ignore_errors=True)
-    os.replace(tmp, adapter)
+    with atomic_dir(adapter) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     history = [h for h in state.log_history]
     (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
     plot = _plot_loss(out_dir / "loss.png", history)
@@ -299,13 +297,9 @@ def run(cfg: BuildConfig) -> dict:
 
 
 def _plot_loss(path: Path, history: list[dict]) -> Path:
-    import matplotlib
+    from .plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.files import atomic_path
-
+    plt = pyplot()
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
     evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -316,7 +310,4 @@ def _plot_loss(path: Path, history: list[dict]) -> Path:
     ax.set(xlabel="step", ylabel="loss (answer tokens)", title="Fine-tuning loss")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

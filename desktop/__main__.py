@@ -31,6 +31,20 @@ def choice_from_arg(value: str):
     return ModelChoice("onnx" if path.is_dir() else "gguf", str(path.resolve()))
 
 
+def bundle_choice(folder: str):
+    """The default model of a bundle folder (retrieval when it has none)."""
+    from desktop.model_choice import ModelChoice
+    from models import bundle
+
+    try:
+        default = bundle.read(folder).default_model()
+    except bundle.BundleError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    if default is None or default.format not in ("gguf", "onnx"):
+        return ModelChoice("retrieval")
+    return ModelChoice(default.format, str((Path(folder) / default.path).resolve()))
+
+
 def self_test(window, app, timeout_s: float = 300, screenshot: str | None = None) -> int:
     """Through the real window: load, suggest for SAMPLE_NOTE, check the table."""
     from PySide6.QtCore import QEventLoop, QTimer
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a .gguf file, an ONNX folder, `retrieval`, ollama:NAME "
                                         "or openai:URL#MODEL (default: Settings, else the newest build)")
+    parser.add_argument("--bundle", help="a coder bundle folder: its default model and retriever "
+                                         "(with --model, the retriever for that model)")
     parser.add_argument("note", nargs="?", help="a plain-text note to open (as the menu entry passes it)")
     parser.add_argument("--screenshot", metavar="PNG", help="with --self-test: save the window")
     parser.add_argument("--self-test", action="store_true",
@@ -125,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the app needs PySide6: run `make setup`.", file=sys.stderr)
         return 2
 
-    from desktop.model_choice import default_choice
     from desktop._qt.main_window import MainWindow
     from desktop._qt.settings_dialog import load_choice
+    from desktop.model_choice import default_choice
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("icd10-coder")
@@ -142,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     lock = None if args.self_test else _single_instance_lock(app)
     if lock is False:
         return 3
-    choice = choice_from_arg(args.model) if args.model else (load_choice(settings) or default_choice())
+    choice = choice_from_arg(args.model) if args.model else None
+    if args.bundle:
+        choice = choice or bundle_choice(args.bundle)
+        choice.bundle = str(Path(args.bundle).resolve())
+    choice = choice or load_choice(settings) or default_choice()
     window = MainWindow(settings, choice)
     if args.self_test:
         if choice is None:

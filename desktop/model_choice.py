@@ -1,24 +1,28 @@
-"""Which model the app runs, without Qt: discovery of built models, the privacy rule for servers,
-and the spec handed to `models.runtimes.open_runtime`.
+"""Which model the app runs, without Qt: the coder bundles found on this computer and their
+models, the privacy rule for servers, and the pipeline a choice opens.
+
+Every choice runs over a coder bundle (models/bundle.py): its retriever proposes the candidates.
+A model of a bundle runs with that bundle's retriever; a server model or a GGUF from elsewhere
+with the chosen bundle's, else the newest found, else the retrieval-only bundle the package ships.
 
 Privacy by default: local files, and servers on this machine (loopback). A server elsewhere is
 refused unless the user turned on `allow_remote` knowingly: notes may contain PHI.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from models import bundle as bundle_mod
+from models.bundle import Bundle, BundleError
+from models.errors import CoderError
 from models.net import RemoteNotAllowed, check_destination, ollama_url
 from models.runtimes import destination
 
 KINDS = ("gguf", "onnx", "ollama", "openai", "retrieval")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class ModelChoiceError(ValueError):
+class ModelChoiceError(CoderError, ValueError):
     """The choice cannot be used; the message says what to do."""
 
 
@@ -27,6 +31,7 @@ class ModelChoice:
     kind: str = "gguf"
     value: str = ""  # a .gguf path, an ONNX folder, an Ollama model name, or a server URL#model
     allow_remote: bool = False
+    bundle: str = ""  # the coder bundle whose retriever runs; "" = the model's own, else the newest
 
     def label(self) -> str:
         if self.kind == "retrieval":
@@ -40,47 +45,51 @@ class ModelChoice:
 class FoundModel:
     path: Path
     kind: str  # gguf | onnx
-    run: str
+    run: str  # the bundle's name
     built_at: str
-
-
-def artifact_roots() -> list[Path]:
-    roots = [Path(p) for p in os.environ.get("ICD10_CODER_ARTIFACTS", "").split(os.pathsep) if p]
-    return roots + [REPO_ROOT / "artifacts", Path.cwd() / "artifacts"]
+    bundle: Path
 
 
 def discover(roots: list[Path] | None = None) -> list[FoundModel]:
-    """GGUF files and ONNX folders recorded by `builder export` in run manifests, newest first.
-    Only what the manifest lists and what still exists on disk."""
-    found: dict[Path, FoundModel] = {}
-    for root in roots or artifact_roots():
-        for manifest in sorted(Path(root).glob("*/manifest.json")) if Path(root).is_dir() else []:
-            try:
-                stage = json.loads(manifest.read_text())["stages"].get("export")
-            except (OSError, ValueError, KeyError, AttributeError):
-                continue  # a broken manifest hides that run, never the app
-            if not stage:
-                continue
-            run_dir = manifest.parent
-            for rel in stage.get("outputs", {}):
-                path = (run_dir / rel).resolve()
-                if rel.endswith(".gguf") and path.is_file():
-                    found[path] = FoundModel(path, "gguf", run_dir.name, stage.get("finished_at", ""))
-                elif rel.endswith("model.onnx") and path.is_file():
-                    found[path.parent] = FoundModel(path.parent, "onnx", run_dir.name,
-                                                    stage.get("finished_at", ""))
-    return sorted(found.values(), key=lambda m: (m.built_at, _preference(m)), reverse=True)
-
-
-def _preference(model: FoundModel) -> int:
-    # Among one run's exports, the app's default is the Q4_K_M GGUF.
-    name = model.path.name
-    return 3 if "Q4_K_M" in name else 2 if model.kind == "gguf" else 1
+    """The GGUF and ONNX models of the coder bundles found (models.bundle.find), newest bundle
+    first, its default model first. Only what a bundle lists and what exists on disk."""
+    found = []
+    for b in bundle_mod.find(roots):
+        for m in sorted(b.models, key=lambda m: not m.default):
+            if m.format in ("gguf", "onnx") and b.path(m.path).exists():
+                found.append(FoundModel(b.path(m.path).resolve(), m.format, b.name, b.created_at,
+                                        b.root.resolve()))
+    return found
 
 
 def default_choice(roots: list[Path] | None = None) -> ModelChoice | None:
     models = discover(roots)
-    return ModelChoice(models[0].kind, str(models[0].path)) if models else None
+    return ModelChoice(models[0].kind, str(models[0].path), bundle=str(models[0].bundle)) if models else None
+
+
+def choose_bundle(choice: ModelChoice, cs) -> Bundle:
+    """The bundle a choice runs over (checksums verified): the one named, the one holding the
+    model, the newest found, or the package's retrieval-only bundle."""
+    try:
+        if choice.bundle:
+            return bundle_mod.load(choice.bundle, cs)
+        if choice.kind in ("gguf", "onnx") and (own := bundle_mod.bundle_of(choice.value)):
+            return bundle_mod.load(own, cs)
+        found = bundle_mod.find()
+        return bundle_mod.load(found[0].root, cs) if found else bundle_mod.embedded()
+    except BundleError as exc:
+        raise ModelChoiceError(str(exc)) from exc
+
+
+def open_pipeline(choice: ModelChoice):
+    """The pipeline for a choice: its bundle's retriever, its model. Slow (loads the model)."""
+    from models import codeset
+    from models.pipeline import Pipeline
+
+    spec = runtime_spec(choice)
+    cs = codeset.load()
+    return Pipeline.from_bundle(choose_bundle(choice, cs), spec, cs,
+                                runtime_options={"allow_remote": choice.allow_remote})
 
 
 def runtime_spec(choice: ModelChoice) -> str:
@@ -110,8 +119,7 @@ def server_models(kind: str, timeout: float = 0.5) -> tuple[str, list[str] | Non
     """(server URL, the models it offers now as Settings values), None when nothing answers
     there: the local Ollama, or LM Studio's default port. Short timeout: Settings opens at once."""
     from models.net import DEFAULT_LMSTUDIO_URL
-    from models.runtimes import RuntimeUnavailable
-    from models.runtimes import ollama_runtime, openai_runtime
+    from models.runtimes import RuntimeUnavailable, ollama_runtime, openai_runtime
 
     try:
         if kind == "ollama":

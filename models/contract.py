@@ -14,6 +14,10 @@ from typing import Iterable, Sequence
 
 from .codeset import InvalidCodeFormat, normalize
 
+# What a model trained on this contract expects to read and write. A coder bundle records the
+# version it was built for, and one of another version is refused, never mis-scored.
+# 1: answers quoting evidence; 2: codes-only answers.
+CONTRACT_VERSION = 2
 MAX_CODES = 30
 MAX_EVIDENCE_CHARS = 160
 

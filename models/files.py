@@ -61,6 +61,18 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def link_or_copy(src: str | Path, dest: str | Path) -> None:
+    """Hard-link src at dest (same disk: hundreds of MB for free), else copy it."""
+    import shutil
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
 def write_text_atomic(path: str | Path, text: str) -> str:
     """Write text atomically; return its sha256."""
     data = text.encode("utf-8")

@@ -11,11 +11,13 @@ import ipaddress
 import os
 from urllib.parse import urlparse
 
+from .errors import CoderError
+
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 DEFAULT_LMSTUDIO_URL = "http://127.0.0.1:1234/v1"
 
 
-class RemoteNotAllowed(PermissionError):
+class RemoteNotAllowed(CoderError, PermissionError):
     """The server is not on this machine and the user has not opted in."""
 
 

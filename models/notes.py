@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CoderError
+
 MAX_NOTE_CHARS = 200_000
 # Function words that make up a large share of any English prose, clinical notes included.
 _ENGLISH_COMMON = frozenset(
@@ -17,7 +19,7 @@ _ENGLISH_COMMON = frozenset(
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
 
 
-class NoteError(ValueError):
+class NoteError(CoderError, ValueError):
     """The note cannot be coded as given; the message says what to do."""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Callable
 
 from . import codeset as codeset_mod
@@ -23,11 +24,18 @@ from .notes import check_note
 from .retrieve import RetrievedCode, Retriever, default_retriever
 from .runtimes import Cancelled, ModelRequest, Runtime  # noqa: F401 - Cancelled is re-exported
 
-NOT_IN_CODESET = "not_in_codeset"
-NOT_BILLABLE = "not_billable"
-MORE_SPECIFIC = "more_specific_available"
-EXCLUDES1 = "excludes1_conflict"
-UNSUPPORTED = "unsupported"
+
+class Flag(StrEnum):
+    """A suggestion's flags (and the rejection reason NOT_IN_CODESET). A str: members compare,
+    hash, join and serialize (json, pydantic) as their plain values, and str() is the value."""
+
+    NOT_IN_CODESET = "not_in_codeset"
+    NOT_BILLABLE = "not_billable"
+    MORE_SPECIFIC = "more_specific_available"
+    EXCLUDES1 = "excludes1_conflict"
+    UNSUPPORTED = "unsupported"
+
+
 CHUNK_CHARS = 6000  # a chunk of note plus candidates stays well inside a 2k-token window
 
 
@@ -103,6 +111,18 @@ class Pipeline:
         self.use_candidates = use_candidates
         self.max_tokens = max_tokens
 
+    @classmethod
+    def from_bundle(cls, bundle, model: str | None = None, cs: CodeSet | None = None,
+                    runtime_options: dict | None = None, **options) -> "Pipeline":
+        """A pipeline over a coder bundle: its retriever, and its default model (or `model`,
+        see `Bundle.runtime_spec`)."""
+        from .runtimes import open_runtime  # noqa: PLC0415
+
+        cs = cs or codeset_mod.load()
+        retriever = bundle.load_retriever(cs)
+        runtime = open_runtime(bundle.runtime_spec(model), **(runtime_options or {}))
+        return cls(runtime, cs, retriever, **options)
+
     def prompt_messages(self, text: str, candidates: list[RetrievedCode] | None = None) -> list[dict]:
         """The chat messages `suggest` sends for one chunk of text (also for checks and exports)."""
         if candidates is None:
@@ -149,7 +169,7 @@ class Pipeline:
         suggestions = []
         for code, (quote, conf) in chosen.items():
             if not self.cs.is_valid(code):
-                rejected.append(Rejected(code, NOT_IN_CODESET))
+                rejected.append(Rejected(code, Flag.NOT_IN_CODESET))
                 continue
             suggestions.append(self._validate(note, code, quote, conf, all_candidates.get(code)))
         self._flag_excludes1(suggestions)
@@ -165,13 +185,13 @@ class Pipeline:
         cs = self.cs
         s = Suggestion(code, cs.description(code), round(conf, 4), None)
         if not cs.is_billable(code):
-            s.flags.append(NOT_BILLABLE)
+            s.flags.append(Flag.NOT_BILLABLE)
             # The broadest choices first (E11.9 before E11.3211).
             s.billable_children = sorted(cs.billable_descendants(code), key=len)[:12]
         elif "unspecified" in s.description.lower():
             parent = next(iter(cs.ancestors(code)), None)  # a category, never a block
             if parent and len(cs.billable_descendants(parent)) > 1:
-                s.flags.append(MORE_SPECIFIC)
+                s.flags.append(Flag.MORE_SPECIFIC)
         span = locate(note, quote)
         wordings = [s.description, *cs.inclusion_terms(code)]
         if span is not None and not supports(note[span[0]:span[1]], wordings):
@@ -183,7 +203,7 @@ class Pipeline:
             span = best_clause(note, s.description, min_overlap=0.6)
             span = span and narrow(note, span, wordings)
         if span is None:
-            s.flags.append(UNSUPPORTED)
+            s.flags.append(Flag.UNSUPPORTED)
             s.confidence = round(s.confidence / 2, 4)
         else:
             s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
@@ -195,5 +215,5 @@ class Pipeline:
                 if self.cs.excludes1_conflict(a.code, b.code):
                     for x, y in ((a, b), (b, a)):
                         x.conflicts_with.append(y.code)
-                        if EXCLUDES1 not in x.flags:
-                            x.flags.append(EXCLUDES1)
+                        if Flag.EXCLUDES1 not in x.flags:
+                            x.flags.append(Flag.EXCLUDES1)

@@ -6,8 +6,9 @@ Three signals, combined by a small learned ranker (logistic regression):
 - neighbours: codes of the most similar notes in the training cases (TF-IDF cosine);
 - prior: how often the code was assigned in the training cases.
 The learned parts (neighbour index, priors, ranker weights, threshold) are fitted on CodiEsp
-train and tuned on dev by `python -m builder retriever`, and ship in models/resources/. Without
-them the retriever falls back to the lexical signal alone.
+train and tuned on dev by `python -m builder retriever`, and travel in a coder bundle
+(models/bundle.py) with the model trained on their candidates; the package ships a
+retrieval-only bundle. Without them the retriever falls back to the lexical signal alone.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,6 @@ _NEGATION = re.compile(
     r"rules out|excluded|free of|absence of|absent|never had)\b", re.I)
 FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
             "knn_x_lex", "centroid", "centroid_rank")
-DEFAULT_MODEL = "retriever-codiesp.json.gz"
 _SAME_NOTE = 0.98  # a neighbour this similar is the query note itself (training data)
 
 
@@ -146,8 +145,8 @@ class Retriever:
         self.model = model or {}
         if model and tuple(model.get("features", ())) != FEATURES:
             raise ValueError(f"This retriever file was fitted for features {model.get('features')}, "
-                             f"this code computes {list(FEATURES)}: rebuild it with "
-                             "`python -m builder retriever --set retriever.install=true`.")
+                             f"this code computes {list(FEATURES)}: rebuild the bundle with "
+                             "`make all` (or `python -m builder retriever`, then `bundle`).")
         self.prior: dict[str, int] = self.model.get("prior", {})
         self.max_prior = max(self.prior.values(), default=1)
         self.top_prior = {c for c, _ in Counter(self.prior).most_common(30)}
@@ -160,13 +159,8 @@ class Retriever:
         self.name = self.model.get("name", "lexical")
 
     @classmethod
-    def load(cls, cs: CodeSet, path: str | Path | None = None) -> "Retriever":
-        """The shipped retriever (or the one at `path`); lexical-only when none is found."""
-        if path is None:
-            res = resources.files("models") / "resources" / DEFAULT_MODEL
-            if not res.is_file():
-                return cls(cs)
-            path = Path(str(res))
+    def load(cls, cs: CodeSet, path: str | Path) -> "Retriever":
+        """A fitted retriever file (retriever.json.gz, as `builder retriever` writes it)."""
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             return cls(cs, json.load(fh))
 
@@ -224,11 +218,14 @@ _default: dict[int, Retriever] = {}
 
 
 def default_retriever(cs: CodeSet) -> Retriever:
+    """The retriever of the package's embedded bundle (fitted on CodiEsp train)."""
     if id(cs) not in _default:
-        _default[id(cs)] = Retriever.load(cs)
+        from . import bundle  # noqa: PLC0415
+
+        _default[id(cs)] = bundle.embedded().load_retriever(cs)
     return _default[id(cs)]
 
 
 def retrieve(note: str, cs: CodeSet, k: int = 20) -> list[RetrievedCode]:
-    """Candidates for a note from the shipped retriever."""
+    """Candidates for a note from the embedded bundle's retriever."""
     return default_retriever(cs).retrieve(note, k=k)

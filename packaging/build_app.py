@@ -1,10 +1,11 @@
 """Build the desktop app as a folder and a .tar.gz that run without Python (`make package`).
 
-    python packaging/build_app.py                      # bundle the newest Q4_K_M from artifacts/
-    python packaging/build_app.py --model FILE.gguf    # bundle this GGUF
-    python packaging/build_app.py --no-model           # no model inside: Settings asks for one
+    python packaging/build_app.py                      # the newest coder bundle in artifacts/, its Q4_K_M
+    python packaging/build_app.py --bundle DIR --model Q8_0   # another bundle, another of its GGUFs
+    python packaging/build_app.py --no-model           # retrieval only: Settings asks for a model
 
-Stages the code set (compiled here, so the bundle needs no code-set package) and the model, runs
+Stages the code set (compiled here, so the app needs no code-set package) and a copy of the coder
+bundle with one GGUF (its retriever, checksums and metrics kept), runs
 PyInstaller on packaging/icd10-coder.spec, adds the menu entry, icon and install scripts, writes
 dist/icd10-coder-<version>-linux-<arch>.tar.gz (with its sha256), then starts the built app with
 --self-test and reports bundle size and start time in dist/package-report.json.
@@ -25,21 +26,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 HERE = ROOT / "packaging"
-APP = "icd10-coder"
+APP = "icd10-coder"  # the command, the bundle folder and its files
+DIST = "offline-icd10cm-coder"  # the distribution (pyproject [project] name), for its version
 
 
-def find_model() -> Path:
-    from desktop.model_choice import discover
+def find_model(bundle_arg: str | None, model_arg: str | None):
+    """(bundle, the path of its GGUF to package): the newest bundle in artifacts/ with a GGUF
+    unless told otherwise; its default GGUF unless --model names another of its GGUFs."""
+    from builder.bundle import resolve
+    from builder.register import bundle_gguf
+    from models.bundle import find
+    from models.errors import CoderError
 
-    ggufs = [m.path for m in discover([ROOT / "artifacts"]) if m.kind == "gguf"]
-    preferred = [p for p in ggufs if "Q4_K_M" in p.name] or ggufs
-    if not preferred:
-        raise SystemExit("error: no GGUF model in artifacts/: run `make all` first, or pass "
-                         "--model FILE.gguf, or --no-model to leave the model out.")
-    return preferred[0]
+    try:
+        bundle = resolve(bundle_arg) if bundle_arg else next(
+            (resolve(b.root) for b in find([ROOT / "artifacts"]) if any(m.format == "gguf" for m in b.models)),
+            None)
+        if bundle is None:
+            raise SystemExit("error: no coder bundle with a GGUF in artifacts/: run `make all` first, "
+                             "or pass --bundle DIR, or --no-model to leave the model out.")
+        return bundle, bundle_gguf(bundle, model_arg)
+    except CoderError as exc:
+        raise SystemExit(f"error: {exc}") from exc
 
 
-def stage(stage_dir: Path, model: Path | None) -> None:
+def stage(stage_dir: Path, bundle, model: Path | None) -> None:
+    from builder.bundle import slim_copy
     from models import codeset
 
     if stage_dir.exists():
@@ -47,17 +59,9 @@ def stage(stage_dir: Path, model: Path | None) -> None:
     stage_dir.mkdir(parents=True)
     shutil.copyfile(codeset.ensure_compiled(), stage_dir / "codeset.sqlite")
     if model is not None:
-        from models.files import sha256_file
-
-        run = stage_dir / "artifacts" / "bundled"
-        (run / "gguf").mkdir(parents=True)
-        shutil.copyfile(model, run / "gguf" / model.name)
-        # The app finds models through run manifests (desktop/model_choice.py).
-        manifest = {"stages": {"export": {
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "outputs": {f"gguf/{model.name}": {"sha256": sha256_file(model),
-                                               "bytes": model.stat().st_size}}}}}
-        (run / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        # The app finds bundles under artifacts/ (models/bundle.py); this one carries one GGUF.
+        slim_copy(bundle, stage_dir / "artifacts" / "bundled",
+                  [str(model.resolve().relative_to(bundle.root.resolve()))])
 
 
 def render_icon(svg: Path, png: Path, size: int = 256) -> None:
@@ -104,7 +108,8 @@ def self_test(binary: Path, home: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="the GGUF to bundle (default: newest Q4_K_M in artifacts/)")
+    parser.add_argument("--bundle", help="the coder bundle to package (default: the newest in artifacts/)")
+    parser.add_argument("--model", help="which of its GGUFs (file name or type, e.g. Q8_0; default its default)")
     parser.add_argument("--no-model", action="store_true", help="bundle no model")
     parser.add_argument("--dist", default=str(ROOT / "dist"), help="output folder (default dist/)")
     parser.add_argument("--work", default=str(ROOT / "build" / "package"), help="build folder")
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
 
     started = time.perf_counter()
-    model = None if args.no_model else Path(args.model) if args.model else find_model()
+    bundle, model = (None, None) if args.no_model else find_model(args.bundle, args.model)
     if model is not None:
         from models.runtimes import RuntimeUnavailable
         from models.runtimes.llamacpp_runtime import check_gguf
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeUnavailable as exc:
             raise SystemExit(f"error: {exc}") from exc
     dist, work = Path(args.dist).resolve(), Path(args.work).resolve()
-    stage(work / "stage", model)
+    stage(work / "stage", bundle, model)
     env = {**os.environ, "ICD10_CODER_STAGE": str(work / "stage")}
     print(f"PyInstaller: bundling the app{f' with {model.name}' if model else ' (no model)'}...", flush=True)
     proc = subprocess.run([sys.executable, "-m", "PyInstaller", str(HERE / f"{APP}.spec"),
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     render_icon(HERE / f"{APP}.svg", folder / f"{APP}.png")
     build_seconds = time.perf_counter() - started
 
-    report = {"version": version(APP), "model": model.name if model else None,
+    report = {"version": version(DIST), "model": model.name if model else None,
               "build_seconds": round(build_seconds, 1), "folder": str(folder),
               "folder_mb": round(folder_bytes(folder) / 1e6, 1)}
     if not args.skip_self_test:

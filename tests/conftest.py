@@ -146,3 +146,28 @@ def wait_for_http(url: str, proc=None, timeout: float = 120) -> None:
         except httpx.HTTPError:
             time.sleep(0.3)
     raise TimeoutError(f"{url} did not answer in {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(contract_tiny_gguf):
+    """The tiny model's run as `make all` leaves it: retriever (the shipped ranker), data, train,
+    merge and export recorded, and its coder bundle written by `builder bundle`."""
+    from builder import bundle
+    from builder.config import BuildConfig
+    from builder.manifest import record_stage
+    from models import bundle as bundle_mod
+
+    run = contract_tiny_gguf.parents[1]
+    shipped = bundle_mod.embedded()
+    fitted = run / "retriever" / bundle_mod.RETRIEVER_FILE
+    fitted.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shipped.path(shipped.retriever.path), fitted)
+    record_stage(run, "retriever", {}, {}, [fitted], 0.1, {"metrics": {
+        "threshold": shipped.retriever.threshold, "fitted_on": shipped.retriever.fitted_on,
+        "tuned_on": shipped.retriever.tuned_on}})
+    record_stage(run, "data", {"codiesp": "embedded", "synthetic_train": 10}, {}, [], 0.1)
+    record_stage(run, "train", {"base_model": "embedded:smollm2-135m-instruct", "lora": {"r": 4}}, {}, [],
+                 0.1, {"summary": {"steps": 3, "train_examples": 12, "best_eval_loss": 0.5}})
+    record_stage(run, "merge", {}, {}, sorted(p for p in (run / "merged").rglob("*") if p.is_file()), 0.1)
+    bundle.run(BuildConfig(run_dir=str(run)))
+    return bundle_mod.load(bundle.bundle_dir(run))

@@ -5,7 +5,6 @@ import shutil
 import pytest
 
 from builder import export
-from builder.config import BuildConfig
 
 from .conftest import run_module
 

@@ -4,8 +4,18 @@ import random
 
 import pytest
 
-from models.contract import (ANSWER_SCHEMA, GBNF, MAX_CODES, SYSTEM_PROMPT, Candidate, CodedItem,
-                             build_messages, format_answer, parse_answer, training_example)
+from models.contract import (
+    ANSWER_SCHEMA,
+    GBNF,
+    MAX_CODES,
+    SYSTEM_PROMPT,
+    Candidate,
+    CodedItem,
+    build_messages,
+    format_answer,
+    parse_answer,
+    training_example,
+)
 
 NOTE = "72-year-old with type 2 diabetes and CKD stage 3. Denies chest pain."
 CANDS = [Candidate("E11.22", "Type 2 diabetes mellitus with diabetic chronic kidney disease"),

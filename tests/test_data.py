@@ -6,8 +6,17 @@ import pytest
 
 from builder.config import ConfigError, load_config
 from builder.data import build, hub
-from builder.data.codes import (AMBIGUOUS, BAD_FORMAT, KEPT, MAPPED_ONLY_CHILD, MAPPED_UNSPECIFIED,
-                                NEEDS_7TH, UNKNOWN, map_code, map_codes)
+from builder.data.codes import (
+    AMBIGUOUS,
+    BAD_FORMAT,
+    KEPT,
+    MAPPED_ONLY_CHILD,
+    MAPPED_UNSPECIFIED,
+    NEEDS_7TH,
+    UNKNOWN,
+    map_code,
+    map_codes,
+)
 from builder.data.codiesp import CorpusError, read_split
 from builder.data.synthetic import SyntheticNoteGenerator
 from models.contract import build_messages, note_from_messages, parse_answer
@@ -126,7 +135,7 @@ def test_hub_rows_with_user_and_codes_columns(tmp_path):
 
 
 def test_hub_rows_with_prompt_and_completion_columns(tmp_path):
-    path = _write_jsonl(tmp_path / "d.jsonl", [
+    _write_jsonl(tmp_path / "d.jsonl", [  # read as a folder of .jsonl files
         {"prompt": "Fever and cough.", "completion": '{"codes": [{"code": "R50.9", "evidence": "Fever"}]}'},
         {"prompt": "Headache.", "completion": "R51.9"},
     ])

@@ -14,9 +14,9 @@ from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication  # noqa: E402
 
 from desktop.__main__ import SAMPLE_NOTE  # noqa: E402
-from desktop.model_choice import ModelChoice, discover, runtime_spec, ModelChoiceError  # noqa: E402
-from models.net import is_loopback  # noqa: E402
+from desktop.model_choice import ModelChoice, ModelChoiceError, discover, runtime_spec  # noqa: E402
 from desktop.review import Decision  # noqa: E402
+from models.net import is_loopback  # noqa: E402
 
 from .conftest import ROOT, run_module  # noqa: E402
 
@@ -34,7 +34,7 @@ def audit_log(tmp_path, monkeypatch):
 def make_window(qtbot, tmp_path, audit_log):
     from desktop._qt.main_window import MainWindow
 
-    def make(choice: ModelChoice | None = ModelChoice("retrieval"), load: bool = True):
+    def make(choice: ModelChoice | None = ModelChoice("retrieval"), load: bool = True):  # noqa: B008 - never mutated
         window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat), choice)
         qtbot.addWidget(window)
         window.show()

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from models.pipeline import Pipeline, UNSUPPORTED
+from models.pipeline import Flag, Pipeline
 from models.runtimes import RuntimeUnavailable, open_runtime
 
 from .conftest import ROOT
@@ -33,7 +33,7 @@ def test_an_injected_instruction_cannot_produce_a_supported_code(cs):
     # Whatever the model was talked into, a code without support in the note is flagged as such.
     for s in result.suggestions:
         if s.code == "Z99.89":
-            assert UNSUPPORTED in s.flags
+            assert Flag.UNSUPPORTED in s.flags
 
 
 class _Garbage(BaseHTTPRequestHandler):

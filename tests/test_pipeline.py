@@ -5,10 +5,9 @@ import threading
 import pytest
 
 from models.contract import format_answer
-from models.pipeline import (EXCLUDES1, MORE_SPECIFIC, NOT_BILLABLE, NOT_IN_CODESET, UNSUPPORTED,
-                             Cancelled, Pipeline, chunk_note)
 from models.notes import NoteError
-from models.retrieve import FEATURES, Retriever, clauses
+from models.pipeline import Cancelled, Flag, Pipeline, chunk_note
+from models.retrieve import FEATURES, Retriever, clauses, default_retriever
 from models.runtimes import RuntimeUnavailable, open_runtime
 
 NOTE = ("HPI: 64-year-old man with type 2 diabetes mellitus and essential hypertension presents "
@@ -41,7 +40,7 @@ def test_retrieval_runtime_suggests_codes_with_evidence_from_the_note(cs):
         assert cs.is_billable(s.code) and s.description == cs.description(s.code)
         # Codes suggested from similar cases alone carry no evidence and say so.
         assert (s.evidence and NOTE[s.evidence.start:s.evidence.end] == s.evidence.text) or \
-            (s.evidence is None and UNSUPPORTED in s.flags)
+            (s.evidence is None and Flag.UNSUPPORTED in s.flags)
         assert 0 <= s.confidence <= 1
     by_code = {s.code: s for s in result.suggestions}
     assert "hypertension" in by_code["I10"].evidence.text.lower()
@@ -61,12 +60,12 @@ def test_validation_flags(cs):
     result = Pipeline(ScriptedRuntime(answer), cs).suggest(NOTE)
     by_code = {s.code: s for s in result.suggestions}
     assert set(by_code) == {"E11.9", "E10.9", "E11", "R51.9", "A00.0"}
-    assert EXCLUDES1 in by_code["E11.9"].flags and by_code["E11.9"].conflicts_with == ["E10.9"]
-    assert EXCLUDES1 in by_code["E10.9"].flags
-    assert NOT_BILLABLE in by_code["E11"].flags and "E11.9" in by_code["E11"].billable_children
-    assert MORE_SPECIFIC in by_code["R51.9"].flags
-    assert UNSUPPORTED in by_code["A00.0"].flags and by_code["A00.0"].evidence is None
-    assert [(r.raw, r.reason) for r in result.rejected] == [("E11.99", NOT_IN_CODESET)]
+    assert Flag.EXCLUDES1 in by_code["E11.9"].flags and by_code["E11.9"].conflicts_with == ["E10.9"]
+    assert Flag.EXCLUDES1 in by_code["E10.9"].flags
+    assert Flag.NOT_BILLABLE in by_code["E11"].flags and "E11.9" in by_code["E11"].billable_children
+    assert Flag.MORE_SPECIFIC in by_code["R51.9"].flags
+    assert Flag.UNSUPPORTED in by_code["A00.0"].flags and by_code["A00.0"].evidence is None
+    assert [(r.raw, r.reason) for r in result.rejected] == [("E11.99", Flag.NOT_IN_CODESET)]
     ev = by_code["E11.9"].evidence  # found by the pipeline and narrowed to the phrase itself
     assert NOTE[ev.start:ev.end].lower() == "type 2 diabetes mellitus"
 
@@ -123,14 +122,14 @@ def test_bad_notes_raise_note_errors(cs):
 def test_retriever_skips_negated_clauses_and_ranks_gold_high(cs):
     spans = [NOTE[a:b] for a, b in clauses(NOTE)]
     assert not any("chest pain" in s for s in spans)
-    top = [c.code for c in Retriever.load(cs).retrieve(NOTE, k=10)]
+    top = [c.code for c in default_retriever(cs).retrieve(NOTE, k=10)]
     assert "I10" in top[:5]
 
 
 def test_retriever_file_from_other_features_is_refused(cs):
-    with pytest.raises(ValueError, match="rebuild it"):
+    with pytest.raises(ValueError, match="rebuild the bundle"):
         Retriever(cs, {"features": ["old"], "prior": {}})
-    assert len(FEATURES) == len(Retriever.load(cs).weights)
+    assert len(FEATURES) == len(default_retriever(cs).weights)
 
 
 def test_unknown_runtime_spec_says_what_works(tmp_path):
@@ -184,4 +183,24 @@ def test_a_quote_about_another_condition_is_not_evidence(cs):
     by_code = {s.code: s for s in result.suggestions}
     assert "headache" in by_code["R51.9"].evidence.text.lower()  # moved to the right words
     chest = by_code["R07.9"]  # denied in the note: nothing supports it
-    assert chest.evidence is None and UNSUPPORTED in chest.flags
+    assert chest.evidence is None and Flag.UNSUPPORTED in chest.flags
+
+
+def test_flags_are_plain_strings_in_json_and_over_rest(cs):
+    """Flag is a str enum: json, the REST server and string comparisons see the plain values."""
+    from fastapi.testclient import TestClient
+
+    from builder.serve import create_app
+
+    answer = json.dumps({"codes": [{"code": "E11", "evidence": "type 2 diabetes mellitus"},
+                                   {"code": "E11.99", "evidence": "x"}]})
+    pipeline = Pipeline(ScriptedRuntime(answer), cs)
+    result = pipeline.suggest(NOTE)
+    (e11,) = [s for s in result.suggestions if s.code == "E11"]
+    assert str(Flag.NOT_BILLABLE) == f"{Flag.NOT_BILLABLE}" == "not_billable" == Flag.NOT_BILLABLE
+    assert json.loads(json.dumps(e11.to_dict()))["flags"][0] == "not_billable"
+    assert '"not_billable"' in json.dumps(e11.to_dict()) and "Flag." not in json.dumps(e11.to_dict())
+    with TestClient(create_app(pipeline)) as client:
+        body = client.post("/v1/suggest", json={"note": NOTE}).json()
+    assert [s["flags"] for s in body["suggestions"] if s["code"] == "E11"] == [["not_billable"]]
+    assert {"raw": "E11.99", "reason": "not_in_codeset"} in body["rejected"]

@@ -1,7 +1,8 @@
 """Fitting the candidate ranker: honest features, a correct optimiser."""
 import numpy as np
 
-from builder.retriever import best_threshold, cross_fitted, fit_logistic, recall_at
+from builder.retriever import cross_fitted, fit_logistic
+from builder.scoring import best_threshold, recall_at
 from models.retrieve import NeighbourIndex
 
 

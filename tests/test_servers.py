@@ -2,7 +2,6 @@
 Ollama (a local server following Ollama's documented API, backed by llama.cpp; a real Ollama when
 one is installed), registration with Ollama and LM Studio, and the privacy rule."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from models.contract import ANSWER_SCHEMA, parse_answer
 from models.pipeline import Pipeline
 from models.runtimes import Cancelled, ModelRequest, RuntimeUnavailable, open_runtime
 
-from .conftest import ROOT, free_port, run_module, wait_for_http
+from .conftest import free_port, run_module, wait_for_http
 from .fake_ollama import FakeOllama
 
 

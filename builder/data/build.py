@@ -18,11 +18,11 @@ from models import codeset as codeset_mod
 from models.contract import CodedItem, training_example
 from models.evidence import best_clause, locate
 from models.files import write_jsonl_atomic
-from models.retrieve import Retriever, default_retriever
+from models.retrieve import Retriever
 
 from ..config import BuildConfig
 from ..manifest import record_stage
-from ..retriever import cross_fitted
+from ..retriever import cross_fitted, for_run
 from . import codiesp, hub
 from .codes import OUTCOMES, map_codes
 from .report import write_report
@@ -87,10 +87,9 @@ def _evidence(note: str, code: str, cs, retrieved: dict) -> str:
     return note[span[0]:span[1]] if span else ""
 
 
-def _retrievers(source: Source, cs) -> list[Retriever]:
-    """The retriever for each record. The shipped one learned from CodiEsp train, so train cases
+def _retrievers(source: Source, cs, shipped: Retriever) -> list[Retriever]:
+    """The retriever for each record. The run's one learned from CodiEsp train, so train cases
     get one fitted without their own fold: their candidates are as good as on unseen notes."""
-    shipped = default_retriever(cs)
     if source.name != "codiesp-train" or not shipped.neighbours:
         return [shipped] * len(source.records)
     texts = [r["note"] for r in source.records]
@@ -104,9 +103,10 @@ def _retrievers(source: Source, cs) -> list[Retriever]:
     return out
 
 
-def build_examples(source: Source, cs, cfg, outcome_counts: Counter) -> tuple[list[dict], dict]:
+def build_examples(source: Source, cs, cfg, outcome_counts: Counter,
+                   retriever: Retriever) -> tuple[list[dict], dict]:
     examples, found, total, unusable_cases = [], 0, 0, 0
-    retrievers = _retrievers(source, cs)
+    retrievers = _retrievers(source, cs, retriever)
     for rec, retriever in tqdm(list(zip(source.records, retrievers)), desc=f"data: {source.name}",
                                unit="note", leave=False):
         usable, outcomes = map_codes(rec["raw_codes"], cs, outcome_counts)
@@ -146,6 +146,7 @@ def run(cfg: BuildConfig) -> dict:
     run_dir = Path(cfg.run_dir)
     out_dir = run_dir / "data"
     cs = codeset_mod.load()
+    retriever = for_run(run_dir, cs)  # the run's fitted ranker, the one its bundle will carry
     stats: dict = {"sources": {}}
     sources: list[Source] = []
     if dcfg.codiesp != "none":
@@ -174,7 +175,7 @@ def run(cfg: BuildConfig) -> dict:
     splits: dict[str, list[dict]] = {"train": [], "validation": []}
     for src in sources:
         outcome_counts: Counter = Counter()
-        examples, ex_stats = build_examples(src, cs, dcfg, outcome_counts)
+        examples, ex_stats = build_examples(src, cs, dcfg, outcome_counts, retriever)
         for ex in examples:
             splits[ex["split"]].append(ex)
         stats["sources"][src.name] = {

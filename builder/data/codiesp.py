@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from models.errors import CoderError
 
-class CorpusError(ValueError):
+
+class CorpusError(CoderError, ValueError):
     """A corpus folder that cannot be read; the message says what is wrong and what to do."""
 
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.contract import parse_answer
+from models.errors import CoderError
 
 NOTE_COLUMNS = ("user", "prompt", "note", "text", "ehr_text", "input", "clinical_note")
 CODE_COLUMNS = ("codes", "completion", "icd10_codes", "icd_codes", "labels", "output", "icd10")
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class HubDataError(ValueError):
+class HubDataError(CoderError, ValueError):
     pass
 
 

@@ -5,7 +5,9 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from models.files import write_json_atomic, write_text_atomic, atomic_path
+from models.files import write_json_atomic, write_text_atomic
+
+from ..plots import pyplot, save_png
 
 
 def _token_lengths(rows: list[dict], tokenizer) -> list[int]:
@@ -87,10 +89,7 @@ def _markdown(report: dict) -> str:
 
 
 def _plot(path: Path, lengths: dict[str, list[int]], splits: dict[str, list[dict]]) -> Path:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    plt = pyplot()
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for split, values in lengths.items():
@@ -102,7 +101,4 @@ def _plot(path: Path, lengths: dict[str, list[int]], splits: dict[str, list[dict
     ax2.barh([c for c, _ in top][::-1], [n for _, n in top][::-1])
     ax2.set(title="Most frequent training codes", xlabel="examples")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

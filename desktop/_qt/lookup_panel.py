@@ -5,9 +5,19 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
-                               QSplitter, QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from models.codeset import CodeSet, InvalidCodeFormat, normalize
 
@@ -96,7 +106,8 @@ class LookupPanel(QWidget):
         if r.children:
             parts.append("<p><b>Children</b><br>" + "<br>".join(link(c) for c in r.children[:60]) + "</p>")
         if r.inclusion_terms:
-            parts.append("<p><b>Inclusion terms</b><br>" + "<br>".join(html.escape(t) for t in r.inclusion_terms) + "</p>")
+            parts.append("<p><b>Inclusion terms</b><br>"
+                         + "<br>".join(html.escape(t) for t in r.inclusion_terms) + "</p>")
         excludes = self.cs.excludes1(code)
         if excludes:
             parts.append("<p><b>Excludes1</b> (never coded together)<br>" + "<br>".join(

@@ -6,10 +6,25 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QGuiApplication, QKeySequence, QShortcut, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                               QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
-                               QSplitter, QTableView, QTabWidget, QTextEdit, QToolBar, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QTextEdit,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop import audit
 from desktop.model_choice import ModelChoice, ModelChoiceError, runtime_spec
@@ -183,7 +198,7 @@ class MainWindow(QMainWindow):
                             "pick a GGUF file in Settings.")
             return
         try:
-            spec = runtime_spec(choice)
+            runtime_spec(choice)  # a missing file or a refused server says so before loading
         except ModelChoiceError as exc:
             self.model_label.setText("No model loaded")
             self.show_error("Model not available", str(exc))
@@ -192,7 +207,7 @@ class MainWindow(QMainWindow):
         self.pipeline = None
         self.model_label.setText(f"Loading {choice.label()}…")
         self._update_actions()
-        worker = workers.LoadModelWorker(spec, allow_remote=choice.allow_remote)
+        worker = workers.LoadModelWorker(choice)
         worker.loaded.connect(self._model_loaded)
         worker.failed.connect(self._model_failed)
         self._load_worker = worker  # a worker without a Python reference would be collected

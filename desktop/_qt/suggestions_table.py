@@ -5,12 +5,13 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
 from desktop.review import Decision, Review
+from models.pipeline import Flag
 
 FLAG_TEXT = {
-    "not_billable": "not billable",
-    "more_specific_available": "more specific available",
-    "excludes1_conflict": "Excludes1 conflict",
-    "unsupported": "no evidence found",
+    Flag.NOT_BILLABLE: "not billable",
+    Flag.MORE_SPECIFIC: "more specific available",
+    Flag.EXCLUDES1: "Excludes1 conflict",
+    Flag.UNSUPPORTED: "no evidence found",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}
@@ -22,9 +23,9 @@ def flag_text(item) -> str:
     parts = []
     for flag in s.flags:
         text = FLAG_TEXT.get(flag, flag)
-        if flag == "excludes1_conflict" and s.conflicts_with:
+        if flag == Flag.EXCLUDES1 and s.conflicts_with:
             text += f" with {', '.join(s.conflicts_with)}"
-        if flag == "not_billable" and s.billable_children:
+        if flag == Flag.NOT_BILLABLE and s.billable_children:
             text += f" (try {', '.join(s.billable_children[:3])})"
         parts.append(text)
     if item.added_by_hand:

@@ -12,24 +12,24 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from models.notes import NoteError
 from models.pipeline import Cancelled, Pipeline
-from models.runtimes import RuntimeUnavailable, open_runtime
+from desktop.model_choice import ModelChoice, open_pipeline
+from models.errors import CoderError
 
 
 class LoadModelWorker(QObject):
     loaded = Signal(object, float)  # Pipeline, seconds
     failed = Signal(str)
 
-    def __init__(self, spec: str, allow_remote: bool = False):
+    def __init__(self, choice: ModelChoice):
         super().__init__()
-        self.spec = spec
-        self.allow_remote = allow_remote  # the user's opt-in; the runtime checks it again
+        self.choice = choice  # its allow_remote is the user's opt-in; the runtime checks it again
 
     @Slot()
     def run(self) -> None:
         started = time.perf_counter()
         try:
-            pipeline = Pipeline(open_runtime(self.spec, allow_remote=self.allow_remote))
-        except RuntimeUnavailable as exc:
+            pipeline = open_pipeline(self.choice)  # the bundle's retriever, the chosen model
+        except CoderError as exc:
             self.failed.emit(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a model must never take the app down

@@ -20,6 +20,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..errors import CoderError
 from ..files import atomic_path, cache_dir
 from . import _schema
 
@@ -37,7 +38,7 @@ _STOPWORDS = frozenset(
 _MAX_MATCH_DF = 3000
 
 
-class CodeSetError(Exception):
+class CodeSetError(CoderError):
     """Base class for code-set errors; the message says what to do."""
 
 
@@ -148,6 +149,7 @@ class CodeSet:
         self.meta = meta
         self.edition = meta["edition"]
         self.source_version = meta["source_version"]
+        self._content_sha256: str | None = None
 
     @property
     def _con(self) -> sqlite3.Connection:
@@ -270,6 +272,19 @@ class CodeSet:
             code_first=notes.get("code_first", []), code_also=notes.get("code_also", []),
             seven_chr_def=seven, edition=self.edition,
         )
+
+    def content_sha256(self) -> str:
+        """sha256 of every code with its kind, billable flag and description, in order: two
+        compiles of the same edition agree even where the SQLite files differ byte for byte."""
+        if self._content_sha256 is None:
+            import hashlib  # noqa: PLC0415
+
+            digest = hashlib.sha256()
+            for code, kind, billable, desc in self._con.execute(
+                    "SELECT code, kind, billable, description FROM codes ORDER BY ord"):
+                digest.update(f"{code}\t{kind}\t{billable}\t{desc}\n".encode())
+            self._content_sha256 = digest.hexdigest()
+        return self._content_sha256
 
     def all_codes(self, billable_only: bool = True) -> list[str]:
         sql = "SELECT code FROM codes WHERE kind NOT IN ('chapter', 'block')"

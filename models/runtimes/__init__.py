@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import CoderError
 from ..retrieve import RetrievedCode
 
 
@@ -25,7 +26,7 @@ class Cancelled(Exception):
     """The user cancelled; runtimes raise it mid-generation when `options["cancel"]` is set."""
 
 
-class RuntimeUnavailable(RuntimeError):
+class RuntimeUnavailable(CoderError, RuntimeError):
     """The runtime cannot start; the message says why and what to do."""
 
 

@@ -1,0 +1,164 @@
+"""`python -m builder bundle`: gather a run's retriever and models into its coder bundle.
+
+<run>/bundle/ is built in a temporary folder (files hard-linked, not copied, where the disk
+allows), every file checked against the sha256 its stage recorded, and renamed into place whole.
+What each part was fitted, tuned and reported on goes into bundle.json (models/bundle.py), so an
+evaluation can say whether its notes were held out from every choice or not.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from models import bundle as bundle_mod
+from models import codeset as codeset_mod
+from models.bundle import RETRIEVER_FILE, RUNTIMES, Bundle, BundleError, BundleModel, RetrieverPart
+from models.contract import CONTRACT_VERSION
+from models.files import atomic_dir, link_or_copy, sha256_file
+
+from .config import BuildConfig
+from .manifest import read as read_manifest
+from .manifest import record_stage
+
+BUNDLE_DIR = "bundle"
+DEFAULT_GGUF = "Q4_K_M"  # the model the app runs unless told otherwise
+
+
+def bundle_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / BUNDLE_DIR
+
+
+def _checked(run_dir: Path, stages: dict, stage: str) -> dict[str, Path]:
+    """The stage's outputs that still exist, each verified against its recorded sha256."""
+    out = {}
+    for rel, entry in stages.get(stage, {}).get("outputs", {}).items():
+        path = run_dir / rel
+        if not path.is_file():
+            continue  # an export removed since
+        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise BundleError(f"{path} changed since `builder {stage}` wrote it (sha256 differs): "
+                              f"run `python -m builder {stage}` again, then `bundle`.")
+        out[rel] = path
+    return out
+
+
+def _models(rels: list[str]) -> list[BundleModel]:
+    models: dict[str, BundleModel] = {}
+    for rel in rels:
+        parts = rel.split("/")
+        if rel.endswith(".gguf"):
+            variant = Path(rel).stem.rsplit("-", 1)[-1]
+            models[rel] = BundleModel(rel, "gguf", variant, RUNTIMES["gguf"], variant == DEFAULT_GGUF)
+        elif parts[0] == "onnx" and rel.endswith("/model.onnx"):
+            models[str(Path(rel).parent)] = BundleModel(str(Path(rel).parent), "onnx", parts[1], RUNTIMES["onnx"])
+        elif parts[0] == "merged" and rel == "merged/config.json":
+            models["merged"] = BundleModel("merged", "safetensors", "fp32", RUNTIMES["safetensors"])
+    found = list(models.values())
+    if found and not any(m.default for m in found):  # no Q4_K_M: the first GGUF, else ONNX
+        first = next((m for m in found if m.format == "gguf"), next((m for m in found if m.format == "onnx"), None))
+        if first:
+            found[found.index(first)] = BundleModel(**{**first.__dict__, "default": True})
+    return found
+
+
+def _provenance(cfg: BuildConfig, stages: dict) -> dict:
+    data_cfg = stages.get("data", {}).get("config", {})
+    train = stages.get("train", {})
+    # Each choice, and the note sets it saw: evaluate labels its figures held out or in-sample.
+    choices = [{"choice": "retriever L2 and threshold", "data": ["codiesp-train"]}]
+    if train:
+        choices.append({"choice": "training checkpoint (validation loss)",
+                        "data": ["codiesp-dev", "synthetic-val"] if data_cfg.get("codiesp", "embedded") != "none"
+                        else ["synthetic-val"]})
+    return {
+        "base_model": train.get("config", {}).get("base_model", cfg.base_model),
+        "retriever": stages.get("retriever", {}).get("metrics", {}).get("fitted_on", "embedded"),
+        "trained_on": ["codiesp-train", "synthetic-train"] + (["hub"] if data_cfg.get("hub_dataset") else [])
+        if train else [],
+        "train_summary": {k: v for k, v in train.get("summary", {}).items()
+                          if k in ("steps", "train_examples", "best_eval_loss", "tokens_per_second")},
+        "lora": train.get("config", {}).get("lora", {}),
+        "data": {k: v for k, v in data_cfg.items()
+                 if k in ("codiesp", "synthetic_train", "hub_dataset", "hub_split", "candidates")},
+        "choices": choices,
+        "versions": train.get("versions") or stages.get("retriever", {}).get("versions", {}),
+    }
+
+
+def run(cfg: BuildConfig, out: str | Path | None = None, retrieval_only: bool = False) -> dict:
+    """Write the run's bundle (default <run>/bundle). `retrieval_only`: the retriever alone, as
+    the package ships it (`make embedded-bundle` writes models/resources/bundle this way)."""
+    started = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    stages = read_manifest(run_dir)["stages"]
+    cs = codeset_mod.load()
+    retriever = _checked(run_dir, stages, "retriever").get(f"retriever/{RETRIEVER_FILE}")
+    if retriever is None:
+        raise BundleError(f"{run_dir} has no fitted retriever: run `python -m builder retriever` "
+                          "first (`make all` runs every stage).")
+    files = {} if retrieval_only else {**_checked(run_dir, stages, "merge"), **_checked(run_dir, stages, "export")}
+    metrics = stages["retriever"].get("metrics", {})
+    out = Path(out) if out else bundle_dir(run_dir)
+    with atomic_dir(out) as tmp:
+        link_or_copy(retriever, tmp / RETRIEVER_FILE)
+        for rel, path in files.items():
+            link_or_copy(path, tmp / rel)
+        made = Bundle(
+            root=tmp, name=run_dir.name, created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            contract_version=CONTRACT_VERSION,
+            codeset={"edition": cs.edition, "source_version": cs.source_version,
+                     "sha256": cs.content_sha256()},
+            retriever=RetrieverPart(RETRIEVER_FILE, float(metrics.get("threshold", 0.5)),
+                                    metrics.get("fitted_on", "codiesp train"),
+                                    metrics.get("tuned_on", "codiesp train, out of fold")),
+            models=_models(sorted(files)),
+            provenance=_provenance(cfg, {} if retrieval_only else stages) | (
+                {"retriever": metrics.get("fitted_on", "codiesp train"), "base_model": None}
+                if retrieval_only else {}),
+            files=bundle_mod.checksum_tree(tmp))
+        made.save()
+    made.root = out
+    if out.resolve().is_relative_to(run_dir.resolve()):
+        record_stage(run_dir, "bundle", {"retrieval_only": retrieval_only}, {"retriever": str(retriever)},
+                     [out / bundle_mod.BUNDLE_FILE], time.perf_counter() - started)
+    return {"bundle": str(out), "models": [m.path for m in made.models],
+            "default": (made.default_model() or BundleModel("-", "", "", "")).path,
+            "files": len(made.files), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def resolve(path: str | Path | None, run_dir: str | Path | None = None) -> Bundle:
+    """The bundle a command works on: PATH if given (a bundle folder, or a run folder holding
+    one), else the run's bundle, else the newest under artifacts/. Checksums verified."""
+    cs = codeset_mod.load()
+    for candidate in ([Path(path)] if path else []) + ([bundle_dir(run_dir)] if run_dir and not path else []):
+        for folder in (candidate, bundle_dir(candidate)):
+            if (folder / bundle_mod.BUNDLE_FILE).is_file():
+                return bundle_mod.load(folder, cs)
+        if path:
+            raise BundleError(f"{path} is not a coder bundle (no bundle.json in it or in its "
+                              "bundle/ folder): build one with `make all`.")
+    found = bundle_mod.find()
+    if not found:
+        raise BundleError("No coder bundle found: build one with `make all` (or `python -m builder "
+                          "bundle` in a run that has a retriever and exports), or give --bundle.")
+    return bundle_mod.load(found[0].root, cs)
+
+
+def slim_copy(source: Bundle, dest: str | Path, model_paths: list[str]) -> Bundle:
+    """A copy of a bundle with only some of its models (the packaged app carries one GGUF)."""
+    keep = [m for m in source.models if m.path in model_paths]
+    if len(keep) != len(model_paths):
+        raise BundleError(f"The bundle {source.root} has no model {set(model_paths) - {m.path for m in keep}}.")
+    if keep and not any(m.default for m in keep):
+        keep[0] = BundleModel(**{**keep[0].__dict__, "default": True})
+    wanted = [source.retriever.path, *model_paths]
+    files = {rel: e for rel, e in source.files.items()
+             if any(rel == w or rel.startswith(w.rstrip("/") + "/") for w in wanted)}
+    dest = Path(dest)
+    with atomic_dir(dest) as tmp:
+        for rel in files:
+            link_or_copy(source.path(rel), tmp / rel)
+        copy = Bundle(**{**source.__dict__, "root": tmp, "models": keep, "files": files})
+        copy.save()
+    copy.root = dest
+    return copy

@@ -1,0 +1,248 @@
+"""The coder bundle: one versioned folder holding everything a suggestion depends on.
+
+    <bundle>/bundle.json       what is here, what made it, what it scored, sha256 of every file
+    <bundle>/retriever.json.gz the fitted candidate ranker (neighbour index, priors, weights)
+    <bundle>/gguf/*.gguf       models, each with the runtime that runs it
+    <bundle>/onnx/{fp32,int8}/
+    <bundle>/merged/           (the full-precision model, for transformers and publishing)
+
+`builder bundle` writes it; the app, `builder serve`, `register`, `publish`, `evaluate` and
+`make package` read it through `load` here, and nothing else reads a run's layout by hand. A
+model is trained on its retriever's candidates, so the two travel together. A bundle of another
+format or contract version, or for another code-set edition, is refused with a message; every
+file's sha256 is checked on load.
+
+The package ships a retrieval-only bundle (`embedded()`): the ranker fitted on CodiEsp train,
+no language model. It is what runs before anything is built.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .contract import CONTRACT_VERSION
+from .errors import CoderError
+from .files import sha256_file
+
+BUNDLE_FORMAT = 1
+BUNDLE_FILE = "bundle.json"
+RETRIEVER_FILE = "retriever.json.gz"
+# How each model format runs (models/runtimes picks the class from the path).
+RUNTIMES = {"gguf": "llama.cpp", "onnx": "onnxruntime", "safetensors": "transformers"}
+
+
+class BundleError(CoderError):
+    """The bundle cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BundleModel:
+    path: str  # relative to the bundle: gguf/NAME.gguf, onnx/int8, merged
+    format: str  # gguf | onnx | safetensors
+    variant: str  # Q4_K_M, Q8_0, ... | fp32, int8 | fp32
+    runtime: str  # llama.cpp | onnxruntime | transformers
+    default: bool = False  # the one the app runs unless told otherwise
+
+
+@dataclass(frozen=True)
+class RetrieverPart:
+    path: str
+    threshold: float  # ranker probability a code needs when retrieval alone selects
+    fitted_on: str  # e.g. "codiesp train (500 cases)"
+    tuned_on: str  # what chose the threshold and regularisation, e.g. "codiesp dev (250 cases)"
+
+
+@dataclass
+class Bundle:
+    root: Path
+    name: str
+    created_at: str
+    contract_version: int
+    codeset: dict  # edition, source_version, sha256 (CodeSet.content_sha256)
+    retriever: RetrieverPart
+    models: list[BundleModel] = field(default_factory=list)
+    # What data fitted, tuned and reported each part: base model, train data, the notes each
+    # choice saw (threshold, checkpoint, quantization), so a report can say held-out or in-sample.
+    provenance: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # evaluation name -> metrics
+    files: dict = field(default_factory=dict)  # relative path -> {"sha256", "bytes"}
+    format: int = BUNDLE_FORMAT
+
+    # --- reading -------------------------------------------------------------------------
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def default_model(self) -> BundleModel | None:
+        return next((m for m in self.models if m.default), None)
+
+    def find_model(self, fmt: str | None = None, variant: str | None = None) -> BundleModel | None:
+        """The default model, or the first of a format (and variant)."""
+        matching = [m for m in self.models if (fmt is None or m.format == fmt)
+                    and (variant is None or m.variant.lower() == variant.lower())]
+        return next((m for m in matching if m.default), matching[0] if matching else None)
+
+    def model_for_path(self, path: str | Path) -> BundleModel | None:
+        """The bundle's model at this path (a file or folder inside the bundle), if any."""
+        target = Path(path).resolve()
+        return next((m for m in self.models if self.path(m.path).resolve() == target), None)
+
+    def runtime_spec(self, choice: str | None = None) -> str:
+        """The `open_runtime` spec for a choice: None or "bundle" (the default model), a format
+        ("gguf", "onnx", "safetensors") or a variant ("Q8_0", "int8") of this bundle, "retrieval",
+        or anything else `open_runtime` takes (a file, ollama:NAME, openai:URL#MODEL) as it is."""
+        if choice == "retrieval":
+            return "retrieval"
+        if choice in (None, "", "bundle"):
+            model = self.default_model()
+            if model is None:
+                return "retrieval"  # a retrieval-only bundle
+            return str(self.path(model.path))
+        if choice in RUNTIMES or any(choice.lower() == m.variant.lower() for m in self.models):
+            model = (self.find_model(fmt=choice) if choice in RUNTIMES
+                     else self.find_model(variant=choice))
+            if model is None:
+                have = ", ".join(f"{m.format} {m.variant}" for m in self.models) or "no model"
+                raise BundleError(f"The bundle {self.root} has no {choice} model (it has {have}): "
+                                  "export one with `python -m builder export`, then `bundle`.")
+            return str(self.path(model.path))
+        return choice
+
+    def load_retriever(self, cs):
+        """The bundle's candidate ranker over this code set."""
+        import gzip  # noqa: PLC0415
+
+        from .retrieve import Retriever  # noqa: PLC0415
+
+        self.check_codeset(cs)
+        with gzip.open(self.path(self.retriever.path), "rt", encoding="utf-8") as fh:
+            model = json.load(fh)
+        model["threshold"] = self.retriever.threshold
+        return Retriever(cs, model)
+
+    def check_codeset(self, cs) -> None:
+        if cs.edition != self.codeset.get("edition"):
+            raise BundleError(f"The bundle {self.root} was built for {self.codeset.get('edition')}, "
+                              f"this installation has {cs.edition}: rebuild the bundle with `make all`.")
+        want = self.codeset.get("sha256")
+        if want and cs.content_sha256() != want:
+            raise BundleError(f"The code set installed here ({cs.edition}, from simple-icd-10-cm "
+                              f"{cs.source_version}) differs from the one the bundle {self.root} was "
+                              f"built with ({self.codeset.get('source_version')}): install that "
+                              "version (`make setup`) or rebuild the bundle.")
+
+    def verify(self, only: list[str] | None = None) -> None:
+        """Check size and sha256 of every file (or those under the given relative paths)."""
+        for rel, entry in self.files.items():
+            if only is not None and not any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in only):
+                continue
+            path = self.path(rel)
+            if not path.is_file():
+                raise BundleError(f"{path} is missing from the bundle {self.root}: rebuild it with "
+                                  "`python -m builder bundle`, or copy the whole folder again.")
+            if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+                raise BundleError(f"{path} is damaged or was changed after the bundle was built "
+                                  "(sha256 differs): copy the bundle again or rebuild it with "
+                                  "`python -m builder bundle`.")
+
+    # --- writing (the builder calls these) -----------------------------------------------
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out.pop("root")
+        return {"format": out.pop("format"), **out}
+
+    def save(self) -> None:
+        """Write bundle.json atomically (files already in place and listed in `files`)."""
+        from .files import write_json_atomic  # noqa: PLC0415
+
+        write_json_atomic(self.root / BUNDLE_FILE, self.to_json())
+
+
+def checksum_tree(root: Path) -> dict:
+    """{relative path: {"sha256", "bytes"}} of every file under root but bundle.json."""
+    return {str(p.relative_to(root)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != BUNDLE_FILE}
+
+
+def read(root: str | Path) -> Bundle:
+    """Read bundle.json and check format and contract version; no file is hashed."""
+    root = Path(root)
+    if root.is_file() and root.name == BUNDLE_FILE:
+        root = root.parent
+    meta_path = root / BUNDLE_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{root} is not a coder bundle (no {BUNDLE_FILE}): build one with "
+                          "`make all` or `python -m builder bundle`.") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{meta_path} cannot be read ({exc}): copy the bundle again or rebuild "
+                          "it with `python -m builder bundle`.") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{root} is a bundle of format {meta.get('format') if isinstance(meta, dict) else '?'}; "
+                          f"this version reads format {BUNDLE_FORMAT}: rebuild it with `make all`.")
+    if meta.get("contract_version") != CONTRACT_VERSION:
+        raise BundleError(f"{root} was built for prompt contract {meta.get('contract_version')}; this "
+                          f"version speaks contract {CONTRACT_VERSION}, so its model would be "
+                          "mis-read: rebuild the bundle with `make all` (or use the app version "
+                          "that built it).")
+    try:
+        return Bundle(
+            root=root, name=meta["name"], created_at=meta["created_at"],
+            contract_version=meta["contract_version"], codeset=meta["codeset"],
+            retriever=RetrieverPart(**meta["retriever"]),
+            models=[BundleModel(**m) for m in meta.get("models", [])],
+            provenance=meta.get("provenance", {}), metrics=meta.get("metrics", {}),
+            files=meta.get("files", {}), format=meta["format"])
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{meta_path} is incomplete ({exc}): rebuild the bundle with "
+                          "`python -m builder bundle`.") from None
+
+
+def load(root: str | Path, cs=None, verify: bool = True) -> Bundle:
+    """Read a bundle, check it against this code set, and verify every file's sha256."""
+    bundle = read(root)
+    if cs is not None:
+        bundle.check_codeset(cs)
+    if verify:
+        bundle.verify()
+    return bundle
+
+
+def embedded() -> Bundle:
+    """The retrieval-only bundle shipped inside the package (the ranker fitted on CodiEsp)."""
+    return read(Path(str(resources.files("models") / "resources" / "bundle")))
+
+
+def bundle_of(path: str | Path) -> Path | None:
+    """The bundle folder holding a model file or folder, if it is inside one."""
+    for folder in [Path(path).resolve(), *Path(path).resolve().parents]:
+        if (folder / BUNDLE_FILE).is_file():
+            return folder
+    return None
+
+
+def artifact_roots() -> list[Path]:
+    """Where built bundles are looked for: $ICD10_CODER_ARTIFACTS (os.pathsep-separated), then
+    artifacts/ beside the source tree and in the working folder."""
+    roots = [Path(p) for p in os.environ.get("ICD10_CODER_ARTIFACTS", "").split(os.pathsep) if p]
+    return roots + [Path(__file__).resolve().parents[1] / "artifacts", Path.cwd() / "artifacts"]
+
+
+def find(roots: list[Path] | None = None) -> list[Bundle]:
+    """Usable bundles (ROOT/bundle.json, ROOT/*/bundle.json or ROOT/*/bundle/bundle.json),
+    newest first. A bundle that cannot be read hides itself, never the others."""
+    seen: dict[Path, Bundle] = {}
+    for root in roots if roots is not None else artifact_roots():
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for meta in [root / BUNDLE_FILE, *root.glob(f"*/{BUNDLE_FILE}"), *root.glob(f"*/bundle/{BUNDLE_FILE}")]:
+            if meta.is_file() and meta.parent.resolve() not in seen:
+                try:
+                    seen[meta.parent.resolve()] = read(meta.parent)
+                except BundleError:
+                    continue
+    return sorted(seen.values(), key=lambda b: b.created_at, reverse=True)

@@ -1,0 +1,133 @@
+"""The coder bundle: what `builder bundle` writes, what every reader refuses, and honest labels."""
+import json
+import shutil
+
+import pytest
+
+from builder import bundle as bundle_stage
+from builder.config import BuildConfig
+from builder.scoring import matched, score
+from models import bundle as bundle_mod
+from models.bundle import BundleError
+from models.contract import CONTRACT_VERSION
+from models.pipeline import Pipeline
+
+from .conftest import run_module
+
+
+def _copy(tiny_bundle, tmp_path):
+    dest = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle.root, dest)  # real copies: damaging them leaves the fixture intact
+    return dest
+
+
+def test_bundle_holds_retriever_models_provenance_and_checksums(tiny_bundle, cs):
+    b = bundle_mod.load(tiny_bundle.root, cs)
+    assert b.contract_version == CONTRACT_VERSION and b.codeset["edition"] == cs.edition
+    assert b.codeset["sha256"] == cs.content_sha256()
+    assert b.default_model().path == "gguf/icd10-coder-Q4_K_M.gguf"
+    assert b.default_model().runtime == "llama.cpp"
+    assert {m.format for m in b.models} == {"gguf", "safetensors"}
+    # Every file is listed with its checksum, the retriever included.
+    on_disk = {str(p.relative_to(b.root)) for p in b.root.rglob("*") if p.is_file()} - {"bundle.json"}
+    assert set(b.files) == on_disk and "retriever.json.gz" in on_disk
+    assert b.retriever.threshold == bundle_mod.embedded().retriever.threshold
+    choices = {c["choice"]: c["data"] for c in b.provenance["choices"]}
+    assert choices["retriever L2 and threshold"] == ["codiesp-train"]
+    assert "codiesp-dev" in choices["training checkpoint (validation loss)"]
+
+
+def test_pipeline_from_bundle_uses_the_bundle_retriever_and_model(tiny_bundle, cs):
+    pipeline = Pipeline.from_bundle(tiny_bundle, "retrieval", cs)
+    assert pipeline.retriever.threshold == tiny_bundle.retriever.threshold
+    result = pipeline.suggest("Essential hypertension. Type 2 diabetes mellitus without complications.")
+    assert {"I10", "E11.9"} <= set(result.codes)
+    model = Pipeline.from_bundle(tiny_bundle, None, cs)
+    try:
+        assert model.runtime.name.endswith("icd10-coder-Q4_K_M.gguf")
+    finally:
+        model.runtime.close()
+
+
+def test_a_damaged_or_missing_file_is_refused(tiny_bundle, tmp_path, cs):
+    dest = _copy(tiny_bundle, tmp_path)
+    gguf = dest / "gguf/icd10-coder-Q4_K_M.gguf"
+    gguf.write_bytes(gguf.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
+    with pytest.raises(BundleError, match="damaged"):
+        bundle_mod.load(dest, cs)
+    gguf.unlink()
+    with pytest.raises(BundleError, match="missing"):
+        bundle_mod.load(dest, cs)
+
+
+def test_another_contract_format_or_code_set_is_refused(tiny_bundle, tmp_path, cs):
+    dest = _copy(tiny_bundle, tmp_path)
+    meta = json.loads((dest / "bundle.json").read_text())
+    for change, message in (({"contract_version": CONTRACT_VERSION - 1}, "contract"),
+                            ({"format": 99}, "format"),
+                            ({"codeset": {**meta["codeset"], "sha256": "0" * 64}}, "differs"),
+                            ({"codeset": {**meta["codeset"], "edition": "ICD-10-CM FY2019"}}, "FY2019")):
+        (dest / "bundle.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(BundleError, match=message):
+            bundle_mod.load(dest, cs)
+    (dest / "bundle.json").write_text("{broken")
+    with pytest.raises(BundleError, match="cannot be read"):
+        bundle_mod.load(dest, cs)
+
+
+def test_bundle_stage_needs_a_retriever_and_says_so(tmp_path):
+    proc = run_module("builder", "bundle", "--run-dir", str(tmp_path))
+    assert proc.returncode == 1 and "builder retriever" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_changed_export_is_not_bundled(tiny_bundle, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle.root.parent, run, ignore=shutil.ignore_patterns("bundle"))
+    gguf = run / "gguf/icd10-coder-Q4_K_M.gguf"
+    gguf.write_bytes(gguf.read_bytes()[:1000])
+    with pytest.raises(BundleError, match="changed since `builder export`"):
+        bundle_stage.run(BuildConfig(run_dir=str(run)))
+    assert not (run / "bundle").exists()
+
+
+def test_slim_copy_keeps_one_model_and_verifies(tiny_bundle, tmp_path, cs):
+    slim = bundle_stage.slim_copy(tiny_bundle, tmp_path / "slim", ["gguf/icd10-coder-Q4_K_M.gguf"])
+    loaded = bundle_mod.load(slim.root, cs)
+    assert [m.path for m in loaded.models] == ["gguf/icd10-coder-Q4_K_M.gguf"]
+    assert not (slim.root / "merged").exists() and loaded.default_model() is not None
+
+
+def test_embedded_bundle_is_retrieval_only_and_valid(cs):
+    b = bundle_mod.load(bundle_mod.embedded().root, cs)
+    assert b.models == [] and b.runtime_spec() == "retrieval"
+    assert b.retriever.tuned_on.startswith("codiesp train")  # dev stays held out
+
+
+def test_non_billable_gold_is_scored_the_same_for_every_system():
+    gold = ["T14.90", "I10"]
+    # Retrieval proposes the billable child; a model may write the header itself: both match.
+    assert matched(gold, ["T14.90XA", "I10"]) == ["T14.90", "I10"]
+    assert score([{"gold": gold, "predicted": ["T14.90XA", "I10"]}])["micro_f1"] == 1.0
+    assert score([{"gold": gold, "predicted": ["T14.90", "I10"]}])["micro_f1"] == 1.0
+    # A child of a billable gold code does not exist; an unrelated code is a false positive.
+    assert score([{"gold": gold, "predicted": ["T15.90XA", "I10"]}])["micro_precision"] == 0.5
+    # Two children of one header count once.
+    assert matched(gold, ["T14.90XA", "T14.90XD"]) == ["T14.90", "T14.90XD"]
+
+
+def test_evaluate_labels_in_sample_figures_and_records_them_in_the_bundle(tiny_bundle, tmp_path):
+    run = tiny_bundle.root.parent
+    proc = run_module("builder", "evaluate", "--run-dir", str(run), "--system", "retrieval",
+                      "--limit", "3", "--out", str(tmp_path / "ev"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ev/metrics.json").read_text())
+    # Retrieval alone: its choices saw only CodiEsp train, so dev is held out.
+    assert metrics["choices_seen"] == [] and "Held out: yes" in (tmp_path / "ev/report.md").read_text()
+    proc = run_module("builder", "evaluate", "--run-dir", str(run), "--system", "bundle",
+                      "--limit", "2", "--max-tokens", "24", "--out", str(tmp_path / "ev2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ev2/metrics.json").read_text())
+    assert metrics["choices_seen"] == ["training checkpoint (validation loss)"]
+    report = (tmp_path / "ev2/report.md").read_text()
+    assert "in-sample" in report and "T14.90" in report  # the scoring rules are in the report
+    assert "ev2" in bundle_mod.read(tiny_bundle.root).metrics

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 from models.errors import CoderError
 
@@ -87,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     rg = stage("register", "the bundle's GGUF into Ollama or LM Studio")
     rg.add_argument("target", choices=("ollama", "lmstudio"))
     rg.add_argument("--bundle", help="a coder bundle (default: the run's, else the newest)")
-    rg.add_argument("--gguf", help="a GGUF of the bundle other than its default (e.g. Q8_0)")
+    rg.add_argument("--gguf", help="another GGUF: one of the bundle's (file name or type, e.g. Q8_0) or any file")
     rg.add_argument("--name", help="Ollama model name (default icd10-coder:q4_k_m)")
     rg.add_argument("--ollama-host", help="Ollama's URL (default OLLAMA_HOST or 127.0.0.1:11434)")
     rg.add_argument("--no-check", action="store_true", help="Ollama: skip answering the check note")
@@ -126,7 +127,10 @@ def _register(cfg, args) -> dict:
     from . import register
     from .bundle import resolve
 
-    gguf = register.bundle_gguf(resolve(args.bundle, cfg.run_dir), args.gguf)
+    if args.gguf and Path(args.gguf).is_file():
+        gguf = Path(args.gguf)  # any GGUF, in a bundle or not
+    else:
+        gguf = register.bundle_gguf(resolve(args.bundle, cfg.run_dir, newest=not args.run_dir), args.gguf)
     if args.target == "ollama":
         return register.register_ollama(gguf, args.name, args.ollama_host, check=not args.no_check)
     return register.register_lmstudio(gguf, args.models_dir, link=args.link)
@@ -195,7 +199,7 @@ def _publish(cfg, args) -> dict:
     from . import publish
     from .bundle import resolve
 
-    return publish.publish(resolve(args.bundle, cfg.run_dir), args.repo_id,
+    return publish.publish(resolve(args.bundle, cfg.run_dir, newest=not args.run_dir), args.repo_id,
                            args.out or f"{cfg.run_dir}/publish", args.dry_run, args.private)
 
 
@@ -203,8 +207,9 @@ def _serve(cfg, args) -> None:
     from . import serve
     from .bundle import resolve
 
-    serve.serve(resolve(args.bundle, cfg.run_dir), args.model, args.host, args.port,
-                args.allow_remote_clients, args.allow_remote)
+    serve.check_listen(args.host, args.allow_remote_clients)  # before anything loads
+    bundle = resolve(args.bundle, cfg.run_dir, newest=not args.run_dir)
+    serve.serve(bundle, args.model, args.host, args.port, args.allow_remote_clients, args.allow_remote)
 
 
 def main(argv: list[str] | None = None) -> int:

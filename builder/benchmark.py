@@ -169,7 +169,7 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
     threads = threads or [(1, 1), (2, 2)]
     out = Path(out_dir) if out_dir else run_dir / "benchmark"
     cs = codeset_mod.load()
-    bundle = resolve(bundle, run_dir)
+    bundle = resolve(bundle, run_dir, newest=False)
     retriever = bundle.load_retriever(cs)
     notes = load_notes(data, cfg)[:limit]
     field_ = [c for c in contenders(bundle, threads)

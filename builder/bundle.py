@@ -126,21 +126,25 @@ def run(cfg: BuildConfig, out: str | Path | None = None, retrieval_only: bool = 
             "files": len(made.files), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def resolve(path: str | Path | None, run_dir: str | Path | None = None) -> Bundle:
-    """The bundle a command works on: PATH if given (a bundle folder, or a run folder holding
-    one), else the run's bundle, else the newest under artifacts/. Checksums verified."""
+def resolve(path: str | Path | None = None, run_dir: str | Path | None = None,
+            newest: bool = True) -> Bundle:
+    """The bundle a command works on, checksums verified: PATH if given (a bundle folder, or a
+    run folder holding one), else the run's bundle, else (with `newest`) the newest under
+    artifacts/."""
     cs = codeset_mod.load()
-    for candidate in ([Path(path)] if path else []) + ([bundle_dir(run_dir)] if run_dir and not path else []):
-        for folder in (candidate, bundle_dir(candidate)):
+    if path:
+        for folder in (Path(path), bundle_dir(path)):
             if (folder / bundle_mod.BUNDLE_FILE).is_file():
                 return bundle_mod.load(folder, cs)
-        if path:
-            raise BundleError(f"{path} is not a coder bundle (no bundle.json in it or in its "
-                              "bundle/ folder): build one with `make all`.")
-    found = bundle_mod.find()
+        raise BundleError(f"{path} is not a coder bundle (no bundle.json in it or in its bundle/ "
+                          "folder): build one with `make all`.")
+    if run_dir and (bundle_dir(run_dir) / bundle_mod.BUNDLE_FILE).is_file():
+        return bundle_mod.load(bundle_dir(run_dir), cs)
+    found = bundle_mod.find() if newest else []
     if not found:
-        raise BundleError("No coder bundle found: build one with `make all` (or `python -m builder "
-                          "bundle` in a run that has a retriever and exports), or give --bundle.")
+        raise BundleError(f"No coder bundle in {run_dir or 'artifacts/'}: build one with `make all` "
+                          "(or `python -m builder bundle` in a run that has a retriever and "
+                          "exports), or give --bundle.")
     return bundle_mod.load(found[0].root, cs)
 
 
@@ -162,3 +166,22 @@ def slim_copy(source: Bundle, dest: str | Path, model_paths: list[str]) -> Bundl
         copy.save()
     copy.root = dest
     return copy
+
+
+def with_gguf(source: Bundle, dest: str | Path, gguf: str | Path) -> Bundle:
+    """A bundle of the source's retriever and a GGUF from elsewhere (e.g. the packaged app with
+    a model built outside this project), the GGUF its default model."""
+    gguf = Path(gguf)
+    rel = f"gguf/{gguf.name}"
+    dest = Path(dest)
+    with atomic_dir(dest) as tmp:
+        link_or_copy(source.path(source.retriever.path), tmp / source.retriever.path)
+        link_or_copy(gguf, tmp / rel)
+        variant = gguf.stem.rsplit("-", 1)[-1] if "-" in gguf.stem else gguf.stem
+        made = Bundle(**{**source.__dict__, "root": tmp, "name": gguf.stem,
+                         "models": [BundleModel(rel, "gguf", variant, RUNTIMES["gguf"], True)],
+                         "provenance": {**source.provenance, "model": f"{gguf.name}, built elsewhere"},
+                         "metrics": {}, "files": bundle_mod.checksum_tree(tmp)})
+        made.save()
+    made.root = dest
+    return made

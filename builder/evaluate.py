@@ -44,16 +44,32 @@ class GoldNote:
     gold_raw: list[str]
 
 
+def _stored_synthetic_validation(run_dir: str) -> list[GoldNote]:
+    """The synthetic notes of the run's validation set (<run>/data/validation.jsonl), if any."""
+    path = Path(run_dir) / "data" / "validation.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [GoldNote(r["id"], note_from_messages(r["prompt"]), [c["code"] for c in r["codes"]])
+            for r in rows if r.get("source") == "synthetic-validation"]
+
+
+def _built_synthetic_validation(cfg: BuildConfig) -> list[GoldNote]:
+    """The same notes for a run without a data stage output: built by the data stage's own code
+    (its code-frequency priors change which codes the notes are about)."""
+    from .data.build import synthetic_validation_source
+
+    source = synthetic_validation_source(cfg.data, codeset_mod.load())
+    # .strip(): the stage's prompts hold the note stripped (models.contract.user_message).
+    return [GoldNote(r["id"], r["note"].strip(), r["raw_codes"]) for r in source.records]
+
+
 def load_notes(spec: str, cfg: BuildConfig) -> list[GoldNote]:
     if spec.startswith("codiesp:"):
         split = codiesp.read_split(spec.split(":", 1)[1])
         return [GoldNote(c.case_id, c.text, c.codes) for c in split.cases]
     if spec == "synthetic-val":
-        from .data.synthetic import SyntheticNoteGenerator
-
-        gen = SyntheticNoteGenerator(codeset_mod.load(), seed=cfg.data.seed)
-        notes = [gen.generate(10_000_000 + i) for i in range(cfg.data.synthetic_validation)]
-        return [GoldNote(n.note_id, n.text, [i.code for i in n.items]) for n in notes]
+        return _stored_synthetic_validation(cfg.run_dir) or _built_synthetic_validation(cfg)
     path = Path(spec)
     if path.suffix == ".jsonl" and path.exists():
         notes = []

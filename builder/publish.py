@@ -152,7 +152,11 @@ def published_bundle_json(bundle: Bundle) -> str:
     meta = bundle.to_json()
     meta["metrics"] = {k: {m: v for m, v in row.items() if m != "bundle"} for k, row in meta["metrics"].items()}
     text = json.dumps(meta, indent=2, ensure_ascii=False)
-    return text.replace(json.dumps(str(Path.home()))[1:-1], "~") + "\n"
+    root = bundle.root
+    for prefix, short in ((f"{root.resolve()}/", ""), (f"{root}/", ""), (f"{root.parent.resolve()}/", ""),
+                          (f"{root.parent}/", ""), (str(Path.home()), "~")):
+        text = text.replace(json.dumps(prefix)[1:-1], short)
+    return text + "\n"
 
 
 def build_folder(bundle: Bundle, repo_id: str, out: str | Path) -> Path:

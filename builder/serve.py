@@ -192,17 +192,21 @@ def create_app(pipeline: Pipeline, load_seconds: float = 0.0) -> FastAPI:
     return app
 
 
+def check_listen(host: str, allow_remote_clients: bool) -> None:
+    # A bind address, not a destination: 0.0.0.0 means every interface here.
+    if (host in ("0.0.0.0", "::", "") or not is_loopback(host)) and not allow_remote_clients:
+        raise ServeError(f"Listening on {host} would let other computers send notes here, "
+                         "unencrypted. Use 127.0.0.1 (the default), or add --allow-remote-clients "
+                         "behind a TLS proxy you trust.")
+
+
 def serve(bundle, model: str | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           allow_remote_clients: bool = False, allow_remote: bool = False) -> None:
     """Serve a coder bundle: its retriever and its default model, or `model` (see
     `Bundle.runtime_spec`: a format of the bundle, retrieval, a file or a server)."""
     import uvicorn
 
-    # A bind address, not a destination: 0.0.0.0 means every interface here.
-    if (host in ("0.0.0.0", "::", "") or not is_loopback(host)) and not allow_remote_clients:
-        raise ServeError(f"Listening on {host} would let other computers send notes here, "
-                         "unencrypted. Use 127.0.0.1 (the default), or add --allow-remote-clients "
-                         "behind a TLS proxy you trust.")
+    check_listen(host, allow_remote_clients)
     started = time.perf_counter()
     try:
         pipeline = Pipeline.from_bundle(bundle, model, runtime_options={"allow_remote": allow_remote})
@@ -210,6 +214,6 @@ def serve(bundle, model: str | None = None, host: str = "127.0.0.1", port: int =
         raise ServeError(str(exc)) from exc
     load_seconds = time.perf_counter() - started
     app = create_app(pipeline, load_seconds)
-    print(f"Serving {pipeline.runtime.name} from the bundle {bundle.root} on http://{host}:{port} (loaded in {load_seconds:.1f} s; "
-          f"API: http://{host}:{port}/openapi.json)", flush=True)
+    print(f"Serving {pipeline.runtime.name} from the bundle {bundle.root} on http://{host}:{port} "
+          f"(loaded in {load_seconds:.1f} s; API: http://{host}:{port}/openapi.json)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -5,33 +5,7 @@ that shares most meaningful words with the code's wording, narrowed to the phras
 """
 from __future__ import annotations
 
-import re
-
-from .codeset import WORD_RE, content_words, stem
-from .retrieve import clauses
-
-
-def locate(note: str, quote: str) -> tuple[int, int] | None:
-    """Span of `quote` in the note: exact, then case- and whitespace-insensitive."""
-    quote = (quote or "").strip()
-    if not quote:
-        return None
-    idx = note.find(quote)
-    if idx >= 0:
-        return idx, idx + len(quote)
-    pattern = r"\s+".join(re.escape(w) for w in quote.split())
-    m = re.search(pattern, note, flags=re.I)
-    return (m.start(), m.end()) if m else None
-
-
-# Words of ICD-10-CM wording that say nothing about which condition it is.
-_BOILERPLATE = {stem(w) for w in ("unspecified", "specified", "other", "organism", "site", "part",
-                                  "elsewhere", "classified", "mention", "complication", "without",
-                                  "type", "condition", "disorder")}
-
-
-def key_words(text: str) -> set[str]:
-    return {stem(w) for w in content_words(text)} - _BOILERPLATE
+from .text import WORD_RE, clauses, key_words, stem
 
 
 def supports(quote: str, wordings: list[str]) -> bool:

@@ -19,7 +19,8 @@ from typing import Callable
 from . import codeset as codeset_mod
 from .codeset import CodeSet
 from .contract import build_messages, parse_answer
-from .evidence import best_clause, locate, narrow, overlap, supports
+from .evidence import best_clause, narrow, overlap, supports
+from .text import locate
 from .notes import check_note
 from .retrieve import RetrievedCode, Retriever, default_retriever
 from .runtimes import Cancelled, ModelRequest, Runtime  # noqa: F401 - Cancelled is re-exported

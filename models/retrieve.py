@@ -22,15 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .codeset import CodeSet, stems
+from .codeset import CodeSet
+from .text import clauses, content_words, stem, stems
 from .contract import Candidate
 
-_SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)
-_CLAUSE_SPLIT = re.compile(r",|\bbut\b|\bwhile\b|\bwith no\b", re.I)
-# A negation cue among a clause's first words ("He denies...", "There was no...").
-_NEGATION = re.compile(
-    r"^\W*(?:[a-z]+\W+){0,3}?(?:no|not|denies|denied|deny|without|negative for|ruled out|"
-    r"rules out|excluded|free of|absence of|absent|never had)\b", re.I)
 FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
             "knn_x_lex", "centroid", "centroid_rank")
 _SAME_NOTE = 0.98  # a neighbour this similar is the query note itself (training data)
@@ -46,19 +41,6 @@ class RetrievedCode:
 
     def as_candidate(self) -> Candidate:
         return Candidate(self.code, self.description)
-
-
-def clauses(note: str):
-    """(start, end) spans of the note's clauses, in order, negated ones excluded."""
-    for sent in _SENTENCE.finditer(note):
-        offset = sent.start()
-        for piece in _CLAUSE_SPLIT.split(sent.group()):
-            idx = note.find(piece, offset)
-            offset = idx + len(piece)
-            if len(piece.strip()) < 3 or _NEGATION.match(piece):
-                continue
-            lead = len(piece) - len(piece.lstrip())
-            yield idx + lead, idx + len(piece.rstrip())
 
 
 class NeighbourIndex:
@@ -106,8 +88,6 @@ class NeighbourIndex:
 
     @staticmethod
     def _vector(note: str, idf: dict[str, float], top_terms: int | None = None) -> dict[str, float]:
-        from .codeset import content_words, stem
-
         tf = Counter(stem(w) for w in content_words(note))
         vec = {t: (1 + math.log(n)) * idf[t] for t, n in tf.items() if t in idf}
         if top_terms:

@@ -32,7 +32,12 @@ DIST = "offline-icd10cm-coder"  # the distribution (pyproject [project] name), f
 
 def find_model(bundle_arg: str | None, model_arg: str | None):
     """(bundle, the path of its GGUF to package): the newest bundle in artifacts/ with a GGUF
-    unless told otherwise; its default GGUF unless --model names another of its GGUFs."""
+    unless told otherwise; its default GGUF unless --model names another of its GGUFs. A --model
+    file outside any bundle is packaged with the retriever the package ships."""
+    from models.bundle import bundle_of, embedded
+
+    if model_arg and Path(model_arg).is_file() and not bundle_arg and bundle_of(model_arg) is None:
+        return embedded(), Path(model_arg).resolve()
     from builder.bundle import resolve
     from builder.register import bundle_gguf
     from models.bundle import find
@@ -51,7 +56,7 @@ def find_model(bundle_arg: str | None, model_arg: str | None):
 
 
 def stage(stage_dir: Path, bundle, model: Path | None) -> None:
-    from builder.bundle import slim_copy
+    from builder.bundle import slim_copy, with_gguf
     from models import codeset
 
     if stage_dir.exists():
@@ -60,8 +65,11 @@ def stage(stage_dir: Path, bundle, model: Path | None) -> None:
     shutil.copyfile(codeset.ensure_compiled(), stage_dir / "codeset.sqlite")
     if model is not None:
         # The app finds bundles under artifacts/ (models/bundle.py); this one carries one GGUF.
-        slim_copy(bundle, stage_dir / "artifacts" / "bundled",
-                  [str(model.resolve().relative_to(bundle.root.resolve()))])
+        dest = stage_dir / "artifacts" / "bundled"
+        if model.resolve().is_relative_to(bundle.root.resolve()):
+            slim_copy(bundle, dest, [str(model.resolve().relative_to(bundle.root.resolve()))])
+        else:
+            with_gguf(bundle, dest, model)
 
 
 def render_icon(svg: Path, png: Path, size: int = 256) -> None:

@@ -20,7 +20,7 @@ from builder.data.codes import (
 from builder.data.codiesp import CorpusError, read_split
 from builder.data.synthetic import SyntheticNoteGenerator
 from models.contract import build_messages, note_from_messages, parse_answer
-from models.evidence import locate
+from models.text import locate
 from models.files import sha256_file
 
 from .conftest import run_module
@@ -236,6 +236,6 @@ def test_data_cli_reports_bad_config_and_bad_corpus(tmp_path):
 
 def test_stages_without_a_model_say_what_to_run(tmp_path):
     out = run_module("builder", "serve", "--run-dir", str(tmp_path))
-    assert out.returncode == 1 and "builder export --format gguf" in out.stderr
+    assert out.returncode == 1 and "No coder bundle" in out.stderr and "make all" in out.stderr
     out = run_module("builder", "export", "--run-dir", str(tmp_path))
     assert out.returncode == 1 and "builder merge" in out.stderr and "Traceback" not in out.stderr

@@ -3,6 +3,7 @@ the UI, the real 135M GGUF through llama.cpp where it is about running a model."
 import csv
 import io
 import json
+import shutil
 
 import pytest
 
@@ -14,7 +15,7 @@ from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication  # noqa: E402
 
 from desktop.__main__ import SAMPLE_NOTE  # noqa: E402
-from desktop.model_choice import ModelChoice, ModelChoiceError, discover, runtime_spec  # noqa: E402
+from desktop.model_choice import ModelChoice, ModelChoiceError, discover, open_pipeline, runtime_spec  # noqa: E402
 from desktop.review import Decision  # noqa: E402
 from models.net import is_loopback  # noqa: E402
 
@@ -237,19 +238,27 @@ def test_app_codes_through_a_local_ollama_model(qtbot, make_window, contract_tin
         assert ollama.chat_bodies and ollama.chat_bodies[-1]["messages"][1]["content"].count(CHECK_NOTES[0]) == 1
 
 
-def test_built_models_are_found_through_run_manifests(tmp_path):
-    run = tmp_path / "run1"
-    (run / "gguf").mkdir(parents=True)
-    (run / "gguf/icd10-coder-Q4_K_M.gguf").write_bytes(b"GGUF")
-    (run / "gguf/icd10-coder-Q8_0.gguf").write_bytes(b"GGUF")
-    manifest = {"stages": {"export": {"finished_at": "2026-11-28T10:00:00+0000", "outputs": {
-        "gguf/icd10-coder-Q8_0.gguf": {}, "gguf/icd10-coder-Q4_K_M.gguf": {},
-        "gguf/gone.gguf": {}}}}}
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken/manifest.json").write_text("{not json")
+def test_built_models_are_found_through_bundles_and_run_with_their_retriever(tiny_bundle, tmp_path, cs):
+    shutil.copytree(tiny_bundle.root, tmp_path / "run1" / "bundle")
+    (tmp_path / "broken" / "bundle").mkdir(parents=True)
+    (tmp_path / "broken/bundle/bundle.json").write_text("{not json")  # hides itself, not the rest
     found = discover([tmp_path])
-    assert [m.path.name for m in found] == ["icd10-coder-Q4_K_M.gguf", "icd10-coder-Q8_0.gguf"]
+    assert [m.path.name for m in found] == ["icd10-coder-Q4_K_M.gguf"]  # the merged model is not for the app
+    assert found[0].bundle == (tmp_path / "run1/bundle").resolve()
+    # A model of a bundle runs with that bundle's retriever, threshold included.
+    meta = json.loads((tmp_path / "run1/bundle/bundle.json").read_text())
+    meta["retriever"]["threshold"] = 0.91
+    (tmp_path / "run1/bundle/bundle.json").write_text(json.dumps(meta))
+    pipeline = open_pipeline(ModelChoice("gguf", str(found[0].path)))
+    try:
+        assert pipeline.retriever.threshold == 0.91
+    finally:
+        pipeline.runtime.close()
+    # A damaged bundle is refused with advice, not run.
+    gguf = tmp_path / "run1/bundle/gguf/icd10-coder-Q4_K_M.gguf"
+    gguf.write_bytes(gguf.read_bytes()[:-4] + b"XXXX")
+    with pytest.raises(ModelChoiceError, match="damaged"):
+        open_pipeline(ModelChoice("gguf", str(gguf)))
 
 
 def test_self_test_runs_the_app_end_to_end(tmp_path):

@@ -94,3 +94,29 @@ def test_report_gathers_every_evaluation_into_one_table_and_chart(tmp_path):
     assert (tmp_path / "run/eval/summary.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="builder evaluate"):
         report.run(str(tmp_path / "empty"))
+
+
+def test_synthetic_val_is_the_data_stage_validation_set(tmp_path, small_codiesp):
+    """`--data synthetic-val` scores the data stage's own synthetic validation notes: read from
+    the run, or built the same way (CodiEsp code priors included) when the run has none."""
+    from builder.data import build
+    from models.contract import note_from_messages
+
+    overrides = [f"data.codiesp={small_codiesp}", "data.synthetic_train=2",
+                 "data.synthetic_validation=5", "data.candidates=5", "data.tokenizer=none"]
+    cfg = load_config(None, overrides)
+    cfg.run_dir = str(tmp_path / "run")
+    build.run(cfg)
+    rows = [json.loads(line) for line in
+            (tmp_path / "run/data/validation.jsonl").read_text().splitlines()]
+    stage = [(r["id"], note_from_messages(r["prompt"]), [c["code"] for c in r["codes"]])
+             for r in rows if r["source"] == "synthetic-validation"]
+    assert len(stage) == 5
+
+    def as_tuples(notes):
+        return [(n.note_id, n.text, n.gold_raw) for n in notes]
+
+    assert as_tuples(evaluate.load_notes("synthetic-val", cfg)) == stage
+    fresh = load_config(None, overrides)
+    fresh.run_dir = str(tmp_path / "no-data-stage")
+    assert as_tuples(evaluate.load_notes("synthetic-val", fresh)) == stage

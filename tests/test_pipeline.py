@@ -7,7 +7,8 @@ import pytest
 from models.contract import format_answer
 from models.notes import NoteError
 from models.pipeline import Cancelled, Flag, Pipeline, chunk_note
-from models.retrieve import FEATURES, Retriever, clauses, default_retriever
+from models.retrieve import FEATURES, Retriever, default_retriever
+from models.text import clauses
 from models.runtimes import RuntimeUnavailable, open_runtime
 
 NOTE = ("HPI: 64-year-old man with type 2 diabetes mellitus and essential hypertension presents "

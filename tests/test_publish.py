@@ -5,36 +5,35 @@ import shutil
 import pytest
 
 from builder import export, publish
-from builder.config import BuildConfig
-from builder.manifest import record_stage
+from models import bundle as bundle_mod
 
 from .conftest import run_module
 
 
 @pytest.fixture
-def built_run(contract_tiny_model, tmp_path):
-    """A run with data, merge, export and one evaluation recorded, as `make all` leaves it."""
+def built_run(tiny_bundle, tmp_path):
+    """A copy of the tiny run as `make all` leaves it (bundle included), one evaluation recorded."""
     run = tmp_path / "run"
-    shutil.copytree(contract_tiny_model, run / "merged")
-    record_stage(run, "data", {"codiesp": "embedded", "synthetic_train": 10}, {}, [], 0.1)
-    record_stage(run, "merge", {}, {}, sorted((run / "merged").iterdir()), 0.1)
-    export.run(BuildConfig(run_dir=str(run)), ["gguf"], ["Q4_K_M"])
-    record_stage(run, "evaluate:codiesp-dev", {}, {}, [], 1.0, {"metrics": {
-        "data": "codiesp:builder/corpora/codiesp/dev", "system": f"llama.cpp:{run}/gguf/x.gguf",
-        "label": str(export.gguf_path(run, "Q4_K_M")), "n_notes": 2, "micro_f1": 0.25,
-        "micro_precision": 0.5, "micro_recall": 0.1667, "latency_p50_s": 0.31}})
+    shutil.copytree(tiny_bundle.root.parent, run)
+    b = bundle_mod.read(run / "bundle")
+    b.metrics["codiesp-dev__bundle"] = {
+        "data": "codiesp:builder/corpora/codiesp/dev", "system": f"llama.cpp:{run}/bundle/gguf/x.gguf",
+        "label": str(run / "bundle/gguf/icd10-coder-Q4_K_M.gguf"), "n_notes": 2, "micro_f1": 0.25,
+        "micro_precision": 0.5, "micro_recall": 0.1667, "latency_p50_s": 0.31, "bundle": str(run / "bundle")}
+    b.save()
     return run
 
 
-def test_dry_run_builds_the_folder_and_a_complete_model_card(built_run, tmp_path):
+def test_dry_run_builds_the_folder_and_a_complete_model_card(built_run, tmp_path, cs):
     out = tmp_path / "publish"
     proc = run_module("builder", "publish", "--run-dir", str(built_run), "--repo-id",
                       "someone/icd10-tiny", "--dry-run", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["dry_run"] is True
-    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert (out / "merged/model.safetensors").is_file() and (out / "merged/config.json").is_file()
     assert (out / "gguf/icd10-coder-Q4_K_M.gguf").read_bytes() == \
         export.gguf_path(built_run, "Q4_K_M").read_bytes()
+    assert (out / "retriever.json.gz").is_file()
     assert "FROM ./icd10-coder-Q4_K_M.gguf" in (out / "gguf/Modelfile").read_text()
     card = (out / "README.md").read_text()
     front = card.split("---")[1]
@@ -42,18 +41,21 @@ def test_dry_run_builds_the_folder_and_a_complete_model_card(built_run, tmp_path
     assert "Zenodo 10.5281/zenodo.3693570" in card and "CC BY 4.0" in card  # the CodiEsp credit
     assert "| codiesp/dev | icd10-coder-Q4_K_M.gguf | 2 | 0.250 | 0.500 | 0.167 | 0.3 |" in card
     assert "Intended use and limits" in card and "never final codes" in card
-    build = json.loads((out / "build.json").read_text())
-    assert build["files"]["gguf/icd10-coder-Q4_K_M.gguf"] == \
+    assert 'subfolder="merged"' in card
+    # The published folder is itself a bundle the app loads, checksums and all.
+    published = bundle_mod.load(out, cs)
+    assert published.files["gguf/icd10-coder-Q4_K_M.gguf"]["sha256"] == \
         json.loads((built_run / "manifest.json").read_text())["stages"]["export"]["outputs"][
             "gguf/icd10-coder-Q4_K_M.gguf"]["sha256"]
-    assert str(built_run) not in (out / "build.json").read_text()  # no builder-machine paths
+    assert str(built_run) not in (out / "bundle.json").read_text()  # no builder-machine paths
 
 
 def test_a_file_changed_since_the_build_is_not_published(built_run, tmp_path):
-    gguf = export.gguf_path(built_run, "Q4_K_M")
+    gguf = built_run / "bundle/gguf/icd10-coder-Q4_K_M.gguf"
     gguf.write_bytes(gguf.read_bytes()[:1000])  # truncated after export
-    with pytest.raises(publish.PublishError, match="changed since `builder export`"):
-        publish.publish(built_run, "someone/x", tmp_path / "out", dry_run=True)
+    proc = run_module("builder", "publish", "--run-dir", str(built_run), "--repo-id", "someone/x",
+                      "--dry-run", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "damaged" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -68,6 +70,8 @@ def test_publish_without_a_token_says_how_to_log_in(built_run, tmp_path):
 def test_publish_needs_a_repo_id_and_a_build(tmp_path):
     assert run_module("builder", "publish", "--run-dir", str(tmp_path)).returncode == 2
     with pytest.raises(publish.PublishError, match="USER/NAME"):
-        publish.publish(tmp_path, "no-slash", dry_run=True)
+        publish.publish(bundle_mod.embedded(), "no-slash", tmp_path / "out", dry_run=True)
     with pytest.raises(publish.PublishError, match="make all"):
-        publish.publish(tmp_path, "a/b", dry_run=True)
+        publish.publish(bundle_mod.embedded(), "a/b", tmp_path / "out", dry_run=True)
+    proc = run_module("builder", "publish", "--run-dir", str(tmp_path), "--repo-id", "a/b", "--dry-run")
+    assert proc.returncode == 1 and "No coder bundle" in proc.stderr

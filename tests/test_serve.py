@@ -12,9 +12,9 @@ from .conftest import ROOT, free_port, run_module, wait_for_http
 
 
 @pytest.fixture(scope="module")
-def server(contract_tiny_gguf):
+def server(tiny_bundle):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "builder", "serve", "--model", str(contract_tiny_gguf),
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "serve", "--bundle", str(tiny_bundle.root),
                              "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -80,8 +80,8 @@ def test_serve_refuses_to_listen_beyond_this_machine_unasked(tmp_path):
     assert proc.returncode == 1 and "--allow-remote-clients" in proc.stderr
 
 
-def test_serve_without_a_built_model_says_what_to_run(tmp_path):
-    with pytest.raises(serve.ServeError, match="builder export --format onnx"):
-        serve.default_model(tmp_path, "onnx")
-    with pytest.raises(serve.ServeError, match="builder merge"):
-        serve.default_model(tmp_path, "safetensors")
+def test_serve_without_a_bundle_or_model_says_what_to_run(tmp_path, tiny_bundle):
+    proc = run_module("builder", "serve", "--bundle", str(tmp_path), timeout=60)
+    assert proc.returncode == 1 and "make all" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_module("builder", "serve", "--bundle", str(tiny_bundle.root), "--model", "onnx", timeout=120)
+    assert proc.returncode == 1 and "no onnx model" in proc.stderr and "builder export" in proc.stderr

@@ -9,14 +9,15 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from models import codeset as codeset_mod
 from models.contract import CodedItem, training_example
-from models.evidence import best_clause, locate
+from models.evidence import best_clause
+from models.text import locate
 from models.files import write_jsonl_atomic
 from models.retrieve import Retriever
 
@@ -77,6 +78,25 @@ def _synthetic_sources(cfg, cs, prior: Counter) -> list[Source]:
         src.stats = {"notes": n}
         out.append(src)
     return out
+
+
+def code_prior(sources: list[Source], cs) -> Counter:
+    """The code frequencies synthetic notes draw from: CodiEsp train's (never dev's)."""
+    prior = Counter()
+    for src in sources:
+        if src.name == "codiesp-train":
+            for rec in src.records:
+                prior.update(map_codes(rec["raw_codes"], cs)[0])
+    return prior
+
+
+def synthetic_validation_source(dcfg, cs) -> Source:
+    """The stage's synthetic validation notes alone, built as `run` builds them (same generator,
+    seed and CodiEsp priors), for evaluating on them when a run has no data stage output."""
+    sources = _codiesp_sources(dcfg, {}) if dcfg.codiesp != "none" else []
+    validation_only = replace(dcfg, synthetic_train=0)
+    return next(src for src in _synthetic_sources(validation_only, cs, code_prior(sources, cs))
+                if src.name == "synthetic-validation")
 
 
 def _evidence(note: str, code: str, cs, retrieved: dict) -> str:
@@ -151,13 +171,8 @@ def run(cfg: BuildConfig) -> dict:
     sources: list[Source] = []
     if dcfg.codiesp != "none":
         sources += _codiesp_sources(dcfg, stats)
-    prior = Counter()
-    for src in sources:
-        if src.name == "codiesp-train":  # never learn priors from dev
-            for rec in src.records:
-                prior.update(map_codes(rec["raw_codes"], cs)[0])
     if dcfg.synthetic_train or dcfg.synthetic_validation:
-        sources += _synthetic_sources(dcfg, cs, prior)
+        sources += _synthetic_sources(dcfg, cs, code_prior(sources, cs))
     if dcfg.hub_dataset:
         rows, hub_stats = hub.read_rows(dcfg.hub_dataset, dcfg.hub_split, dcfg.hub_limit,
                                         dcfg.hub_columns)

@@ -22,17 +22,12 @@ from pathlib import Path
 
 from ..errors import CoderError
 from ..files import atomic_path, cache_dir
+from ..text import content_words, stem, stems
 from . import _schema
 
 EDITION = _schema.EDITION
 _SOURCE_PACKAGE = "simple-icd-10-cm"
 _CODE_RE = re.compile(r"^[A-Z][0-9][0-9A-Z]([0-9A-Z]{1,4})?$")
-WORD_RE = re.compile(r"[a-z0-9]+")  # a word, in lower-cased text
-# Words too common in code descriptions to help ranking (and "unspecified" must not decide).
-_STOPWORDS = frozenset(
-    "a an and as at by for from in into is of on or other the to with due "
-    "unspecified specified nos nec type without complications".split()
-)
 
 
 _MAX_MATCH_DF = 3000
@@ -114,24 +109,6 @@ def normalize(raw: str) -> str:
 def code_key(code: str) -> str:
     """Sort/range key of a normalized code: no dot."""
     return code.replace(".", "")
-
-
-def stem(word: str) -> str:
-    """A light stemmer for ranking: diabetes/diabetic -> diabet, kidneys -> kidney."""
-    for suffix in ("ies", "es", "ic", "al", "s", "ed", "ing"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def content_words(text: str) -> list[str]:
-    return [w for w in WORD_RE.findall(text.lower()) if w not in _STOPWORDS]
-
-
-@lru_cache(maxsize=262144)
-def stems(text: str) -> frozenset[str]:
-    """Stemmed content words of a text (cached: code descriptions repeat across searches)."""
-    return frozenset(stem(w) for w in content_words(text))
 
 
 class CodeSet:

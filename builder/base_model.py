@@ -106,10 +106,33 @@ def load_tokenizer(base: str = EMBEDDED):
     return AutoTokenizer.from_pretrained(str(folder))
 
 
+def hub_model(repo_id: str) -> str:
+    """`repo_id` when the hub answers; offline, its snapshot in the Hugging Face cache, or
+    BaseModelError at once saying how to get it (instead of a minute of retries)."""
+    from huggingface_hub import snapshot_download  # noqa: PLC0415
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError  # noqa: PLC0415
+
+    from .data.hub import hub_unreachable  # noqa: PLC0415
+
+    offline = hub_unreachable()
+    if offline is None:
+        return repo_id
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError):
+        raise BaseModelError(
+            f"base_model {repo_id!r} is not a folder on this computer nor in the Hugging Face "
+            f"cache, and the hub is offline ({offline}). Offline? Download it on a machine with "
+            f"network: `huggingface-cli download {repo_id} --local-dir DIR` (gated models such "
+            "as Llama 3 need `huggingface-cli login` and their terms accepted first), bring DIR "
+            "here and give it with --set base_model=DIR; or train the embedded default "
+            "(--profile cpu-default).") from None
+
+
 def ensure_base_model(base: str = EMBEDDED) -> str:
     """An HF model folder or id for `base`; the embedded GGUF is converted once and cached."""
     if base != EMBEDDED:
-        return base
+        return base if Path(base).exists() else hub_model(base)
     folder = embedded_folder() / "model"
     if not (folder / "model.safetensors").exists():
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from models import codeset as codeset_mod
 from models.files import write_json_atomic, write_text_atomic
 from models.pipeline import Pipeline
-from models.runtimes import RuntimeUnavailable, open_runtime
+from models.runtimes import RuntimeUnavailable
+from models.select import open_selector
 
 from .config import BuildConfig
 from .evaluate import gold_codes, load_notes, score
@@ -179,13 +180,13 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
         gc.collect()
         before, started = rss_mb(), time.perf_counter()
         try:
-            runtime = open_runtime(c.spec, **c.options)
+            selector = open_selector(c.spec, max_tokens=max_tokens, **c.options)
         except RuntimeUnavailable as exc:
             tqdm.write(f"skipped {c.label}: {exc}")
             continue
         c.load_seconds = time.perf_counter() - started
         c.memory_mb = max(0.0, rss_mb() - before)
-        c.pipeline = Pipeline(runtime, cs, retriever, max_tokens=max_tokens)
+        c.pipeline = Pipeline(selector, cs, retriever)
         loaded.append(c)
     if not loaded:
         raise RuntimeUnavailable("No runtime could be loaded for the benchmark.")
@@ -228,7 +229,7 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
     write_text_atomic(out / "benchmark.md", markdown(report))
     _plot(out / "benchmark.png", report)
     for c in loaded:
-        c.pipeline.runtime.close()
+        c.pipeline.selector.close()
     return report
 
 

@@ -41,7 +41,7 @@ class LoraConfigSection:
 @dataclass
 class TrainConfig:
     quantization: str = "auto"  # auto (nf4 on CUDA, none on CPU) | nf4 | none
-    max_length: int = 1280  # tokens per example; longer ones are truncated (counted)
+    max_length: int = 1280  # tokens per example; longer ones are left out (counted), never cut
     epochs: float = 1.0
     max_steps: int = -1  # overrides epochs when > 0
     time_budget_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this long; 0: off

@@ -23,7 +23,7 @@ from models.contract import note_from_messages
 from models.errors import CoderError
 from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from models.pipeline import Flag, Pipeline
-from models.runtimes import open_runtime
+from models.select import open_selector
 
 from .config import BuildConfig
 from .data import codiesp
@@ -146,9 +146,9 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
 
         system = ensure_base_model(cfg.base_model)
     options = {"threads": threads} if threads and system != "retrieval" else {}
-    runtime = open_runtime(system, allow_remote=allow_remote, **options)
-    pipeline = Pipeline(runtime, cs, retriever, candidates=candidates, use_candidates=not no_candidates,
-                        max_tokens=max_tokens)
+    selector = open_selector(system, candidates, not no_candidates, max_tokens,
+                             **({"allow_remote": allow_remote, **options} if system != "retrieval" else {}))
+    pipeline = Pipeline(selector, cs, retriever)
     choices = (used_bundle.provenance.get("choices", []) if used_bundle
                else [{"choice": "retriever L2 and threshold", "data": ["codiesp-train"]}])
     if used_bundle and used_bundle.model_for_path(system) is None:
@@ -174,7 +174,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
     all_gold = [c for r in rows for c in r["gold"]]
     n_pred = sum(len(r["predicted"]) for r in rows)
     metrics = {
-        "data": data, "system": runtime.name, "label": label, "with_candidates": not no_candidates,
+        "data": data, "system": selector.name, "label": label, "with_candidates": not no_candidates,
         "candidates_in_prompt": 0 if no_candidates else candidates, "n_notes": len(rows),
         "bundle": str(used_bundle.root) if used_bundle else None,
         "choices_seen": choices_seen(choices, data),  # empty: held out from every choice
@@ -196,7 +196,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
            for k in (10, 20, 50)},
         "seconds": round(time.perf_counter() - started, 1),
     }
-    runtime.close()
+    selector.close()
     out = Path(out_dir or Path(cfg.run_dir) / "eval" / _slug(data, label, no_candidates))
     outputs = [out / "metrics.json", out / "predictions.jsonl", out / "report.md", out / "report.png"]
     write_json_atomic(outputs[0], metrics)

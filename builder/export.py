@@ -192,13 +192,13 @@ def greedy_tokens_match(merged: Path, onnx_dir: Path, max_tokens: int = 24) -> d
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from models.pipeline import Pipeline
-    from models.runtimes import open_runtime
     from models.runtimes.onnx_runtime import OnnxRuntime
+    from models.select import ThresholdSelector
 
     tok = AutoTokenizer.from_pretrained(merged)
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     onnx = OnnxRuntime(str(onnx_dir))
-    pipeline = Pipeline(open_runtime("retrieval"))
+    pipeline = Pipeline(ThresholdSelector())  # only its prompt_messages are used
     mismatches = []
     for i, note in enumerate(CHECK_NOTES):
         messages = pipeline.prompt_messages(note)

@@ -186,7 +186,7 @@ def create_app(pipeline: Pipeline, load_seconds: float = 0.0) -> FastAPI:
 
     @app.get("/healthz", response_model=Health)
     def healthz():
-        return Health(status="ok", runtime=pipeline.runtime.name, edition=cs.edition,
+        return Health(status="ok", runtime=pipeline.selector.name, edition=cs.edition,
                       load_seconds=round(load_seconds, 2))
 
     return app
@@ -214,6 +214,6 @@ def serve(bundle, model: str | None = None, host: str = "127.0.0.1", port: int =
         raise ServeError(str(exc)) from exc
     load_seconds = time.perf_counter() - started
     app = create_app(pipeline, load_seconds)
-    print(f"Serving {pipeline.runtime.name} from the bundle {bundle.root} on http://{host}:{port} "
+    print(f"Serving {pipeline.selector.name} from the bundle {bundle.root} on http://{host}:{port} "
           f"(loaded in {load_seconds:.1f} s; API: http://{host}:{port}/openapi.json)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

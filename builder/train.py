@@ -1,7 +1,7 @@
 """`python -m builder train`: LoRA fine-tuning with trl's SFTTrainer on the data stage's examples.
 
 QLoRA (NF4 4-bit base, double quantization, paged AdamW) where CUDA is present; plain LoRA on
-fp32 weights on CPU, where bitsandbytes' 4-bit kernels are ~3x slower (shared/STACK.md).
+fp32 weights on CPU, where bitsandbytes' 4-bit kernels are ~3x slower (measured on a 2-core AVX2 machine).
 Loss is on the answer only (prompt-completion examples), and the vocabulary projection is only
 computed where answers are (see `answer_window_loss`): at 49k words it is a fifth of the model's
 arithmetic per token, spent on ~900 prompt tokens for ~40 answer tokens. Batches are grouped by
@@ -48,7 +48,7 @@ def resolve_quantization(requested: str) -> str:
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matrix products run about 2x fp32 there (without them, bf16 is
-    emulated and 3-8x slower: shared/STACK.md)."""
+    emulated and 3-8x slower, measured on an AVX2-only CPU)."""
     try:
         with open("/proc/cpuinfo") as fh:
             flags = next((line.split() for line in fh if line.startswith("flags")), [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 from .codeset import InvalidCodeFormat, normalize
@@ -31,28 +31,44 @@ SYSTEM_PROMPT = (
 
 @dataclass(frozen=True)
 class Candidate:
-    """A code offered to the model, with its official description."""
+    """A code on its way from retrieval to the model: the official description, the ranker's
+    probability that it belongs to the note, and the span of the note that matched it best
+    ((0, 0) when only similar cases or priors proposed it)."""
 
     code: str
     description: str
+    score: float = 0.0
+    start: int = 0
+    end: int = 0
+
+    def shifted(self, offset: int) -> "Candidate":
+        """The same candidate with its span moved by `offset` (chunk <-> whole note)."""
+        return replace(self, start=self.start + offset, end=self.end + offset) if self.end else self
 
 
 @dataclass(frozen=True)
 class CodedItem:
+    """A code someone chose (a model, or the ranker's threshold), the words quoted for it, and
+    how sure the chooser is (a probability; the pipeline turns it into the confidence shown)."""
+
     code: str
     evidence: str = ""
+    probability: float = 1.0
 
 
 @dataclass(frozen=True)
-class Dropped:
+class Rejected:
+    """What did not become a suggestion, and why: bad_format | duplicate | no_code | too_many
+    (the parser), not_in_codeset (validation)."""
+
     raw: str
-    reason: str  # bad_format | duplicate | no_code | too_many
+    reason: str
 
 
 @dataclass
 class ParsedAnswer:
     items: list[CodedItem] = field(default_factory=list)
-    dropped: list[Dropped] = field(default_factory=list)
+    dropped: list[Rejected] = field(default_factory=list)
     mode: str = "empty"  # json | repaired | salvaged | empty
 
     @property
@@ -100,7 +116,7 @@ def training_example(note: str, items: Sequence[CodedItem],
 
 
 # --- constraint --------------------------------------------------------------------------
-CODE_PATTERN = "^[A-Z][0-9][0-9A-Z]([.][0-9A-Z]{1,4})?$"  # [.] not \. (see STACK.md)
+CODE_PATTERN = "^[A-Z][0-9][0-9A-Z]([.][0-9A-Z]{1,4})?$"  # [.], not \.: llama.cpp turned that escape into invalid GBNF and crashed
 
 ANSWER_SCHEMA: dict = {
     "type": "object",
@@ -138,7 +154,7 @@ def parse_answer(text: str) -> ParsedAnswer:
     try:
         return _parse(text if isinstance(text, str) else str(text))
     except Exception as exc:  # noqa: BLE001 - model output must never crash the caller
-        return ParsedAnswer(dropped=[Dropped(str(text)[:200], f"unparseable: {exc}")])
+        return ParsedAnswer(dropped=[Rejected(str(text)[:200], f"unparseable: {exc}")])
 
 
 def _parse(text: str) -> ParsedAnswer:
@@ -189,18 +205,18 @@ def _collect(raw_items: list, mode: str) -> ParsedAnswer:
         else:
             code, evidence = None, ""
         if code is None:
-            out.dropped.append(Dropped(json.dumps(raw, ensure_ascii=False)[:200], "no_code"))
+            out.dropped.append(Rejected(json.dumps(raw, ensure_ascii=False)[:200], "no_code"))
             continue
         try:
             norm = normalize(code)
         except InvalidCodeFormat:
-            out.dropped.append(Dropped(code[:200], "bad_format"))
+            out.dropped.append(Rejected(code[:200], "bad_format"))
             continue
         if norm in seen:
-            out.dropped.append(Dropped(code, "duplicate"))
+            out.dropped.append(Rejected(code, "duplicate"))
             continue
         if len(out.items) >= MAX_CODES:
-            out.dropped.append(Dropped(code, "too_many"))
+            out.dropped.append(Rejected(code, "too_many"))
             continue
         seen.add(norm)
         out.items.append(CodedItem(norm, evidence.strip()[:MAX_EVIDENCE_CHARS]))

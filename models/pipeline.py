@@ -1,12 +1,16 @@
-"""The suggestion pipeline: note -> candidates -> contract -> runtime -> parse -> validate.
+"""The suggestion pipeline, as plain steps, each owned once:
 
-The builder's evaluation and the desktop app both call `Pipeline.suggest`; nothing else builds
-prompts or reads answers. Whatever the model writes, only codes of the FY2026 code set come out;
-everything else is reported in `rejected` with the reason.
+    check (models/notes.py) -> chunk -> retrieve (models/retrieve.py) -> select (models/select.py:
+    the ranker's threshold, or a model through a runtime) -> validate (the code set) -> evidence
+    (models/evidence.py) -> suggestions
 
-Confidence: the retrieval ranker's probability for the code (0 when the code was not a
-candidate); a code a model chose counts as half-confirmed (0.5 + half the ranker's probability).
-It is halved when no evidence for the code is found in the note.
+The builder's evaluation, the REST server and the desktop app all call `Pipeline.suggest`;
+nothing else builds prompts or reads answers. Whatever a model writes, only codes of the FY2026
+code set come out; everything else is reported in `rejected` with the reason.
+
+Confidence, set in `confidence` only: the selector's probability for the code (the ranker's own
+for retrieval alone; 0.5 + half the ranker's for a code a model chose), halved when no evidence
+for the code is found in the note.
 """
 from __future__ import annotations
 
@@ -18,12 +22,16 @@ from typing import Callable
 
 from . import codeset as codeset_mod
 from .codeset import CodeSet
-from .contract import build_messages, parse_answer
+from .contract import Candidate, CodedItem, Rejected, build_messages
 from .evidence import best_clause, narrow, overlap, supports
-from .text import locate
 from .notes import check_note
-from .retrieve import RetrievedCode, Retriever, default_retriever
-from .runtimes import Cancelled, ModelRequest, Runtime  # noqa: F401 - Cancelled is re-exported
+from .retrieve import Retriever, default_retriever
+from .runtimes import Cancelled, Runtime
+from .select import ModelSelector, Selector, ThresholdSelector
+from .text import locate
+
+__all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion", "SuggestionResult",
+           "chunk_note", "confidence"]
 
 
 class Flag(StrEnum):
@@ -64,22 +72,16 @@ class Suggestion:
 
 
 @dataclass
-class Rejected:
-    raw: str
-    reason: str
-
-
-@dataclass
 class SuggestionResult:
     suggestions: list[Suggestion]
     rejected: list[Rejected]
-    candidates: list[RetrievedCode]
+    candidates: list[Candidate]
     warnings: list[str]
     raw_answers: list[str]
-    runtime: str
+    runtime: str  # the selector: "retrieval", or the model's runtime and file
     edition: str
     seconds: float
-    prompt_tokens: int = 0  # as the runtime reports them (0 for retrieval)
+    prompt_tokens: int = 0  # as the runtime counts them (0 for retrieval)
     completion_tokens: int = 0
 
     @property
@@ -100,91 +102,99 @@ def chunk_note(note: str, max_chars: int = CHUNK_CHARS) -> list[tuple[int, str]]
     return chunks
 
 
+def confidence(probability: float, supported: bool) -> float:
+    """The confidence shown for a suggestion: the selector's probability, halved without evidence."""
+    return round(probability if supported else probability / 2, 4)
+
+
 class Pipeline:
-    def __init__(self, runtime: Runtime, cs: CodeSet | None = None, retriever: Retriever | None = None,
-                 candidates: int = 20, pool: int = 50, use_candidates: bool = True,
-                 max_tokens: int = 384):
-        self.runtime = runtime
+    def __init__(self, selector: Selector | Runtime, cs: CodeSet | None = None,
+                 retriever: Retriever | None = None, candidates: int = 20, pool: int = 50,
+                 use_candidates: bool = True, max_tokens: int = 384):
+        """`selector`: a Selector, or a model Runtime (wrapped in a ModelSelector showing it
+        `candidates` codes, or none without `use_candidates`, and letting it write
+        `max_tokens`). `pool`: candidates retrieved per chunk."""
+        if not isinstance(selector, (ThresholdSelector, ModelSelector)):
+            selector = ModelSelector(selector, candidates, use_candidates, max_tokens)
+        self.selector = selector
         self.cs = cs or codeset_mod.load()
         self.retriever = retriever or default_retriever(self.cs)
-        self.k = candidates
         self.pool = max(pool, candidates)
-        self.use_candidates = use_candidates
-        self.max_tokens = max_tokens
 
     @classmethod
     def from_bundle(cls, bundle, model: str | None = None, cs: CodeSet | None = None,
                     runtime_options: dict | None = None, **options) -> "Pipeline":
         """A pipeline over a coder bundle: its retriever, and its default model (or `model`,
-        see `Bundle.runtime_spec`)."""
-        from .runtimes import open_runtime  # noqa: PLC0415
+        see `Bundle.runtime_spec`; "retrieval" for the ranker alone)."""
+        from .select import open_selector  # noqa: PLC0415
 
         cs = cs or codeset_mod.load()
         retriever = bundle.load_retriever(cs)
-        runtime = open_runtime(bundle.runtime_spec(model), **(runtime_options or {}))
-        return cls(runtime, cs, retriever, **options)
+        selector = open_selector(bundle.runtime_spec(model), **{
+            k: v for k, v in options.items() if k in ("candidates", "use_candidates", "max_tokens")},
+            **(runtime_options or {}))
+        return cls(selector, cs, retriever, pool=options.get("pool", 50))
 
-    def prompt_messages(self, text: str, candidates: list[RetrievedCode] | None = None) -> list[dict]:
-        """The chat messages `suggest` sends for one chunk of text (also for checks and exports)."""
+    def prompt_messages(self, text: str, candidates: list[Candidate] | None = None) -> list[dict]:
+        """The chat messages a model reads for one chunk of text (for checks and exports)."""
         if candidates is None:
-            candidates = self.retriever.retrieve(text, k=self.pool)
-        shown = candidates[: self.k] if self.use_candidates else []
-        return build_messages(text, [c.as_candidate() for c in shown])
+            candidates = self.retrieve(text)
+        if isinstance(self.selector, ModelSelector):
+            return self.selector.messages(text, candidates)
+        return build_messages(text, candidates[:20])
+
+    # --- the steps ---------------------------------------------------------------------
+    def retrieve(self, text: str) -> list[Candidate]:
+        return self.retriever.retrieve(text, k=self.pool)
 
     def suggest(self, note: str, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None) -> SuggestionResult:
         started = time.perf_counter()
         checked = check_note(note)  # raises NoteError with advice for unusable notes
         chunks = chunk_note(note)
-        all_candidates: dict[str, RetrievedCode] = {}
-        chosen: dict[str, tuple[str, float]] = {}  # code -> (evidence quote, confidence)
-        rejected, answers = [], []
-        tokens = {"prompt_tokens": 0, "completion_tokens": 0}
-        is_model = self.runtime.name != "retrieval"
+        candidates: dict[str, Candidate] = {}  # best of each code over the chunks, note offsets
+        chosen: dict[str, CodedItem] = {}
+        rejected: list[Rejected] = []
+        answers: list[str] = []
+        tokens = [0, 0]
         for n, (offset, text) in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            cands = [RetrievedCode(c.code, c.description, c.score, c.start + offset, c.end + offset)
-                     if c.end else c for c in self.retriever.retrieve(text, k=self.pool)]
-            for c in cands:
-                if c.code not in all_candidates or c.score > all_candidates[c.code].score:
-                    all_candidates[c.code] = c
-            local = [RetrievedCode(c.code, c.description, c.score, c.start - offset, c.end - offset)
-                     if c.end else c for c in cands]
-            request = ModelRequest(note=text, candidates=local, max_tokens=self.max_tokens,
-                                   messages=self.prompt_messages(text, local),
-                                   options={"threshold": self.retriever.threshold, "cancel": cancel})
-            answer = self.runtime.answer(request)
-            answers.append(answer)
-            for key in tokens:
-                tokens[key] += request.options.get(key) or 0
-            parsed = parse_answer(answer)
-            rejected += [Rejected(d.raw, d.reason) for d in parsed.dropped]
-            for item in parsed.items:
-                p = all_candidates[item.code].score if item.code in all_candidates else 0.0
-                conf = 0.5 + 0.5 * p if is_model else p
-                if item.code not in chosen or conf > chosen[item.code][1]:
-                    chosen[item.code] = (item.evidence, conf)
+            local = self.retrieve(text)
+            for c in local:
+                c = c.shifted(offset)
+                if c.code not in candidates or c.score > candidates[c.code].score:
+                    candidates[c.code] = c
+            selection = self.selector.select(text, local, cancel, threshold=self.retriever.threshold)
+            answers.append(selection.raw_answer)
+            rejected += selection.rejected
+            tokens[0] += selection.prompt_tokens
+            tokens[1] += selection.completion_tokens
+            for item in selection.chosen:
+                if item.code not in chosen or item.probability > chosen[item.code].probability:
+                    chosen[item.code] = item
             if progress:
                 progress(n + 1, len(chunks))
         suggestions = []
-        for code, (quote, conf) in chosen.items():
-            if not self.cs.is_valid(code):
-                rejected.append(Rejected(code, Flag.NOT_IN_CODESET))
+        for item in chosen.values():
+            if not self.cs.is_valid(item.code):
+                rejected.append(Rejected(item.code, Flag.NOT_IN_CODESET))
                 continue
-            suggestions.append(self._validate(note, code, quote, conf, all_candidates.get(code)))
+            suggestions.append(self.validate(note, item, candidates.get(item.code)))
         self._flag_excludes1(suggestions)
         suggestions.sort(key=lambda s: -s.confidence)
         return SuggestionResult(
             suggestions=suggestions, rejected=rejected,
-            candidates=sorted(all_candidates.values(), key=lambda c: -c.score)[: self.pool],
-            warnings=checked.warnings, raw_answers=answers, runtime=self.runtime.name,
-            edition=self.cs.edition, seconds=round(time.perf_counter() - started, 3), **tokens)
+            candidates=sorted(candidates.values(), key=lambda c: -c.score)[: self.pool],
+            warnings=checked.warnings, raw_answers=answers, runtime=self.selector.name,
+            edition=self.cs.edition, seconds=round(time.perf_counter() - started, 3),
+            prompt_tokens=tokens[0], completion_tokens=tokens[1])
 
-    def _validate(self, note: str, code: str, quote: str, conf: float,
-                  candidate: RetrievedCode | None) -> Suggestion:
+    def validate(self, note: str, item: CodedItem, candidate: Candidate | None) -> Suggestion:
+        """Flags from the code set, then the evidence, then the confidence."""
         cs = self.cs
-        s = Suggestion(code, cs.description(code), round(conf, 4), None)
+        code = item.code
+        s = Suggestion(code, cs.description(code), 0.0, None)
         if not cs.is_billable(code):
             s.flags.append(Flag.NOT_BILLABLE)
             # The broadest choices first (E11.9 before E11.3211).
@@ -193,22 +203,30 @@ class Pipeline:
             parent = next(iter(cs.ancestors(code)), None)  # a category, never a block
             if parent and len(cs.billable_descendants(parent)) > 1:
                 s.flags.append(Flag.MORE_SPECIFIC)
+        span = self.evidence(note, s.description, cs.inclusion_terms(code), item.evidence, candidate)
+        if span is None:
+            s.flags.append(Flag.UNSUPPORTED)
+        else:
+            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
+        s.confidence = confidence(item.probability, span is not None)
+        return s
+
+    @staticmethod
+    def evidence(note: str, description: str, inclusion_terms: list[str], quote: str,
+                 candidate: Candidate | None) -> tuple[int, int] | None:
+        """Where the note supports the code: the chooser's quote if it is about this code, else
+        the span retrieval matched, else the clause that says it; None when nothing does."""
+        wordings = [description, *inclusion_terms]
         span = locate(note, quote)
-        wordings = [s.description, *cs.inclusion_terms(code)]
         if span is not None and not supports(note[span[0]:span[1]], wordings):
             span = None  # a real quote, but about another condition
         if span is None and candidate is not None and candidate.end and max(
                 overlap(note[candidate.start:candidate.end], w) for w in wordings) >= 0.6:
             span = narrow(note, (candidate.start, candidate.end), wordings)
         if span is None:
-            span = best_clause(note, s.description, min_overlap=0.6)
+            span = best_clause(note, description, min_overlap=0.6)
             span = span and narrow(note, span, wordings)
-        if span is None:
-            s.flags.append(Flag.UNSUPPORTED)
-            s.confidence = round(s.confidence / 2, 4)
-        else:
-            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
-        return s
+        return span
 
     def _flag_excludes1(self, suggestions: list[Suggestion]) -> None:
         for i, a in enumerate(suggestions):

@@ -31,18 +31,6 @@ FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_sha
 _SAME_NOTE = 0.98  # a neighbour this similar is the query note itself (training data)
 
 
-@dataclass(frozen=True)
-class RetrievedCode:
-    code: str
-    description: str
-    score: float  # ranker probability that the code belongs to the note
-    start: int  # span of the note that matched best (0, 0 when only neighbours/prior found it)
-    end: int
-
-    def as_candidate(self) -> Candidate:
-        return Candidate(self.code, self.description)
-
-
 class NeighbourIndex:
     """TF-IDF vectors of training notes with their codes."""
 
@@ -178,7 +166,7 @@ class Retriever:
                          1.0 / cent_rank[c] if c in cent_rank else 0.0])
         return codes, np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)), lex
 
-    def retrieve(self, note: str, k: int = 50) -> list[RetrievedCode]:
+    def retrieve(self, note: str, k: int = 50) -> list[Candidate]:
         codes, x, lex = self.features(note)
         if not codes:
             return []
@@ -189,7 +177,7 @@ class Retriever:
             if not self.cs.is_billable(code):
                 continue
             start, end = lex[code]["span"] if code in lex else (0, 0)
-            out.append(RetrievedCode(code, self.cs.description(code), round(float(probs[i]), 4),
+            out.append(Candidate(code, self.cs.description(code), round(float(probs[i]), 4),
                                      start, end))
         return out
 
@@ -206,6 +194,6 @@ def default_retriever(cs: CodeSet) -> Retriever:
     return _default[id(cs)]
 
 
-def retrieve(note: str, cs: CodeSet, k: int = 20) -> list[RetrievedCode]:
+def retrieve(note: str, cs: CodeSet, k: int = 20) -> list[Candidate]:
     """Candidates for a note from the embedded bundle's retriever."""
     return default_retriever(cs).retrieve(note, k=k)

@@ -78,12 +78,12 @@ def contract_tiny_model(tiny_llama_folder, tmp_path_factory):
     from builder.answer_check import CHECK_NOTES
     from models.contract import CodedItem, format_answer
     from models.pipeline import Pipeline
-    from models.runtimes import open_runtime
+    from models.select import open_selector
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_folder)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_folder, dtype=torch.float32)
     answer = format_answer([CodedItem("I10", "Essential hypertension")])
-    pipeline = Pipeline(open_runtime("retrieval"))
+    pipeline = Pipeline(open_selector("retrieval"))
     batch = []
     for note in CHECK_NOTES:
         prompt = tok.apply_chat_template(pipeline.prompt_messages(note), add_generation_prompt=True)

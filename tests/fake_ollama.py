@@ -1,6 +1,6 @@
 """A local HTTP server that follows Ollama's documented API (docs/api.md, Ollama >= 0.5.5) for
 the endpoints we use, backed by a real llama.cpp model: no Ollama can be installed on the CI
-machines (shared/STACK.md). What it holds to, as Ollama does:
+machines. What it holds to, as Ollama does:
 
 - POST /api/blobs/sha256:<hex> stores the body only if its sha256 is <hex> (else 400); HEAD tells
   whether a blob exists (200/404).

@@ -44,9 +44,9 @@ def test_pipeline_from_bundle_uses_the_bundle_retriever_and_model(tiny_bundle, c
     assert {"I10", "E11.9"} <= set(result.codes)
     model = Pipeline.from_bundle(tiny_bundle, None, cs)
     try:
-        assert model.runtime.name.endswith("icd10-coder-Q4_K_M.gguf")
+        assert model.selector.name.endswith("icd10-coder-Q4_K_M.gguf")
     finally:
-        model.runtime.close()
+        model.selector.close()
 
 
 def test_a_damaged_or_missing_file_is_refused(tiny_bundle, tmp_path, cs):

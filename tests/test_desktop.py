@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -221,7 +223,8 @@ def test_app_codes_through_a_local_ollama_model(qtbot, make_window, contract_tin
         dialog = SettingsDialog(ModelChoice("ollama", ""), False)
         qtbot.addWidget(dialog)
         dialog.kind.setCurrentIndex(dialog.kind.findData("ollama"))
-        # Settings lists what the local Ollama has; the remote opt-in is there, off.
+        # Settings lists what the local Ollama has (once it answers); the remote opt-in is there, off.
+        qtbot.waitUntil(lambda: dialog.value.count() > 0, timeout=10_000)
         assert [dialog.value.itemText(i) for i in range(dialog.value.count())] == ["icd10-coder:q4_k_m"]
         assert not dialog.allow_remote.isChecked()
         assert dialog.server_status.text() == f"Ollama at {ollama.url} offers 1 model(s)."
@@ -253,7 +256,7 @@ def test_built_models_are_found_through_bundles_and_run_with_their_retriever(tin
     try:
         assert pipeline.retriever.threshold == 0.91
     finally:
-        pipeline.runtime.close()
+        pipeline.selector.close()
     # A damaged bundle is refused with advice, not run.
     gguf = tmp_path / "run1/bundle/gguf/icd10-coder-Q4_K_M.gguf"
     gguf.write_bytes(gguf.read_bytes()[:-4] + b"XXXX")
@@ -272,3 +275,171 @@ def test_self_test_runs_the_app_end_to_end(tmp_path):
     proc = run_module("desktop", "--self-test", "--model", str(tmp_path / "nope.gguf"),
                       env={"QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)})
     assert proc.returncode == 1 and "does not exist" in proc.stderr
+
+
+class SlowOllama:
+    """A local HTTP server that answers as Ollama does (/api/version, /api/tags, /api/show and
+    /api/chat; one model, whose answer codes I10), as slowly as a test needs: /api/version and
+    /api/chat wait for their gate, /api/tags answers after `tags_delay` seconds."""
+
+    MODEL = "icd10-coder:q4_k_m"
+
+    def __init__(self, tags_delay: float = 0.0):
+        self.version_gate, self.chat_gate = threading.Event(), threading.Event()
+        self.version_gate.set()
+        self.chat_gate.set()
+        self.tags_delay = tags_delay
+        self.tags_answered = threading.Event()
+        self.chats = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.version_gate.set()
+        self.chat_gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, lines: list[dict], content_type: str = "application/json") -> None:
+                body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):  # noqa: N802
+                if self.path == "/api/version":
+                    server.version_gate.wait(60)
+                    self._send([{"version": "0.6.5"}])
+                elif self.path == "/api/tags":
+                    time.sleep(server.tags_delay)
+                    self._send([{"models": [{"name": server.MODEL, "model": server.MODEL}]}])
+                    server.tags_answered.set()
+                else:
+                    self.send_error(404)
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                stamp = {"model": server.MODEL, "created_at": "2026-11-28T00:00:00Z"}
+                if self.path == "/api/show":
+                    self._send([{"modelfile": "", "parameters": "", "template": "", "details": {},
+                                 "model_info": {}, "modified_at": stamp["created_at"]}])
+                elif self.path == "/api/chat":
+                    server.chats += 1
+                    server.chat_gate.wait(60)
+                    answer = {"role": "assistant", "content": '{"codes": ["I10"]}'}
+                    self._send([{**stamp, "message": answer, "done": False},
+                                {**stamp, "message": {"role": "assistant", "content": ""}, "done": True,
+                                 "done_reason": "stop", "prompt_eval_count": 50, "eval_count": 8}],
+                               "application/x-ndjson")
+                else:
+                    self.send_error(404)
+
+        return Handler
+
+
+def test_the_model_asked_for_last_wins_and_a_stale_load_is_closed(qtbot, make_window):
+    from models.pipeline import Pipeline
+
+    with SlowOllama() as ollama:
+        window = make_window(load=False)
+        ollama.version_gate.clear()  # the first model asked for is slow to load
+        window.load_model(ModelChoice("ollama", f"{ollama.url}#{SlowOllama.MODEL}"))
+        stale = []
+        window._loads[window._load_request].loaded.connect(
+            lambda *args: stale.extend(a for a in args if isinstance(a, Pipeline)))
+        # The user changes Settings while it loads: the model asked for last is the one kept,
+        # even though the first one finishes loading after it.
+        with qtbot.waitSignal(window.model_ready, timeout=60_000):
+            window.load_model(ModelChoice("retrieval"))
+        ollama.version_gate.set()
+        qtbot.waitUntil(lambda: bool(stale) and stale[0].runtime.client._client.is_closed, timeout=30_000)
+        qtbot.wait(100)
+        assert window.pipeline.runtime.name == "retrieval"
+        assert "retrieval" in window.model_label.text() and not window.last_error
+
+
+def test_a_replaced_model_is_closed_once_the_run_using_it_ends(qtbot, make_window):
+    with SlowOllama() as ollama:
+        choice = ModelChoice("ollama", f"{ollama.url}#{SlowOllama.MODEL}")
+        window = make_window(choice)
+        first = window.pipeline
+        ollama.chat_gate.clear()
+        window.editor.setPlainText("Essential hypertension.")
+        window.suggest_action.trigger()
+        qtbot.waitUntil(lambda: ollama.chats == 1, timeout=30_000)  # the run waits on the server
+        with qtbot.waitSignal(window.model_ready, timeout=60_000):
+            window.load_model(ModelChoice("retrieval"))  # Settings changed mid-run
+        assert not first.runtime.client._client.is_closed  # the run still uses it
+        ollama.chat_gate.set()
+        qtbot.waitUntil(lambda: window.suggest_worker is None, timeout=30_000)
+        assert first.runtime.client._client.is_closed
+        # The review is the run's: its codes, and the model that made them.
+        assert [i.suggestion.code for i in window.review.items] == ["I10"]
+        assert window.review.model == choice.label() and window.review.result.runtime.startswith("ollama:")
+        assert window.pipeline.runtime.name == "retrieval" and window.suggest_action.isEnabled()
+
+
+def test_closing_the_window_closes_the_model_even_mid_run(qtbot, make_window):
+    with SlowOllama() as ollama:
+        window = make_window(ModelChoice("ollama", f"{ollama.url}#{SlowOllama.MODEL}"))
+        pipeline = window.pipeline
+        ollama.chat_gate.clear()
+        window.editor.setPlainText("Essential hypertension.")
+        window.suggest_action.trigger()
+        qtbot.waitUntil(lambda: ollama.chats == 1, timeout=30_000)
+        threading.Timer(0.5, ollama.chat_gate.set).start()  # the server answers as the window closes
+        window.close()  # cancels the run, and closes the model once the run lets go of it
+        assert pipeline.runtime.client._client.is_closed
+
+
+def test_settings_asks_the_server_for_its_models_off_the_ui_thread(qtbot, monkeypatch):
+    from desktop._qt.settings_dialog import SettingsDialog
+
+    with SlowOllama(tags_delay=2.0) as ollama:
+        monkeypatch.setenv("OLLAMA_HOST", ollama.url)
+        dialog = SettingsDialog(ModelChoice("retrieval"), False)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        started = time.perf_counter()
+        dialog.kind.setCurrentIndex(dialog.kind.findData("ollama"))
+        # Back to the event loop at once: the server takes 2 s (a blocking call took its whole
+        # 0.5 s timeout, then said no Ollama answers).
+        assert time.perf_counter() - started < 0.4
+        assert dialog.server_status.text() == "Looking for models…" and dialog.value.count() == 0
+        qtbot.waitUntil(lambda: dialog.value.count() == 1, timeout=20_000)
+        assert dialog.value.currentText() == SlowOllama.MODEL  # proposed, as none was saved
+        assert dialog.server_status.text() == f"Ollama at {ollama.url} offers 1 model(s)."
+
+
+def test_settings_closed_before_the_server_answers(qtbot, qapp, monkeypatch):
+    from PySide6.QtCore import QThread
+
+    from desktop._qt.settings_dialog import SettingsDialog
+
+    with SlowOllama(tags_delay=1.0) as ollama:
+        monkeypatch.setenv("OLLAMA_HOST", ollama.url)
+        dialog = SettingsDialog(ModelChoice("ollama", ""), False)
+        dialog.show()
+        dialog.reject()
+        with qtbot.waitSignal(dialog.destroyed, timeout=5_000):
+            dialog.deleteLater()
+        # The answer comes to a dialog that is gone: dropped (pytest-qt fails the test on an
+        # exception in a slot), and the look-up's thread ends and is cleaned up.
+        qtbot.waitUntil(ollama.tags_answered.is_set, timeout=20_000)
+        qtbot.waitUntil(lambda: not qapp.findChildren(QThread), timeout=10_000)
+        qtbot.wait(200)

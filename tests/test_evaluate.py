@@ -5,6 +5,7 @@ import pytest
 
 from builder import evaluate
 from builder.config import load_config
+from models.contract import parse_answer
 from models.pipeline import Pipeline
 from models.runtimes import open_runtime
 
@@ -61,24 +62,38 @@ def test_evaluate_cli_bad_data_is_a_clear_error(tmp_path):
     assert out.returncode == 1 and "codiesp:FOLDER" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_transformers_runtime_on_a_tiny_model_returns_only_fy2026_codes(tiny_llama_folder, cs):
+def test_transformers_runtime_on_a_tiny_model_returns_only_fy2026_codes(
+        tiny_llama_folder, contract_tiny_model, cs):
+    from builder.answer_check import CHECK_NOTES
+
     runtime = open_runtime(str(tiny_llama_folder))
     assert runtime.name.startswith("transformers:")
     result = Pipeline(runtime, cs, max_tokens=24).suggest("Essential hypertension, stable.")
-    assert len(result.raw_answers) == 1  # random weights: gibberish, parsed without error
-    assert all(cs.is_valid(s.code) for s in result.suggestions)
+    assert len(result.raw_answers) == 1 and result.raw_answers[0]  # random weights: gibberish
+    assert result.codes == [i.code for i in parse_answer(result.raw_answers[0]).items
+                            if cs.is_valid(i.code)]  # parsed without error; only real codes kept
+    trained = Pipeline(open_runtime(str(contract_tiny_model)), cs, max_tokens=24).suggest(CHECK_NOTES[0])
+    assert trained.codes == ["I10"] and all(cs.is_valid(s.code) for s in trained.suggestions)
 
 
 @pytest.mark.slow
 def test_base_model_end_to_end(cs):
-    """The real SmolLM2-135M, converted once from the embedded GGUF, through the pipeline."""
-    from builder.base_model import ensure_base_model
+    """The real SmolLM2-135M through the pipeline: the HF folder converted once from the embedded
+    GGUF (free text), and the GGUF itself in llama.cpp (the contract's grammar)."""
+    from builder.base_model import embedded_gguf, ensure_base_model
 
+    note = "Assessment: essential hypertension. Type 2 diabetes mellitus without complications."
     folder = ensure_base_model()
-    result = Pipeline(open_runtime(folder), cs, max_tokens=48).suggest(
-        "Assessment: essential hypertension. Type 2 diabetes mellitus without complications.")
+    result = Pipeline(open_runtime(folder), cs, max_tokens=48).suggest(note)
     assert result.raw_answers[0].strip()  # the model wrote something
-    assert all(cs.is_valid(s.code) for s in result.suggestions)
+    assert result.codes == [i.code for i in parse_answer(result.raw_answers[0]).items
+                            if cs.is_valid(i.code)]
+    constrained = Pipeline(open_runtime(str(embedded_gguf()), threads=1), cs, max_tokens=48).suggest(note)
+    written = parse_answer(constrained.raw_answers[0]).items
+    assert written  # the grammar makes it write codes
+    assert constrained.suggestions and all(cs.is_valid(s.code) for s in constrained.suggestions)
+    # Every code it wrote came out as a suggestion (FY2026) or was rejected with a reason.
+    assert {i.code for i in written} <= set(constrained.codes) | {r.raw for r in constrained.rejected}
 
 
 def test_report_gathers_every_evaluation_into_one_table_and_chart(tmp_path):

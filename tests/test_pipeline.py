@@ -10,6 +10,7 @@ from models.pipeline import Cancelled, Flag, Pipeline, chunk_note
 from models.retrieve import FEATURES, Retriever, default_retriever
 from models.text import clauses
 from models.runtimes import RuntimeUnavailable, open_runtime
+from models.select import open_selector
 
 NOTE = ("HPI: 64-year-old man with type 2 diabetes mellitus and essential hypertension presents "
         "with a headache. He denies chest pain.\nASSESSMENT: Type 2 diabetes mellitus without "
@@ -34,7 +35,7 @@ class ScriptedRuntime:
 
 
 def test_retrieval_runtime_suggests_codes_with_evidence_from_the_note(cs):
-    result = Pipeline(open_runtime("retrieval"), cs).suggest(NOTE)
+    result = Pipeline(open_selector("retrieval"), cs).suggest(NOTE)
     codes = result.codes
     assert "I10" in codes and "E11.9" in codes
     for s in result.suggestions:
@@ -99,7 +100,7 @@ def test_long_notes_are_chunked_and_spans_stay_in_the_original(cs):
     note = (NOTE * 120)[:40_000]
     chunks = chunk_note(note)
     assert "".join(text for _, text in chunks) == note and len(chunks) > 3
-    result = Pipeline(open_runtime("retrieval"), cs).suggest(note)
+    result = Pipeline(open_selector("retrieval"), cs).suggest(note)
     assert result.suggestions
     for s in result.suggestions:
         if s.evidence:
@@ -110,11 +111,11 @@ def test_cancel_stops_between_chunks(cs):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
-        Pipeline(open_runtime("retrieval"), cs).suggest(NOTE * 200, cancel=cancel)
+        Pipeline(open_selector("retrieval"), cs).suggest(NOTE * 200, cancel=cancel)
 
 
 def test_bad_notes_raise_note_errors(cs):
-    pipeline = Pipeline(open_runtime("retrieval"), cs)
+    pipeline = Pipeline(open_selector("retrieval"), cs)
     for bad in ("", "\x00binary"):
         with pytest.raises(NoteError):
             pipeline.suggest(bad)
@@ -141,9 +142,9 @@ def test_unknown_runtime_spec_says_what_works(tmp_path):
 
 
 def test_the_model_layer_imports_without_torch():
-    """The app ships without torch: models/ (pipeline, retrieval runtime) must not pull it in."""
-    code = ("import sys, models.pipeline, models.runtimes.retrieval, models.codeset; "
-            "from models.runtimes import open_runtime; open_runtime('retrieval'); "
+    """The app ships without torch: models/ (pipeline, selection, bundle) must not pull it in."""
+    code = ("import sys, models.pipeline, models.select, models.bundle, models.codeset; "
+            "from models.select import open_selector; open_selector('retrieval'); "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     import subprocess
     import sys

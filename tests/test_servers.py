@@ -14,6 +14,7 @@ from builder.answer_check import CHECK_NOTES
 from models.contract import ANSWER_SCHEMA, parse_answer
 from models.pipeline import Pipeline
 from models.runtimes import Cancelled, ModelRequest, RuntimeUnavailable, open_runtime
+from models.select import open_selector
 
 from .conftest import free_port, run_module, wait_for_http
 from .fake_ollama import FakeOllama
@@ -97,7 +98,7 @@ def test_every_runtime_stops_within_a_token_of_a_cancel(kind, request, contract_
         ollama = request.getfixturevalue("fake_ollama")
         register.register_ollama(contract_tiny_gguf, host=ollama.url, check=False)
         runtime = open_runtime(f"ollama:{ollama.url}#icd10-coder:q4_k_m")
-    messages = Pipeline(open_runtime("retrieval")).prompt_messages(CHECK_NOTES[0])
+    messages = Pipeline(open_selector("retrieval")).prompt_messages(CHECK_NOTES[0])
     full = runtime.answer(ModelRequest(CHECK_NOTES[0], [], messages))
     assert parse_answer(full).codes == ["I10"] and len(full) >= 15  # an answer of several tokens...
     cancel = CancelAfter(3)

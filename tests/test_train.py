@@ -52,15 +52,93 @@ def test_rerun_resumes_from_the_last_checkpoint(tiny_run, tiny_llama_folder):
     assert summary["steps"] == 6
 
 
-def test_merge_folds_the_adapter_in_and_the_smoke_answer_parses(tiny_run, tiny_llama_folder):
-    cfg = _cfg(tiny_run, tiny_llama_folder)
-    try:
-        out = merge.run(cfg)
-    except merge.MergeError as exc:  # random weights cannot write JSON: the check must say so
-        assert "does not follow the contract" in str(exc)
-        assert (tiny_run / "merged/model.safetensors").exists()
-        return
-    assert out["smoke"]["parse_mode"] in ("json", "repaired")
+@pytest.fixture(scope="module")
+def answering_run(tiny_run, contract_tiny_model, tmp_path_factory):
+    """A run whose adapter was trained (real steps) on the tiny model that follows the contract."""
+    import shutil
+
+    run_dir = tmp_path_factory.mktemp("merge-run")
+    shutil.copytree(tiny_run / "data", run_dir / "data")
+    train.run(_cfg(run_dir, contract_tiny_model))
+    return run_dir
+
+
+def _logits(model_dir, text, adapter=None):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    ids = AutoTokenizer.from_pretrained(model_dir)(text, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        return model.eval()(input_ids=ids).logits
+
+
+def test_merge_folds_the_adapter_in_and_the_merged_model_answers(answering_run, contract_tiny_model):
+    import torch
+
+    from builder.answer_check import CHECK_NOTES
+
+    out = merge.run(_cfg(answering_run, contract_tiny_model))  # a MergeError fails the test
+    merged = answering_run / "merged"
+    assert out["merged"] == str(merged)
+    assert out["smoke"]["parse_mode"] == "json" and out["smoke"]["codes"] == ["I10"]
+    files = {p.name for p in merged.iterdir()}
+    # A whole model that loads without peft or the base, with its tokenizer and chat template.
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            "chat_template.jinja"} <= files
+    assert not files & {"adapter_config.json", "adapter_model.safetensors"}
+    assert not [p for p in answering_run.iterdir() if p.name.startswith(".merged")]  # no temp left
+    # Folded in: the merged model computes what base + adapter compute, which is not the base.
+    merged_logits = _logits(merged, CHECK_NOTES[1])
+    assert torch.allclose(merged_logits, _logits(contract_tiny_model, CHECK_NOTES[1],
+                                                 answering_run / "train/adapter"), atol=1e-4)
+    assert not torch.allclose(merged_logits, _logits(contract_tiny_model, CHECK_NOTES[1]), atol=1e-5)
+    stage = json.loads((answering_run / "manifest.json").read_text())["stages"]["merge"]
+    assert "merged/model.safetensors" in stage["outputs"] and stage["smoke"]["codes"] == ["I10"]
+
+
+def test_merge_of_a_model_that_cannot_answer_says_so(tiny_run, tiny_llama_folder, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_run / "data", tmp_path / "data")
+    train.run(_cfg(tmp_path, tiny_llama_folder, "train.max_steps=2"))
+    with pytest.raises(merge.MergeError, match="does not follow the contract"):
+        merge.run(_cfg(tmp_path, tiny_llama_folder))  # random weights cannot write the JSON
+    assert (tmp_path / "merged/model.safetensors").exists()  # kept, to be looked at
+
+
+def test_nf4_qlora_trains_on_cpu(tiny_run, tiny_llama_folder, tmp_path, monkeypatch):
+    """`--set train.quantization=nf4` on a machine without CUDA: bitsandbytes' CPU kernels."""
+    import shutil
+
+    import bitsandbytes as bnb
+    import torch
+    from transformers import Trainer
+
+    shutil.copytree(tiny_run / "data", tmp_path / "data")
+    quantized = []
+    real_train = Trainer.train
+
+    def look_then_train(self, *args, **kwargs):  # the real training, on the model it was given
+        quantized.extend(m for m in self.model.modules() if isinstance(m, bnb.nn.Linear4bit))
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train", look_then_train)
+    summary = train.run(_cfg(tmp_path, tiny_llama_folder, "train.quantization=nf4",
+                             "train.max_steps=2", "train.eval_steps=2"))
+    assert summary["quantization"] == "nf4" and summary["steps"] == 2
+    assert summary["optim"] == "paged_adamw_32bit"  # bitsandbytes' optimizer, as on CUDA
+    assert summary["train_loss"] > 0 and summary["best_eval_loss"] > 0
+    # Every linear layer of the 2 blocks (q, k, v, o, gate, up, down) held NF4 4-bit weights.
+    assert len(quantized) == 2 * 7
+    assert all(m.weight.quant_state.quant_type == "nf4" and m.weight.dtype == torch.uint8
+               for m in quantized)
+    adapter = tmp_path / "train/adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 4 and (adapter / "adapter_model.safetensors").stat().st_size > 0
 
 
 def test_nf4_is_chosen_only_with_cuda():
@@ -151,6 +229,35 @@ def test_hub_profile_fails_fast_offline(tmp_path):
                      env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 1 and "Offline?" in out.stderr
     assert time.monotonic() - started < 120
+
+
+def test_hub_profile_fails_fast_when_the_hub_does_not_answer(tmp_path):
+    """No HF_HUB_OFFLINE, and a hub that accepts connections but never answers (what a dead
+    network or a blocking firewall looks like): a clear message in seconds, not minutes of
+    retries."""
+    import socket
+
+    silent_hub = socket.create_server(("127.0.0.1", 0))  # connections queue, nothing replies
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{silent_hub.getsockname()[1]}"
+    try:
+        for stage, what in (("train", "huggingface-cli download meta-llama/Meta-Llama-3-8B-Instruct"),
+                            ("data", "huggingface-cli download --repo-type dataset FiscaAI/")):
+            started = time.monotonic()
+            out = subprocess.run([sys.executable, "-m", "builder", stage, "--profile",
+                                  "llama3-8b-qlora", "--run-dir", str(tmp_path)], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=300)
+            seconds = time.monotonic() - started
+            assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+            assert "hub is offline" in out.stderr and what in out.stderr
+            assert "Retrying" not in out.stderr
+            assert seconds < 30, f"{stage} took {seconds:.0f} s to say it is offline"
+    finally:
+        silent_hub.close()
+    assert "--set base_model=DIR" in subprocess.run(
+        [sys.executable, "-m", "builder", "train", "--profile", "llama3-8b-qlora", "--run-dir",
+         str(tmp_path), "--set", "base_model=someone/not-cached"], cwd=ROOT,
+        env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300).stderr
 
 
 def test_answer_window_loss_equals_the_full_sequence_loss(tiny_llama_folder):

@@ -29,6 +29,35 @@ class HubRow:
     codes: list[str]
 
 
+def hub_unreachable(timeout: float = 2.0) -> str | None:
+    """Why the Hugging Face Hub cannot be used right now, or None when it answers. One short try:
+    offline, huggingface_hub retries every file with backoff for about a minute before it
+    gives up. Any HTTP answer, even an error status, means the hub is there."""
+    import threading  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+    from huggingface_hub import constants  # noqa: PLC0415
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    failure: list[str] = ["no answer"]
+
+    def knock():
+        try:  # proxies from the environment, as huggingface_hub uses them
+            httpx.head(constants.ENDPOINT, timeout=timeout)
+            failure.clear()
+        except httpx.HTTPError as exc:
+            failure[:] = [f"{type(exc).__name__}: {exc}"]
+
+    # In a thread: a stuck name lookup is not bound by httpx's timeout.
+    thread = threading.Thread(target=knock, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if thread.is_alive():
+        return f"{constants.ENDPOINT} did not answer within {timeout:.0f} s"
+    return f"{constants.ENDPOINT} cannot be reached: {failure[0]}" if failure else None
+
+
 def _load(source: str, split: str):
     from datasets import load_dataset  # noqa: PLC0415 - heavy, only when a hub source is used
 
@@ -40,10 +69,13 @@ def _load(source: str, split: str):
             raise HubDataError(f"{source}: no .jsonl, .json, .csv or .parquet files found.")
         return load_dataset(_LOCAL_FORMATS[files[0].suffix],
                             data_files=[str(f) for f in files], split="train")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        raise HubDataError(f"{source!r} is not a local path and the hub is offline "
-                           "(HF_HUB_OFFLINE=1). Download it on a machine with network "
-                           "(`huggingface-cli download --repo-type dataset ...`) and pass the folder.")
+    offline = ("HF_DATASETS_OFFLINE is set" if os.environ.get("HF_DATASETS_OFFLINE") == "1"
+               else hub_unreachable())
+    if offline:
+        raise HubDataError(f"{source!r} is not a local path and the hub is offline ({offline}). "
+                           "Download it on a machine with network (`huggingface-cli download "
+                           f"--repo-type dataset {source} --local-dir DIR`) and pass the folder: "
+                           "--set data.hub_dataset=DIR.")
     try:
         return load_dataset(source, split=split)
     except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; all mean the same here

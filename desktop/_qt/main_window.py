@@ -39,6 +39,7 @@ from .settings_dialog import SettingsDialog, load_choice, save_choice
 from .suggestions_table import COLUMNS, SuggestionsModel
 
 EVIDENCE_COLOUR = QColor("#ffe58a")
+CLOSE_WAIT_S = 3.0  # on close, how long a cancelled run may take to let go of its model
 
 
 class NoteEditor(QPlainTextEdit):
@@ -74,6 +75,11 @@ class MainWindow(QMainWindow):
         self.review: Review | None = None
         self.review_logged = False
         self.suggest_worker: workers.SuggestWorker | None = None
+        self._run_model = ""  # the model the running suggestion uses, for its review
+        self._load_request = 0  # the load asked for last: the only one whose pipeline is kept
+        # Loads still running, by request: a worker without a Python reference would be collected.
+        self._loads: dict[int, workers.LoadModelWorker] = {}
+        self._retired: list = []  # replaced pipelines whose runtime is closed once no run uses it
         self.last_error = ""
         self.setWindowTitle("ICD-10-CM Coder")
         self.resize(1360, 820)
@@ -204,26 +210,49 @@ class MainWindow(QMainWindow):
             self.show_error("Model not available", str(exc))
             return
         self.choice = choice
+        self._retire(self.pipeline)
         self.pipeline = None
         self.model_label.setText(f"Loading {choice.label()}…")
         self._update_actions()
-        worker = workers.LoadModelWorker(choice)
+        self._load_request += 1
+        worker = workers.LoadModelWorker(choice, request=self._load_request)
         worker.loaded.connect(self._model_loaded)
         worker.failed.connect(self._model_failed)
-        self._load_worker = worker  # a worker without a Python reference would be collected
-        self._load_thread = workers.start(worker, self)
+        self._loads[self._load_request] = worker
+        workers.start(worker, self)
 
-    def _model_loaded(self, pipeline, seconds: float) -> None:
+    def _model_loaded(self, request: int, pipeline, seconds: float) -> None:
+        self._loads.pop(request, None)
+        if request != self._load_request:  # the user asked for another model since: drop this one
+            self._retire(pipeline)
+            return
         self.pipeline = pipeline
         self.model_label.setText(f"Model: {self.choice.label()} · {pipeline.cs.edition} · "
                                  f"loaded in {seconds:.1f} s")
         self._update_actions()
         self.model_ready.emit()
 
-    def _model_failed(self, message: str) -> None:
+    def _model_failed(self, request: int, message: str) -> None:
+        self._loads.pop(request, None)
+        if request != self._load_request:  # a load nobody waits for any more
+            return
         self.model_label.setText("No model loaded")
         self.show_error("The model could not be loaded", message)
         self._update_actions()
+
+    def _retire(self, pipeline) -> None:
+        """A replaced pipeline: its runtime (a model in memory, a server connection) is closed,
+        now or when the run still using it ends."""
+        if pipeline is not None:
+            self._retired.append(pipeline)
+        run = self.suggest_worker
+        in_use = run.pipeline if run is not None and not run.done.is_set() else None
+        for old in [p for p in self._retired if p is not in_use]:
+            self._retired.remove(old)
+            try:
+                old.runtime.close()
+            except Exception:  # noqa: BLE001 - a model that closes badly must not take the app down
+                pass
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.choice, self.settings.value("audit/store_note", False, bool), self)
@@ -232,6 +261,7 @@ class MainWindow(QMainWindow):
             choice = dialog.choice()
             save_choice(self.settings, choice)
             self.load_model(choice)
+        dialog.deleteLater()  # else every Settings opened stays, a child of the window
 
     # --- note -----------------------------------------------------------------------------
     def choose_note(self) -> None:
@@ -255,6 +285,7 @@ class MainWindow(QMainWindow):
         note = self.editor.toPlainText()
         self._log_review()
         worker = workers.SuggestWorker(self.pipeline, note)
+        self._run_model = self.choice.label() if self.choice else ""  # Settings may change mid-run
         worker.progress.connect(self._progress)
         worker.finished.connect(self._suggested)  # a bound slot: delivered on the UI thread
         worker.failed.connect(self._suggest_failed)
@@ -278,6 +309,7 @@ class MainWindow(QMainWindow):
 
     def _finish_run(self, message: str) -> None:
         self.suggest_worker = None
+        self._retire(None)  # a model replaced during the run is free now
         self.progress.setVisible(False)
         self.editor.setReadOnly(False)
         self.statusBar().showMessage(message, 8000)
@@ -285,7 +317,7 @@ class MainWindow(QMainWindow):
 
     def _suggested(self, result) -> None:
         note = self.suggest_worker.note
-        self.review = Review.from_result(note, result, self.choice.label() if self.choice else "")
+        self.review = Review.from_result(note, result, self._run_model)
         self.review_logged = False
         self.table_model.set_review(self.review)
         self.tabs.setCurrentIndex(0)
@@ -405,6 +437,11 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802
         self._log_review()
-        if self.suggest_worker is not None:
-            self.suggest_worker.cancel()
+        self._load_request += 1  # a load still running is dropped (closed) when it reports
+        run = self.suggest_worker
+        if run is not None:
+            run.cancel()
+            run.done.wait(CLOSE_WAIT_S)  # a cancel stops a run within a token or a chunk
+        self._retire(self.pipeline)  # if the run did not stop in time, when it ends
+        self.pipeline = None
         super().closeEvent(event)

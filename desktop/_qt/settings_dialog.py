@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.model_choice import ModelChoice, discover, server_models
+from desktop.model_choice import ModelChoice, discover
+
+from . import workers
 
 KIND_LABELS = {
     "gguf": "GGUF model file (llama.cpp, on this computer)",
@@ -81,11 +83,11 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(buttons)
 
-        self.kind.currentIndexChanged.connect(self._kind_changed)
         self.browse.clicked.connect(self._browse)
         self.allow_remote.toggled.connect(self.warning.setVisible)
         choice = choice or ModelChoice()
         self.kind.setCurrentIndex(max(0, self.kind.findData(choice.kind)))
+        self.kind.currentIndexChanged.connect(self._kind_changed)  # after: one look-up, not two
         self._kind_changed()
         if choice.value:  # else the first model found stays proposed
             self.value.setCurrentText(choice.value)
@@ -100,15 +102,12 @@ class SettingsDialog(QDialog):
                 if model.kind == kind:
                     self.value.addItem(str(model.path))
         elif kind in ("ollama", "openai"):
-            url, names = server_models(kind)  # what the local server offers now, if it runs
-            for name in names or []:
-                self.value.addItem(name)
-            server = "Ollama" if kind == "ollama" else "LM Studio"
-            self.server_status.setText(
-                f"No {server} answers at {url}" + (": start it (`ollama serve`)." if kind == "ollama"
-                                                   else ": start its server (Developer tab), or type "
-                                                        "another server's URL#model.")
-                if names is None else f"{server} at {url} offers {len(names)} model(s).")
+            # What the local server offers now, if it runs: HTTP, so on a thread; the list fills
+            # when it answers, and the dialog stays usable meanwhile.
+            self.server_status.setText("Looking for models…")
+            worker = workers.ServerModelsWorker(kind)
+            worker.finished.connect(self._models_found)  # dropped by Qt if the dialog is gone
+            workers.start_detached(worker)
         placeholder = {"ollama": "icd10-coder:q4_k_m", "openai": "http://127.0.0.1:1234/v1#icd10-coder"}
         self.value.lineEdit().setPlaceholderText(placeholder.get(kind, ""))
         self.value.setEnabled(kind != "retrieval")
@@ -116,6 +115,22 @@ class SettingsDialog(QDialog):
         self.server_status.setVisible(kind in ("ollama", "openai"))
         self.allow_remote.setVisible(kind in ("ollama", "openai"))
         self.warning.setVisible(kind in ("ollama", "openai") and self.allow_remote.isChecked())
+
+    def _models_found(self, kind: str, url: str, names: list[str] | None) -> None:
+        if kind != self.kind.currentData():  # the user picked another kind meanwhile
+            return
+        typed = self.value.currentText()
+        for name in names or []:
+            if self.value.findText(name) < 0:
+                self.value.addItem(name)
+        if typed:  # the saved or typed model stays; else the first one found is proposed
+            self.value.setCurrentText(typed)
+        server = "Ollama" if kind == "ollama" else "LM Studio"
+        self.server_status.setText(
+            f"No {server} answers at {url or 'its address'}"
+            + (": start it (`ollama serve`)." if kind == "ollama"
+               else ": start its server (Developer tab), or type another server's URL#model.")
+            if names is None else f"{server} at {url} offers {len(names)} model(s).")
 
     def _browse(self) -> None:
         if self.kind.currentData() == "gguf":

@@ -1,4 +1,5 @@
-"""Work off the UI thread: loading a model and suggesting codes, each cancellable.
+"""Work off the UI thread: loading a model, suggesting codes (cancellable), asking a local
+server which models it offers.
 
 A worker is a QObject moved to its own QThread (vorta's pattern); it reports through signals,
 which Qt delivers on the UI thread.
@@ -8,21 +9,24 @@ from __future__ import annotations
 import threading
 import time
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from desktop.model_choice import ModelChoice, open_pipeline, server_models
+from models.errors import CoderError
 from models.notes import NoteError
 from models.pipeline import Cancelled, Pipeline
-from desktop.model_choice import ModelChoice, open_pipeline
-from models.errors import CoderError
 
 
 class LoadModelWorker(QObject):
-    loaded = Signal(object, float)  # Pipeline, seconds
-    failed = Signal(str)
+    # Each report names its request: the window keeps only the load it asked for last.
+    loaded = Signal(int, object, float)  # request, Pipeline, seconds
+    failed = Signal(int, str)  # request, message
 
-    def __init__(self, choice: ModelChoice):
+    def __init__(self, choice: ModelChoice, request: int = 0):
         super().__init__()
         self.choice = choice  # its allow_remote is the user's opt-in; the runtime checks it again
+        self.request = request
 
     @Slot()
     def run(self) -> None:
@@ -30,12 +34,12 @@ class LoadModelWorker(QObject):
         try:
             pipeline = open_pipeline(self.choice)  # the bundle's retriever, the chosen model
         except CoderError as exc:
-            self.failed.emit(str(exc))
+            self.failed.emit(self.request, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a model must never take the app down
-            self.failed.emit(f"The model could not be loaded: {exc}")
+            self.failed.emit(self.request, f"The model could not be loaded: {exc}")
             return
-        self.loaded.emit(pipeline, time.perf_counter() - started)
+        self.loaded.emit(self.request, pipeline, time.perf_counter() - started)
 
 
 class SuggestWorker(QObject):
@@ -49,6 +53,7 @@ class SuggestWorker(QObject):
         self.pipeline = pipeline
         self.note = note
         self.cancel_event = threading.Event()
+        self.done = threading.Event()  # set once run() no longer uses the pipeline's runtime
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -69,6 +74,38 @@ class SuggestWorker(QObject):
                 self.cancelled.emit()
             else:
                 self.finished.emit(result)
+        finally:
+            self.done.set()
+
+
+class ServerModelsWorker(QObject):
+    """The models a local server (Ollama, LM Studio) offers now, for Settings: an HTTP call, which
+    can take seconds when the server is busy, so never on the UI thread."""
+    finished = Signal(str, str, object)  # kind, server URL, names (None: nothing answers there)
+
+    def __init__(self, kind: str, timeout: float = 5.0):
+        super().__init__()
+        self.kind = kind
+        self.timeout = timeout  # off the UI thread a busy server may take its time
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            url, names = server_models(self.kind, timeout=self.timeout)
+        except Exception:  # noqa: BLE001 - an odd answer must not leave Settings waiting forever
+            url, names = "", None
+        self.finished.emit(self.kind, url, names)
+
+
+_detached: list[QObject] = []
+
+
+def start_detached(worker: QObject) -> QThread:
+    """`start` for a worker whose requester may be gone before it reports (a closed dialog): the
+    thread belongs to the application, and the worker is referenced here until Qt deletes it
+    (when its thread ends). Qt drops a report whose receiver was deleted."""
+    _detached[:] = [w for w in _detached if shiboken6.isValid(w)] + [worker]
+    return start(worker, QCoreApplication.instance())
 
 
 def start(worker: QObject, owner: QObject) -> QThread:

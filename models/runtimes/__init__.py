@@ -1,9 +1,10 @@
 """Ways of running a model, behind one small interface.
 
-A runtime turns a `ModelRequest` (the note, its candidates, and the contract's chat messages) into
-answer text; the pipeline parses and validates it. `open_runtime(spec)` picks one:
+A runtime runs a model and does only that: it turns a `ModelRequest` (the contract's chat
+messages, an answer budget, a cancel event) into answer text, and counts the real tokens; the
+selector (models/select.py) builds the messages and parses the answer. `open_runtime(spec)`
+picks one:
 
-- `retrieval`: no model; the candidates the ranker is confident about.
 - a `.gguf` file: llama.cpp, constrained by the contract's grammar.
 - a folder with model.onnx (from `builder export`): ONNX Runtime, no torch.
 - a folder with config.json, or an HF id: `transformers` (torch is imported only then).
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import CoderError
-from ..retrieve import RetrievedCode
+from ..contract import Candidate
 
 
 class Cancelled(Exception):
@@ -33,7 +34,7 @@ class RuntimeUnavailable(CoderError, RuntimeError):
 @dataclass
 class ModelRequest:
     note: str
-    candidates: list[RetrievedCode]
+    candidates: list[Candidate]
     messages: list[dict]
     max_tokens: int = 384
     options: dict = field(default_factory=dict)
@@ -58,9 +59,8 @@ def open_runtime(spec: str, **options) -> Runtime:
         return OpenAICompatibleRuntime(spec[len("openai:"):], **_server_options(options))
     options.pop("allow_remote", None)  # only servers can be remote
     if spec == "retrieval":
-        from .retrieval import RetrievalRuntime
-
-        return RetrievalRuntime(**options)
+        raise RuntimeUnavailable("`retrieval` is no model: it selects by the ranker's threshold "
+                                 "(models.select.open_selector('retrieval')).")
     path = Path(spec)
     if path.suffix.lower() == ".gguf":
         from .llamacpp_runtime import LlamaCppRuntime

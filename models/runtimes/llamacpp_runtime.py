@@ -37,6 +37,31 @@ def check_gguf(path: Path) -> None:
                                      ".gguf file the builder wrote, or rebuild it.")
 
 
+def counting_llama_class(llama_cpp):
+    """llama_cpp.Llama that counts the tokens of its last completion: the prompt exactly as given
+    to the model, and the tokens it generated. Stream chunks are not tokens: a chunk carries the
+    text of several tokens where a character spans them (emoji, CJK) or text was held back as a
+    possible stop sequence, and the token that hits max_tokens is never evaluated."""
+
+    class CountingLlama(llama_cpp.Llama):
+        prompt_token_count = 0
+        generated_token_count = 0
+
+        def generate(self, tokens, *args, **kwargs):
+            # Every completion, chat or not, goes through here with its full prompt.
+            vocab = llama_cpp.llama_model_get_vocab(self.model)
+            self.prompt_token_count = len(tokens)
+            self.generated_token_count = 0
+            for token in super().generate(tokens, *args, **kwargs):
+                # The end-of-turn token ends the answer and is not part of it (as in
+                # llama-cpp-python's own usage counts).
+                if not llama_cpp.llama_vocab_is_eog(vocab, token):
+                    self.generated_token_count += 1
+                yield token
+
+    return CountingLlama
+
+
 class LlamaCppRuntime:
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096,
                  constrained: bool = True, batch_threads: int | None = None,
@@ -52,9 +77,9 @@ class LlamaCppRuntime:
         self.batch_threads = batch_threads or (threads or default_batch_threads())  # the prompt
         started = time.perf_counter()
         try:
-            self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_threads=self.threads,
-                                       n_threads_batch=self.batch_threads, verbose=False, seed=0,
-                                       flash_attn=flash_attn)
+            self.llm = counting_llama_class(llama_cpp)(
+                str(path), n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.batch_threads,
+                verbose=False, seed=0, flash_attn=flash_attn)
         except (ValueError, RuntimeError, OSError) as exc:
             raise RuntimeUnavailable(f"llama.cpp could not load {path}: {exc}. The file may be "
                                      "truncated or corrupt: rebuild or download it again.") from exc
@@ -77,9 +102,8 @@ class LlamaCppRuntime:
                 parts.append(chunk["choices"][0]["delta"].get("content") or "")
         finally:
             stream.close()  # stops generation when we leave early
-        generated = sum(1 for p in parts if p)
-        request.options["completion_tokens"] = generated
-        request.options["prompt_tokens"] = max(0, self.llm.n_tokens - generated)
+        request.options["prompt_tokens"] = self.llm.prompt_token_count
+        request.options["completion_tokens"] = self.llm.generated_token_count
         return "".join(parts)
 
     def close(self) -> None:

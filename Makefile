@@ -4,9 +4,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 RUN    ?= artifacts/default
-# Debian/Ubuntu libraries Qt needs to run (offscreen included) on a bare machine.
+# Debian/Ubuntu packages Qt needs on a bare machine: offscreen, and in a real X11 window the xcb
+# platform plugin's libraries (`ldd .../PySide6/Qt/plugins/platforms/libqxcb.so`); xvfb and xdotool
+# run the app in a real X server for tests/test_desktop_xcb.py.
 QT_APT := libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 \
-          libdbus-1-3 fonts-dejavu-core
+          libdbus-1-3 fonts-dejavu-core libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-glx0 libxcb-icccm4 \
+          libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 \
+          libxcb-shm0 libxcb-sync1 libxcb-util1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 \
+          xvfb xdotool
 
 .PHONY: setup system-deps all data train export serve embedded-bundle benchmark publish clean test app baselines accuracy quantization package
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 

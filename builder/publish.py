@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from models.bundle import BUNDLE_FILE, Bundle
-from models.files import atomic_dir, link_or_copy
 from models.codeset import EDITION
 from models.errors import CoderError
+from models.files import atomic_dir, link_or_copy
 
 from .base_model import EMBEDDED
 
@@ -125,7 +125,7 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
         "## Use", "",
         "```bash",
         f"hf download {repo_id} --local-dir icd10",
-        *([f"ollama create icd10-coder -f icd10/gguf/Modelfile        # Ollama",
+        *(["ollama create icd10-coder -f icd10/gguf/Modelfile        # Ollama",
            f"llama-server -m icd10/{default_gguf} --port 8080   # OpenAI-compatible server"]
           if default_gguf else []),
         "```", "",

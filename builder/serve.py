@@ -17,13 +17,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from models import codeset as codeset_mod
 from models.codeset import InvalidCodeFormat, UnknownCode
 from models.errors import CoderError
 from models.net import is_loopback

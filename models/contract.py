@@ -116,7 +116,8 @@ def training_example(note: str, items: Sequence[CodedItem],
 
 
 # --- constraint --------------------------------------------------------------------------
-CODE_PATTERN = "^[A-Z][0-9][0-9A-Z]([.][0-9A-Z]{1,4})?$"  # [.], not \.: llama.cpp turned that escape into invalid GBNF and crashed
+# [.], not \.: llama.cpp turned that escape into invalid GBNF and crashed.
+CODE_PATTERN = "^[A-Z][0-9][0-9A-Z]([.][0-9A-Z]{1,4})?$"
 
 ANSWER_SCHEMA: dict = {
     "type": "object",

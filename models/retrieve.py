@@ -15,16 +15,14 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .codeset import CodeSet
-from .text import clauses, content_words, stem, stems
 from .contract import Candidate
+from .text import clauses, content_words, stem, stems
 
 FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
             "knn_x_lex", "centroid", "centroid_rank")

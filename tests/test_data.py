@@ -20,8 +20,8 @@ from builder.data.codes import (
 from builder.data.codiesp import CorpusError, read_split
 from builder.data.synthetic import SyntheticNoteGenerator
 from models.contract import build_messages, note_from_messages, parse_answer
-from models.text import locate
 from models.files import sha256_file
+from models.text import locate
 
 from .conftest import run_module
 

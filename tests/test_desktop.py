@@ -352,6 +352,11 @@ class SlowOllama:
         return Handler
 
 
+def server_closed(pipeline) -> bool:
+    """Whether a pipeline's model was closed: its Ollama client let go of its connections."""
+    return pipeline.selector.runtime.client._client.is_closed
+
+
 def test_the_model_asked_for_last_wins_and_a_stale_load_is_closed(qtbot, make_window):
     from models.pipeline import Pipeline
 
@@ -367,9 +372,9 @@ def test_the_model_asked_for_last_wins_and_a_stale_load_is_closed(qtbot, make_wi
         with qtbot.waitSignal(window.model_ready, timeout=60_000):
             window.load_model(ModelChoice("retrieval"))
         ollama.version_gate.set()
-        qtbot.waitUntil(lambda: bool(stale) and stale[0].runtime.client._client.is_closed, timeout=30_000)
+        qtbot.waitUntil(lambda: bool(stale) and server_closed(stale[0]), timeout=30_000)
         qtbot.wait(100)
-        assert window.pipeline.runtime.name == "retrieval"
+        assert window.pipeline.selector.name == "retrieval"
         assert "retrieval" in window.model_label.text() and not window.last_error
 
 
@@ -384,14 +389,14 @@ def test_a_replaced_model_is_closed_once_the_run_using_it_ends(qtbot, make_windo
         qtbot.waitUntil(lambda: ollama.chats == 1, timeout=30_000)  # the run waits on the server
         with qtbot.waitSignal(window.model_ready, timeout=60_000):
             window.load_model(ModelChoice("retrieval"))  # Settings changed mid-run
-        assert not first.runtime.client._client.is_closed  # the run still uses it
+        assert not server_closed(first)  # the run still uses it
         ollama.chat_gate.set()
         qtbot.waitUntil(lambda: window.suggest_worker is None, timeout=30_000)
-        assert first.runtime.client._client.is_closed
+        assert server_closed(first)
         # The review is the run's: its codes, and the model that made them.
         assert [i.suggestion.code for i in window.review.items] == ["I10"]
         assert window.review.model == choice.label() and window.review.result.runtime.startswith("ollama:")
-        assert window.pipeline.runtime.name == "retrieval" and window.suggest_action.isEnabled()
+        assert window.pipeline.selector.name == "retrieval" and window.suggest_action.isEnabled()
 
 
 def test_closing_the_window_closes_the_model_even_mid_run(qtbot, make_window):
@@ -404,7 +409,7 @@ def test_closing_the_window_closes_the_model_even_mid_run(qtbot, make_window):
         qtbot.waitUntil(lambda: ollama.chats == 1, timeout=30_000)
         threading.Timer(0.5, ollama.chat_gate.set).start()  # the server answers as the window closes
         window.close()  # cancels the run, and closes the model once the run lets go of it
-        assert pipeline.runtime.client._client.is_closed
+        assert server_closed(pipeline)
 
 
 def test_settings_asks_the_server_for_its_models_off_the_ui_thread(qtbot, monkeypatch):

@@ -8,9 +8,9 @@ from models.contract import format_answer
 from models.notes import NoteError
 from models.pipeline import Cancelled, Flag, Pipeline, chunk_note
 from models.retrieve import FEATURES, Retriever, default_retriever
-from models.text import clauses
 from models.runtimes import RuntimeUnavailable, open_runtime
 from models.select import open_selector
+from models.text import clauses
 
 NOTE = ("HPI: 64-year-old man with type 2 diabetes mellitus and essential hypertension presents "
         "with a headache. He denies chest pain.\nASSESSMENT: Type 2 diabetes mellitus without "

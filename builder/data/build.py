@@ -17,9 +17,9 @@ from tqdm import tqdm
 from models import codeset as codeset_mod
 from models.contract import CodedItem, training_example
 from models.evidence import best_clause
-from models.text import locate
 from models.files import write_jsonl_atomic
 from models.retrieve import Retriever
+from models.text import locate
 
 from ..config import BuildConfig
 from ..manifest import record_stage
@@ -131,7 +131,7 @@ def build_examples(source: Source, cs, cfg, outcome_counts: Counter,
                                unit="note", leave=False):
         usable, outcomes = map_codes(rec["raw_codes"], cs, outcome_counts)
         retrieved = {r.code: r for r in retriever.retrieve(rec["note"], k=max(cfg.candidates, 1))}
-        candidates = [r.as_candidate() for r in list(retrieved.values())[:cfg.candidates]]
+        candidates = list(retrieved.values())[:cfg.candidates]
         given = {it.code: it.evidence for it in rec.get("items", [])}
         items = []
         for code in usable:

@@ -241,18 +241,15 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _retire(self, pipeline) -> None:
-        """A replaced pipeline: its runtime (a model in memory, a server connection) is closed,
-        now or when the run still using it ends."""
+        """A replaced pipeline: its selector's model (in memory, or a server connection) is
+        closed, now or when the run still using it ends."""
         if pipeline is not None:
             self._retired.append(pipeline)
         run = self.suggest_worker
         in_use = run.pipeline if run is not None and not run.done.is_set() else None
         for old in [p for p in self._retired if p is not in_use]:
             self._retired.remove(old)
-            try:
-                old.runtime.close()
-            except Exception:  # noqa: BLE001 - a model that closes badly must not take the app down
-                pass
+            old.selector.close()
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.choice, self.settings.value("audit/store_note", False, bool), self)

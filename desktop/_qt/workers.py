@@ -53,7 +53,7 @@ class SuggestWorker(QObject):
         self.pipeline = pipeline
         self.note = note
         self.cancel_event = threading.Event()
-        self.done = threading.Event()  # set once run() no longer uses the pipeline's runtime
+        self.done = threading.Event()  # set once run() no longer uses the pipeline's model
 
     def cancel(self) -> None:
         self.cancel_event.set()

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import CoderError
 from ..contract import Candidate
+from ..errors import CoderError
 
 
 class Cancelled(Exception):

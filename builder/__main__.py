@@ -95,17 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     rg.add_argument("--models-dir", help="LM Studio's models folder (default LMSTUDIO_MODELS_DIR "
                                          "or ~/.lmstudio/models)")
     rg.add_argument("--link", action="store_true", help="LM Studio: link the GGUF instead of copying it")
-    sv = stage("serve", "the REST server: /v1/suggest, /v1/codes, /healthz")
-    sv.add_argument("--bundle", help="a coder bundle (default: the run's, else the newest)")
-    sv.add_argument("--model", help="run this instead of the bundle's default model: a bundle "
-                                    "format (gguf, onnx, safetensors), retrieval, a file, "
-                                    "ollama:NAME or openai:URL#MODEL")
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8321, help="port (default 8321)")
-    sv.add_argument("--allow-remote-clients", action="store_true",
-                    help="listen on a non-loopback address (put a TLS proxy in front)")
-    sv.add_argument("--allow-remote", action="store_true",
-                    help="let notes go to an Ollama/OpenAI-compatible server on another computer")
+    from server.__main__ import add_arguments as server_arguments
+
+    server_arguments(stage("serve", "the REST server (python -m server): /v1/suggest, /v1/codes, /healthz"))
     pb = stage("publish", "the bundle's models and a model card on the Hugging Face Hub")
     pb.add_argument("--bundle", help="a coder bundle (default: the run's, else the newest)")
     pb.add_argument("--repo-id", required=True, help="the Hub repository, USER/NAME")
@@ -124,8 +116,9 @@ def _export(cfg, args) -> dict:
 
 
 def _register(cfg, args) -> dict:
+    from models.bundle import resolve
+
     from . import register
-    from .bundle import resolve
 
     if args.gguf and Path(args.gguf).is_file():
         gguf = Path(args.gguf)  # any GGUF, in a bundle or not
@@ -196,20 +189,18 @@ def _report(cfg, args) -> str:
 
 
 def _publish(cfg, args) -> dict:
+    from models.bundle import resolve
+
     from . import publish
-    from .bundle import resolve
 
     return publish.publish(resolve(args.bundle, cfg.run_dir, newest=not args.run_dir), args.repo_id,
                            args.out or f"{cfg.run_dir}/publish", args.dry_run, args.private)
 
 
 def _serve(cfg, args) -> None:
-    from . import serve
-    from .bundle import resolve
+    from server.__main__ import run
 
-    serve.check_listen(args.host, args.allow_remote_clients)  # before anything loads
-    bundle = resolve(args.bundle, cfg.run_dir, newest=not args.run_dir)
-    serve.serve(bundle, args.model, args.host, args.port, args.allow_remote_clients, args.allow_remote)
+    run(args, cfg.run_dir, newest=not args.run_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -164,7 +164,7 @@ def _summary(c: Contender, reference: Contender | None) -> dict:
 def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, int]] | None = None,
         max_tokens: int = 96, out_dir: str | None = None, only: list[str] | None = None,
         bundle: str | None = None) -> dict:
-    from .bundle import resolve
+    from models.bundle import resolve
 
     run_dir = Path(cfg.run_dir)
     threads = threads or [(1, 1), (2, 2)]

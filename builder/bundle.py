@@ -20,12 +20,11 @@ from .config import BuildConfig
 from .manifest import read as read_manifest
 from .manifest import record_stage
 
-BUNDLE_DIR = "bundle"
 DEFAULT_GGUF = "Q4_K_M"  # the model the app runs unless told otherwise
 
 
 def bundle_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / BUNDLE_DIR
+    return Path(run_dir) / bundle_mod.RUN_BUNDLE
 
 
 def _checked(run_dir: Path, stages: dict, stage: str) -> dict[str, Path]:
@@ -124,28 +123,6 @@ def run(cfg: BuildConfig, out: str | Path | None = None, retrieval_only: bool = 
     return {"bundle": str(out), "models": [m.path for m in made.models],
             "default": (made.default_model() or BundleModel("-", "", "", "")).path,
             "files": len(made.files), "seconds": round(time.perf_counter() - started, 1)}
-
-
-def resolve(path: str | Path | None = None, run_dir: str | Path | None = None,
-            newest: bool = True) -> Bundle:
-    """The bundle a command works on, checksums verified: PATH if given (a bundle folder, or a
-    run folder holding one), else the run's bundle, else (with `newest`) the newest under
-    artifacts/."""
-    cs = codeset_mod.load()
-    if path:
-        for folder in (Path(path), bundle_dir(path)):
-            if (folder / bundle_mod.BUNDLE_FILE).is_file():
-                return bundle_mod.load(folder, cs)
-        raise BundleError(f"{path} is not a coder bundle (no bundle.json in it or in its bundle/ "
-                          "folder): build one with `make all`.")
-    if run_dir and (bundle_dir(run_dir) / bundle_mod.BUNDLE_FILE).is_file():
-        return bundle_mod.load(bundle_dir(run_dir), cs)
-    found = bundle_mod.find() if newest else []
-    if not found:
-        raise BundleError(f"No coder bundle in {run_dir or 'artifacts/'}: build one with `make all` "
-                          "(or `python -m builder bundle` in a run that has a retriever and "
-                          "exports), or give --bundle.")
-    return bundle_mod.load(found[0].root, cs)
 
 
 def slim_copy(source: Bundle, dest: str | Path, model_paths: list[str]) -> Bundle:

@@ -117,12 +117,13 @@ def choices_seen(choices: list[dict], data: str) -> list[str]:
 
 def _parts(cfg: BuildConfig, bundle: str | None, system: str):
     """(bundle or None, retriever, runtime spec) for an evaluation."""
-    from . import bundle as bundle_stage
+    from models.bundle import BUNDLE_FILE, RUN_BUNDLE, resolve
+
     from .retriever import for_run
 
     cs = codeset_mod.load()
-    if bundle or bundle_stage.bundle_dir(cfg.run_dir).joinpath("bundle.json").is_file():
-        found = bundle_stage.resolve(bundle, cfg.run_dir)
+    if bundle or (Path(cfg.run_dir) / RUN_BUNDLE / BUNDLE_FILE).is_file():
+        found = resolve(bundle, cfg.run_dir)
         return found, found.load_retriever(cs), found.runtime_spec(system)
     if system == "bundle":
         raise EvalDataError(f"{cfg.run_dir} has no bundle: run `python -m builder bundle` first, "

@@ -29,6 +29,7 @@ from .files import sha256_file
 
 BUNDLE_FORMAT = 1
 BUNDLE_FILE = "bundle.json"
+RUN_BUNDLE = "bundle"  # a run folder keeps its bundle here
 RETRIEVER_FILE = "retriever.json.gz"
 # How each model format runs (models/runtimes picks the class from the path).
 RUNTIMES = {"gguf": "llama.cpp", "onnx": "onnxruntime", "safetensors": "transformers"}
@@ -239,10 +240,34 @@ def find(roots: list[Path] | None = None) -> list[Bundle]:
         root = Path(root)
         if not root.is_dir():
             continue
-        for meta in [root / BUNDLE_FILE, *root.glob(f"*/{BUNDLE_FILE}"), *root.glob(f"*/bundle/{BUNDLE_FILE}")]:
+        for meta in [root / BUNDLE_FILE, *root.glob(f"*/{BUNDLE_FILE}"), *root.glob(f"*/{RUN_BUNDLE}/{BUNDLE_FILE}")]:
             if meta.is_file() and meta.parent.resolve() not in seen:
                 try:
                     seen[meta.parent.resolve()] = read(meta.parent)
                 except BundleError:
                     continue
     return sorted(seen.values(), key=lambda b: b.created_at, reverse=True)
+
+
+def resolve(path: str | Path | None = None, run_dir: str | Path | None = None,
+            newest: bool = True) -> Bundle:
+    """The bundle a command works on, checksums verified: PATH if given (a bundle folder, or a
+    run folder holding one), else the run's bundle, else (with `newest`) the newest under
+    artifacts/."""
+    from . import codeset  # noqa: PLC0415
+
+    cs = codeset.load()
+    if path:
+        for folder in (Path(path), Path(path) / RUN_BUNDLE):
+            if (folder / BUNDLE_FILE).is_file():
+                return load(folder, cs)
+        raise BundleError(f"{path} is not a coder bundle (no bundle.json in it or in its bundle/ "
+                          "folder): build one with `make all`.")
+    if run_dir and (Path(run_dir) / RUN_BUNDLE / BUNDLE_FILE).is_file():
+        return load(Path(run_dir) / RUN_BUNDLE, cs)
+    found = find() if newest else []
+    if not found:
+        raise BundleError(f"No coder bundle in {run_dir or 'artifacts/'}: build one with `make all` "
+                          "(or `python -m builder bundle` in a run that has a retriever and "
+                          "exports), or give --bundle.")
+    return load(found[0].root, cs)

@@ -38,9 +38,8 @@ def find_model(bundle_arg: str | None, model_arg: str | None):
 
     if model_arg and Path(model_arg).is_file() and not bundle_arg and bundle_of(model_arg) is None:
         return embedded(), Path(model_arg).resolve()
-    from builder.bundle import resolve
     from builder.register import bundle_gguf
-    from models.bundle import find
+    from models.bundle import find, resolve
     from models.errors import CoderError
 
     try:

@@ -1,5 +1,6 @@
 """The layering rule, over every module: models/ (shared by the app and the builder) imports neither
-the ML stack nor the layers above it; desktop/ (the app, shipped without torch) imports no builder.
+the ML stack nor the layers above it; desktop/ (the app, shipped without torch) and server/ (the
+REST server) import no builder, and neither imports the other.
 
 The AST walk sees every import statement, at module level and inside functions, plus
 importlib.import_module("...") and __import__("...") with a literal name; the subprocess tests
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = {
     "models": ("torch", "transformers", "builder", "desktop", "PySide6"),
-    "desktop": ("builder", "torch", "transformers"),
+    "desktop": ("builder", "server", "torch", "transformers"),
+    "server": ("builder", "desktop", "torch", "transformers", "PySide6"),
 }
 # The one sanctioned exception: the transformers runtime imports torch and transformers inside its
 # methods, only when the user opens a Hugging Face model folder (the builder's merged model); the
@@ -119,3 +121,7 @@ def test_importing_every_model_module_loads_no_torch_nor_the_layers_above():
 
 def test_importing_every_desktop_module_loads_no_builder_nor_torch():
     assert _import_everything("desktop") == []
+
+
+def test_importing_every_server_module_loads_no_builder_nor_torch():
+    assert _import_everything("server") == []

@@ -192,7 +192,7 @@ def test_flags_are_plain_strings_in_json_and_over_rest(cs):
     """Flag is a str enum: json, the REST server and string comparisons see the plain values."""
     from fastapi.testclient import TestClient
 
-    from builder.serve import create_app
+    from server.app import create_app
 
     answer = json.dumps({"codes": [{"code": "E11", "evidence": "type 2 diabetes mellitus"},
                                    {"code": "E11.99", "evidence": "x"}]})

@@ -5,8 +5,8 @@ import sys
 import httpx
 import pytest
 
-from builder import serve
 from builder.answer_check import CHECK_NOTES
+from server import app as serve
 
 from .conftest import ROOT, free_port, run_module, wait_for_http
 

@@ -1,4 +1,4 @@
-"""`python -m builder serve`: the app's suggestions over HTTP, for integrators.
+"""The REST server: the app's suggestions over HTTP, for integrators (`python -m server`).
 
     POST /v1/suggest          a note in; suggestions (code, description, evidence, flags) out
     GET  /v1/codes/{code}     one ICD-10-CM FY2026 code: description, billable, notes, hierarchy

@@ -51,7 +51,8 @@ class ThresholdSelector:
     def select(self, text: str, candidates: list[Candidate], cancel: threading.Event | None = None,
                threshold: float = 0.5) -> Selection:
         limit = self.threshold if self.threshold is not None else threshold
-        chosen = [CodedItem(c.code, text[c.start:c.end], c.score) for c in candidates if c.score >= limit]
+        # No quote: the evidence step narrows the span retrieval matched to the phrase itself.
+        chosen = [CodedItem(c.code, "", c.score) for c in candidates if c.score >= limit]
         return Selection(chosen[: self.max_codes])
 
     def close(self) -> None:

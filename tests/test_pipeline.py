@@ -46,6 +46,9 @@ def test_retrieval_runtime_suggests_codes_with_evidence_from_the_note(cs):
         assert 0 <= s.confidence <= 1
     by_code = {s.code: s for s in result.suggestions}
     assert "hypertension" in by_code["I10"].evidence.text.lower()
+    # The evidence is the phrase that says it, not the whole clause around it.
+    assert by_code["E11.9"].evidence.text.lower().startswith("type 2 diabetes mellitus")
+    assert len(by_code["E11.9"].evidence.text) < 60
     assert "R07.9" not in codes  # "denies chest pain" is not coded
     assert result.edition == "ICD-10-CM FY2026" and result.runtime == "retrieval"
 

@@ -3,6 +3,7 @@ grammar. The grammar is the contract's own, fixed and tested; nothing else reach
 parser (a malformed grammar can crash it rather than raise)."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def check_gguf(path: Path) -> None:
                                      ".gguf file the builder wrote, or rebuild it.")
 
 
+@functools.cache
 def counting_llama_class(llama_cpp):
     """llama_cpp.Llama that counts the tokens of its last completion: the prompt exactly as given
     to the model, and the tokens it generated. Stream chunks are not tokens: a chunk carries the
@@ -49,6 +51,7 @@ def counting_llama_class(llama_cpp):
 
         def generate(self, tokens, *args, **kwargs):
             # Every completion, chat or not, goes through here with its full prompt.
+            # llama-cpp-python iterates this with a plain for loop: nothing is ever sent in.
             vocab = llama_cpp.llama_model_get_vocab(self.model)
             self.prompt_token_count = len(tokens)
             self.generated_token_count = 0

@@ -80,14 +80,12 @@ class ModelSelector:
 
     def select(self, text: str, candidates: list[Candidate], cancel: threading.Event | None = None,
                threshold: float = 0.5) -> Selection:
-        request = ModelRequest(note=text, candidates=candidates, max_tokens=self.max_tokens,
-                               messages=self.messages(text, candidates), options={"cancel": cancel})
-        answer = self.runtime.answer(request)
-        parsed = parse_answer(answer)
+        generation = self.runtime.generate(ModelRequest(self.messages(text, candidates), self.max_tokens, cancel))
+        parsed = parse_answer(generation.text)
         ranker = {c.code: c.score for c in candidates}
         chosen = [CodedItem(i.code, i.evidence, 0.5 + 0.5 * ranker.get(i.code, 0.0)) for i in parsed.items]
-        return Selection(chosen, parsed.dropped, answer, request.options.get("prompt_tokens") or 0,
-                         request.options.get("completion_tokens") or 0)
+        return Selection(chosen, parsed.dropped, generation.text, generation.prompt_tokens,
+                         generation.completion_tokens)
 
     def close(self) -> None:
         self.runtime.close()

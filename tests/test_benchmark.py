@@ -1,19 +1,15 @@
-"""`python -m builder benchmark`: every runtime of a run on the same notes, interleaved."""
+"""`python -m builder benchmark`: every runtime of a bundle on the same notes, interleaved."""
 import json
 import shutil
 
 import pytest
 
-from builder import export
-
 from .conftest import run_module
 
 
-def test_benchmark_compares_every_runtime_of_a_run(contract_tiny_model, contract_tiny_gguf, tmp_path):
+def test_benchmark_compares_every_runtime_of_a_bundle(tiny_bundle, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(contract_tiny_model, run / "merged")
-    (run / "gguf").mkdir()
-    shutil.copyfile(contract_tiny_gguf, export.gguf_path(run, "Q4_K_M"))
+    shutil.copytree(tiny_bundle.root, run / "bundle")
     data = tmp_path / "notes.jsonl"
     from builder.answer_check import CHECK_NOTES
 

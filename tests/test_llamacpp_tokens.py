@@ -37,43 +37,42 @@ def exact_prompt_tokens(llm, messages) -> list[int]:
 
 
 def _request(messages, max_tokens):
-    return ModelRequest(note="", candidates=[], messages=messages, max_tokens=max_tokens)
+    return ModelRequest(messages, max_tokens)
 
 
 def test_contract_answer_counts_are_the_prompt_and_answer_tokens(constrained):
     messages = Pipeline(constrained).prompt_messages(CHECK_NOTES[2])
-    request = _request(messages, 384)
-    answer = constrained.answer(request)
+    out = constrained.generate(_request(messages, 384))
+    answer = out.text
     assert answer.startswith('{"codes": [') and answer.endswith("]}")  # ended by itself
     llm = constrained.llm
-    assert request.options["prompt_tokens"] == len(exact_prompt_tokens(llm, messages)) > 300
-    assert request.options["completion_tokens"] == len(
+    assert out.prompt_tokens == len(exact_prompt_tokens(llm, messages)) > 300
+    assert out.completion_tokens == len(
         llm.tokenize(answer.encode(), add_bos=False, special=False))
 
 
 def test_an_answer_cut_at_max_tokens_counts_every_token_and_the_whole_prompt(constrained):
     messages = Pipeline(constrained).prompt_messages(CHECK_NOTES[0])
-    request = _request(messages, 5)
-    answer = constrained.answer(request)
-    assert not answer.endswith("]}")  # cut off
-    assert request.options["completion_tokens"] == 5
+    out = constrained.generate(_request(messages, 5))
+    assert not out.text.endswith("]}")  # cut off
+    assert out.completion_tokens == 5
     prompt = exact_prompt_tokens(constrained.llm, messages)
-    assert request.options["prompt_tokens"] == len(prompt)
+    assert out.prompt_tokens == len(prompt)
     assert constrained.llm.n_tokens == len(prompt) + 5 - 1  # the 5th token is never evaluated
 
 
 def test_characters_spanning_several_tokens_are_counted_as_tokens(free_text):
     """Emoji are several byte tokens each, sent as one stream chunk once complete."""
     messages = [{"role": "user", "content": "Repeat exactly, nothing else: 🙂🙂🙂 日本語 🙂"}]
-    request = _request(messages, 40)
-    answer = free_text.answer(request)
+    out = free_text.generate(_request(messages, 40))
+    answer = out.text
     assert answer.count("🙂") >= 3
     llm = free_text.llm
     prompt = exact_prompt_tokens(llm, messages)
-    assert request.options["prompt_tokens"] == len(prompt)
+    assert out.prompt_tokens == len(prompt)
     assert list(llm.input_ids[:len(prompt)]) == prompt  # what llama.cpp evaluated first
     # Still writing at the cap (llama-cpp-python finishes a character begun there): every token
     # after the prompt was evaluated but the last one sampled.
-    completion = request.options["completion_tokens"]
+    completion = out.completion_tokens
     assert completion == llm.n_tokens - len(prompt) + 1 >= 40
     assert completion == len(llm.tokenize(answer.encode(), add_bos=False, special=False))

@@ -8,7 +8,7 @@ from models.contract import format_answer
 from models.notes import NoteError
 from models.pipeline import Cancelled, Flag, Pipeline, chunk_note
 from models.retrieve import FEATURES, Retriever, default_retriever
-from models.runtimes import RuntimeUnavailable, open_runtime
+from models.runtimes import Generation, RuntimeUnavailable, open_runtime
 from models.select import open_selector
 from models.text import clauses
 
@@ -26,9 +26,9 @@ class ScriptedRuntime:
         self.answers = list(answers)
         self.requests = []
 
-    def answer(self, request):
+    def generate(self, request):
         self.requests.append(request)
-        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return Generation(self.answers.pop(0) if len(self.answers) > 1 else self.answers[0])
 
     def close(self):
         pass

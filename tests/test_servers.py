@@ -66,10 +66,9 @@ def test_openai_runtime_stops_when_cancelled(llama_server):
     cancel = threading.Event()
     cancel.set()
     pipeline = Pipeline(runtime)
-    request = ModelRequest(CHECK_NOTES[0], [], pipeline.prompt_messages(CHECK_NOTES[0]),
-                           options={"cancel": cancel})
+    request = ModelRequest(pipeline.prompt_messages(CHECK_NOTES[0]), cancel=cancel)
     with pytest.raises(Cancelled):
-        runtime.answer(request)
+        runtime.generate(request)
     # ... and the server is free for the next request.
     assert Pipeline(runtime).suggest(CHECK_NOTES[0]).codes == ["I10"]
 
@@ -99,13 +98,13 @@ def test_every_runtime_stops_within_a_token_of_a_cancel(kind, request, contract_
         register.register_ollama(contract_tiny_gguf, host=ollama.url, check=False)
         runtime = open_runtime(f"ollama:{ollama.url}#icd10-coder:q4_k_m")
     messages = Pipeline(open_selector("retrieval")).prompt_messages(CHECK_NOTES[0])
-    full = runtime.answer(ModelRequest(CHECK_NOTES[0], [], messages))
+    full = runtime.generate(ModelRequest(messages)).text
     assert parse_answer(full).codes == ["I10"] and len(full) >= 15  # an answer of several tokens...
     cancel = CancelAfter(3)
     with pytest.raises(Cancelled):
-        runtime.answer(ModelRequest(CHECK_NOTES[0], [], messages, options={"cancel": cancel}))
+        runtime.generate(ModelRequest(messages, cancel=cancel))
     assert cancel.checks == 3  # ... stopped at the third token, not at the end
-    assert runtime.answer(ModelRequest(CHECK_NOTES[0], [], messages)) == full  # and still works
+    assert runtime.generate(ModelRequest(messages)).text == full  # and still works
     runtime.close()
 
 

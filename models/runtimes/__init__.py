@@ -15,16 +15,16 @@ Servers must be on this machine unless the caller passes `allow_remote=True` (se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..contract import Candidate
 from ..errors import CoderError
 
 
 class Cancelled(Exception):
-    """The user cancelled; runtimes raise it mid-generation when `options["cancel"]` is set."""
+    """The user cancelled; runtimes raise it mid-generation when `request.cancel` is set."""
 
 
 class RuntimeUnavailable(CoderError, RuntimeError):
@@ -33,17 +33,22 @@ class RuntimeUnavailable(CoderError, RuntimeError):
 
 @dataclass
 class ModelRequest:
-    note: str
-    candidates: list[Candidate]
-    messages: list[dict]
+    messages: list[dict]  # the contract's chat messages (system + user)
     max_tokens: int = 384
-    options: dict = field(default_factory=dict)
+    cancel: threading.Event | None = None  # set: stop within a token, raise Cancelled
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int = 0  # as the model's own tokenizer counts them
+    completion_tokens: int = 0
 
 
 class Runtime(Protocol):
-    name: str  # e.g. "retrieval", "transformers:/path/to/model"
+    name: str  # e.g. "llama.cpp:/path/model.gguf", "transformers:/path/to/model"
 
-    def answer(self, request: ModelRequest) -> str: ...
+    def generate(self, request: ModelRequest) -> Generation: ...
 
     def close(self) -> None: ...
 

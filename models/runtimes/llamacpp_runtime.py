@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..contract import GBNF
-from . import Cancelled, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
 
 GGUF_MAGIC = b"GGUF"
 
@@ -89,11 +89,11 @@ class LlamaCppRuntime:
         self.load_seconds = time.perf_counter() - started
         self.grammar = llama_cpp.LlamaGrammar.from_string(GBNF, verbose=False) if constrained else None
 
-    def answer(self, request: ModelRequest) -> str:
+    def generate(self, request: ModelRequest) -> Generation:
         # Streamed, so a cancel is seen after every token. (An exception raised in a logits
         # processor does not stop llama-cpp-python: it runs in a ctypes callback, which only
         # prints the exception and goes on generating.)
-        cancel = request.options.get("cancel")
+        cancel = request.cancel
         stream = self.llm.create_chat_completion(request.messages, grammar=self.grammar,
                                                  max_tokens=request.max_tokens, temperature=0.0,
                                                  stream=True)
@@ -105,9 +105,7 @@ class LlamaCppRuntime:
                 parts.append(chunk["choices"][0]["delta"].get("content") or "")
         finally:
             stream.close()  # stops generation when we leave early
-        request.options["prompt_tokens"] = self.llm.prompt_token_count
-        request.options["completion_tokens"] = self.llm.generated_token_count
-        return "".join(parts)
+        return Generation("".join(parts), self.llm.prompt_token_count, self.llm.generated_token_count)
 
     def close(self) -> None:
         self.llm = None

@@ -10,7 +10,7 @@ import httpx
 
 from ..contract import ANSWER_SCHEMA
 from ..net import RemoteNotAllowed, check_destination, ollama_url
-from . import Cancelled, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
 
 MIN_VERSION = (0, 5, 5)  # `format` with a JSON schema, and /api/create with `files`
 
@@ -90,11 +90,12 @@ class OllamaRuntime:
             raise RuntimeUnavailable(not_running(self.url)) from exc
         self.name = f"ollama:{self.url}#{self.model}"
 
-    def answer(self, request: ModelRequest) -> str:
+    def generate(self, request: ModelRequest) -> Generation:
         import ollama
 
-        cancel = request.options.get("cancel")
+        cancel = request.cancel
         parts: list[str] = []
+        counts = [0, 0]
         try:
             stream = self.client.chat(
                 self.model, request.messages, stream=True, format=ANSWER_SCHEMA,
@@ -106,8 +107,7 @@ class OllamaRuntime:
                         raise Cancelled()
                     parts.append(chunk.message.content or "")
                     if chunk.done:
-                        request.options["prompt_tokens"] = chunk.prompt_eval_count
-                        request.options["completion_tokens"] = chunk.eval_count
+                        counts = [chunk.prompt_eval_count or 0, chunk.eval_count or 0]
             finally:
                 stream.close()  # closes the HTTP stream: Ollama stops generating
         except ollama.ResponseError as exc:
@@ -119,7 +119,7 @@ class OllamaRuntime:
                                      f"({type(exc).__name__}); is it still running?") from exc
         except ValueError as exc:  # a line that is not JSON
             raise RuntimeUnavailable(f"Ollama at {self.url} sent an answer that is not JSON lines: {exc}") from exc
-        return "".join(parts)
+        return Generation("".join(parts), *counts)
 
     def close(self) -> None:
         self.client._client.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Cancelled, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
 
 
 def is_onnx_folder(path: Path) -> bool:
@@ -106,12 +106,10 @@ class OnnxRuntime:
             length += 1
         return out
 
-    def answer(self, request: ModelRequest) -> str:
+    def generate(self, request: ModelRequest) -> Generation:
         prompt = self.prompt_ids(request.messages)
-        out = self.generate_ids(prompt, request.max_tokens, request.options.get("cancel"))
-        request.options["prompt_tokens"] = len(prompt)
-        request.options["completion_tokens"] = len(out)
-        return self.tokenizer.decode(out, skip_special_tokens=True)
+        out = self.generate_ids(prompt, request.max_tokens, request.cancel)
+        return Generation(self.tokenizer.decode(out, skip_special_tokens=True), len(prompt), len(out))
 
     def close(self) -> None:
         self.session = None

@@ -17,7 +17,7 @@ import httpx
 
 from ..contract import ANSWER_SCHEMA
 from ..net import DEFAULT_LMSTUDIO_URL, RemoteNotAllowed, check_destination
-from . import Cancelled, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
 
 RESPONSE_FORMATS = [
     {"type": "json_schema", "json_schema": {"name": "icd10_codes", "schema": ANSWER_SCHEMA, "strict": True}},
@@ -79,7 +79,7 @@ class OpenAICompatibleRuntime:
         self.name = f"openai:{self.url}#{self.model}"
         self.format_index = 0  # first response format this server accepts
 
-    def answer(self, request: ModelRequest) -> str:
+    def generate(self, request: ModelRequest) -> Generation:
         while True:
             # Greedy, as the local runtimes: llama.cpp's server and LM Studio apply a repeat
             # penalty of 1.1 by default, which changes even a temperature-0 answer.
@@ -96,9 +96,10 @@ class OpenAICompatibleRuntime:
                                              f"{rejected}") from None
                 self.format_index += 1
 
-    def _stream(self, body: dict, request: ModelRequest) -> str:
-        cancel = request.options.get("cancel")
+    def _stream(self, body: dict, request: ModelRequest) -> Generation:
+        cancel = request.cancel
         parts: list[str] = []
+        counts = [0, 0]
         try:
             with self.client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
@@ -123,8 +124,8 @@ class OpenAICompatibleRuntime:
                         raise RuntimeUnavailable(f"The server at {self.url} sent something that "
                                                  f"is not an OpenAI-compatible stream: {data[:120]!r}") from exc
                     if chunk.get("usage"):
-                        request.options["prompt_tokens"] = chunk["usage"].get("prompt_tokens")
-                        request.options["completion_tokens"] = chunk["usage"].get("completion_tokens")
+                        usage = chunk["usage"]
+                        counts = [usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0]
                     for choice in chunk.get("choices") or []:
                         parts.append((choice.get("delta") or {}).get("content") or "")
         except httpx.TimeoutException as exc:
@@ -132,7 +133,7 @@ class OpenAICompatibleRuntime:
         except httpx.HTTPError as exc:
             raise RuntimeUnavailable(f"Lost the connection to {self.url} ({type(exc).__name__}); "
                                      "is the server still running?") from exc
-        return "".join(parts)
+        return Generation("".join(parts), *counts)
 
     def close(self) -> None:
         self.client.close()

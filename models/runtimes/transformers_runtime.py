@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import Cancelled, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
 
 
 class TransformersRuntime:
@@ -35,10 +35,10 @@ class TransformersRuntime:
             stops.add(im_end)
         self.stop_ids = sorted(i for i in stops if i is not None)
 
-    def answer(self, request: ModelRequest) -> str:
+    def generate(self, request: ModelRequest) -> Generation:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        cancel = request.options.get("cancel")
+        cancel = request.cancel
 
         class StopWhenCancelled(StoppingCriteria):  # checked after every token
             cancelled = False
@@ -58,9 +58,8 @@ class TransformersRuntime:
                                       stopping_criteria=StoppingCriteriaList([stop]))
         if stop.cancelled:
             raise Cancelled()
-        request.options["prompt_tokens"] = int(ids.shape[1])
-        request.options["completion_tokens"] = int(out.shape[1] - ids.shape[1])
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return Generation(self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True),
+                          int(ids.shape[1]), int(out.shape[1] - ids.shape[1]))
 
     def close(self) -> None:
         self.model = None

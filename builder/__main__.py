@@ -13,9 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from builder.config import load_config
 from models.errors import CoderError
-
-from .config import load_config
 
 DEFAULT_DEV = "codiesp:builder/corpora/codiesp/dev"
 
@@ -109,16 +108,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(cfg, args) -> dict:
-    from . import export
+    from builder.stages import export
 
     types = [t.strip() for q in (args.quantize or []) for t in q.split(",") if t.strip()]
     return export.run(cfg, args.formats, types or None, args.onnx_types)
 
 
 def _register(cfg, args) -> dict:
+    from builder.distribution import register
     from models.bundle import resolve
-
-    from . import register
 
     if args.gguf and Path(args.gguf).is_file():
         gguf = Path(args.gguf)  # any GGUF, in a bundle or not
@@ -130,7 +128,7 @@ def _register(cfg, args) -> dict:
 
 
 def _evaluate(cfg, args) -> dict:
-    from . import evaluate
+    from builder.evaluation import evaluate
 
     return evaluate.run(cfg, args.data, args.system, args.out, args.limit, args.candidates,
                         args.no_candidates, args.max_tokens, args.threads, args.allow_remote,
@@ -139,10 +137,10 @@ def _evaluate(cfg, args) -> dict:
 
 def _benchmark(cfg, args):
     if args.train:
-        from . import bench_train
+        from builder.benchmarks import training as bench_train
 
         return bench_train.markdown(bench_train.run(cfg, args.train_steps, args.out))
-    from . import benchmark
+    from builder.benchmarks import runtimes as benchmark
 
     return benchmark.markdown(benchmark.run(
         cfg, args.data, args.limit or 10, benchmark.parse_threads(args.sweep_threads),
@@ -150,8 +148,9 @@ def _benchmark(cfg, args):
 
 
 def _all(cfg, args) -> str:
-    from . import bundle, evaluate, merge, report, retriever, train
-    from .data import build
+    from builder.evaluation import evaluate, report
+    from builder.stages import bundle, merge, retriever, train
+    from builder.stages.data import build
 
     for name, step in (("retriever", lambda: retriever.run(cfg)), ("data", lambda: build.run(cfg)),
                        ("train", lambda: train.run(cfg)), ("merge", lambda: merge.run(cfg)),
@@ -166,7 +165,7 @@ def _all(cfg, args) -> str:
 
 
 def export_default(cfg) -> dict:
-    from . import export
+    from builder.stages import export
 
     return export.run(cfg, None, None, None)
 
@@ -177,21 +176,20 @@ def _stage(module: str):
 
 
 def _bundle(cfg, args) -> dict:
-    from . import bundle
+    from builder.stages import bundle
 
     return bundle.run(cfg, args.out, args.retrieval_only)
 
 
 def _report(cfg, args) -> str:
-    from . import report
+    from builder.evaluation import report
 
     return report.run(cfg.run_dir, args.eval_dir)["table"]
 
 
 def _publish(cfg, args) -> dict:
+    from builder.distribution import publish
     from models.bundle import resolve
-
-    from . import publish
 
     return publish.publish(resolve(args.bundle, cfg.run_dir, newest=not args.run_dir), args.repo_id,
                            args.out or f"{cfg.run_dir}/publish", args.dry_run, args.private)
@@ -213,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_dir:
         cfg.run_dir = args.run_dir
 
-    calls = {"data": _stage("data.build"), "retriever": _stage("retriever"), "train": _stage("train"),
-             "merge": _stage("merge"), "export": _export, "bundle": _bundle, "evaluate": _evaluate,
-             "benchmark": _benchmark, "report": _report, "register": _register, "serve": _serve,
-             "publish": _publish, "all": _all}
+    calls = {"data": _stage("stages.data.build"), "retriever": _stage("stages.retriever"),
+             "train": _stage("stages.train"), "merge": _stage("stages.merge"), "export": _export,
+             "bundle": _bundle, "evaluate": _evaluate, "benchmark": _benchmark, "report": _report,
+             "register": _register, "serve": _serve, "publish": _publish, "all": _all}
     try:
         result = calls[args.stage](cfg, args)
     except CoderError as exc:

@@ -112,7 +112,7 @@ def hub_model(repo_id: str) -> str:
     from huggingface_hub import snapshot_download  # noqa: PLC0415
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError  # noqa: PLC0415
 
-    from .data.hub import hub_unreachable  # noqa: PLC0415
+    from builder.stages.data.hub import hub_unreachable  # noqa: PLC0415
 
     offline = hub_unreachable()
     if offline is None:

@@ -38,7 +38,7 @@ def find_model(bundle_arg: str | None, model_arg: str | None):
 
     if model_arg and Path(model_arg).is_file() and not bundle_arg and bundle_of(model_arg) is None:
         return embedded(), Path(model_arg).resolve()
-    from builder.register import bundle_gguf
+    from builder.distribution.register import bundle_gguf
     from models.bundle import find, resolve
     from models.errors import CoderError
 
@@ -55,7 +55,7 @@ def find_model(bundle_arg: str | None, model_arg: str | None):
 
 
 def stage(stage_dir: Path, bundle, model: Path | None) -> None:
-    from builder.bundle import slim_copy, with_gguf
+    from builder.stages.bundle import slim_copy, with_gguf
     from models import codeset
 
     if stage_dir.exists():

@@ -20,7 +20,7 @@ def cs():
 
 @pytest.fixture(scope="session")
 def embedded_codiesp():
-    from builder.data.codiesp import embedded_dir
+    from builder.stages.data.codiesp import embedded_dir
 
     return embedded_dir()
 
@@ -113,8 +113,8 @@ def contract_tiny_gguf(contract_tiny_model, tmp_path_factory):
     """The contract-following tiny model exported through `builder export` as a Q8_0 GGUF."""
     import shutil
 
-    from builder import export
     from builder.config import BuildConfig
+    from builder.stages import export
 
     run = tmp_path_factory.mktemp("tiny-gguf-run")
     shutil.copytree(contract_tiny_model, run / "merged")
@@ -152,9 +152,9 @@ def wait_for_http(url: str, proc=None, timeout: float = 120) -> None:
 def tiny_bundle(contract_tiny_gguf):
     """The tiny model's run as `make all` leaves it: retriever (the shipped ranker), data, train,
     merge and export recorded, and its coder bundle written by `builder bundle`."""
-    from builder import bundle
     from builder.config import BuildConfig
     from builder.manifest import record_stage
+    from builder.stages import bundle
     from models import bundle as bundle_mod
 
     run = contract_tiny_gguf.parents[1]

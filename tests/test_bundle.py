@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from builder import bundle as bundle_stage
 from builder.config import BuildConfig
-from builder.scoring import matched, score
+from builder.evaluation.scoring import matched, score
+from builder.stages import bundle as bundle_stage
 from models import bundle as bundle_mod
 from models.bundle import BundleError
 from models.contract import CONTRACT_VERSION

@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 
 from builder.config import ConfigError, load_config
-from builder.data import build, hub
-from builder.data.codes import (
+from builder.stages.data import build, hub
+from builder.stages.data.codes import (
     AMBIGUOUS,
     BAD_FORMAT,
     KEPT,
@@ -17,8 +17,8 @@ from builder.data.codes import (
     map_code,
     map_codes,
 )
-from builder.data.codiesp import CorpusError, read_split
-from builder.data.synthetic import SyntheticNoteGenerator
+from builder.stages.data.codiesp import CorpusError, read_split
+from builder.stages.data.synthetic import SyntheticNoteGenerator
 from models.contract import build_messages, note_from_messages, parse_answer
 from models.files import sha256_file
 from models.text import locate

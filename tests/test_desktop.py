@@ -212,7 +212,7 @@ def test_remote_servers_need_an_explicit_opt_in():
 def test_app_codes_through_a_local_ollama_model(qtbot, make_window, contract_tiny_gguf, tmp_path,
                                                 monkeypatch):
     from builder.answer_check import CHECK_NOTES
-    from builder.register import register_ollama
+    from builder.distribution.register import register_ollama
     from desktop._qt.settings_dialog import SettingsDialog
 
     from .fake_ollama import FakeOllama

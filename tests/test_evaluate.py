@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from builder import evaluate
 from builder.config import load_config
+from builder.evaluation import evaluate
 from models.contract import parse_answer
 from models.pipeline import Pipeline
 from models.runtimes import open_runtime
@@ -97,7 +97,7 @@ def test_base_model_end_to_end(cs):
 
 
 def test_report_gathers_every_evaluation_into_one_table_and_chart(tmp_path):
-    from builder import report
+    from builder.evaluation import report
 
     path = tmp_path / "notes.jsonl"
     path.write_text(json.dumps({"id": "a", "note": "Essential hypertension.", "codes": ["I10"]}) + "\n")
@@ -114,7 +114,7 @@ def test_report_gathers_every_evaluation_into_one_table_and_chart(tmp_path):
 def test_synthetic_val_is_the_data_stage_validation_set(tmp_path, small_codiesp):
     """`--data synthetic-val` scores the data stage's own synthetic validation notes: read from
     the run, or built the same way (CodiEsp code priors included) when the run has none."""
-    from builder.data import build
+    from builder.stages.data import build
     from models.contract import note_from_messages
 
     overrides = [f"data.codiesp={small_codiesp}", "data.synthetic_train=2",

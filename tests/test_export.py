@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from builder import export
 from builder.config import BuildConfig
-from builder.modelfile import UnknownChatFormat, render_modelfile
+from builder.distribution.modelfile import UnknownChatFormat, render_modelfile
+from builder.stages import export
 from models.contract import SYSTEM_PROMPT
 from models.files import sha256_file
 

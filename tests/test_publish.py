@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from builder import export, publish
+from builder.distribution import publish
+from builder.stages import export
 from models import bundle as bundle_mod
 
 from .conftest import run_module

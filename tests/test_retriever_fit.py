@@ -1,8 +1,8 @@
 """Fitting the candidate ranker: honest features, a correct optimiser."""
 import numpy as np
 
-from builder.retriever import cross_fitted, fit_logistic
-from builder.scoring import best_threshold, recall_at
+from builder.evaluation.scoring import best_threshold, recall_at
+from builder.stages.retriever import cross_fitted, fit_logistic
 from models.retrieve import NeighbourIndex
 
 

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from builder import register
 from builder.answer_check import CHECK_NOTES
+from builder.distribution import register
 from models.contract import ANSWER_SCHEMA, parse_answer
 from models.pipeline import Pipeline
 from models.runtimes import Cancelled, ModelRequest, RuntimeUnavailable, open_runtime

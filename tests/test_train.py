@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from builder import merge, train
 from builder.config import load_config
+from builder.stages import merge, train
 
 from .conftest import ROOT
 
@@ -17,7 +17,7 @@ from .conftest import ROOT
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_llama_folder):
     """A run folder with a small data stage output (real CodiEsp + synthetic examples)."""
-    from builder.data import build
+    from builder.stages.data import build
 
     run_dir = tmp_path_factory.mktemp("run")
     cfg = load_config(None, ["data.synthetic_train=24", "data.synthetic_validation=6",
@@ -267,7 +267,7 @@ def test_answer_window_loss_equals_the_full_sequence_loss(tiny_llama_folder):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from builder.train import answer_window_loss
+    from builder.stages.train import answer_window_loss
 
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_folder),
@@ -299,7 +299,7 @@ def test_answer_window_loss_equals_the_full_sequence_loss(tiny_llama_folder):
 
 def test_train_benchmark_compares_builder_train_with_plain_loops_on_the_same_examples(
         tiny_run, tiny_llama_folder, tmp_path):
-    from builder import bench_train
+    from builder.benchmarks import training as bench_train
 
     cfg = _cfg(tiny_run, tiny_llama_folder, "train.grad_accum=2")
     report = bench_train.run(cfg, steps=2, out_dir=str(tmp_path))

@@ -19,15 +19,14 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from builder.distribution.modelfile import CHAT_FORMATS, UnknownChatFormat, chat_format
+from builder.stages.export import gguf_metadata
 from models.bundle import Bundle
 from models.contract import SYSTEM_PROMPT
 from models.errors import CoderError
 from models.files import atomic_path, sha256_file
 from models.net import normalize_url, ollama_url
 from models.runtimes import RuntimeUnavailable
-
-from .export import gguf_metadata
-from .modelfile import CHAT_FORMATS, UnknownChatFormat, chat_format
 
 LMSTUDIO_PUBLISHER = "icd10-coder"
 
@@ -127,7 +126,7 @@ def register_ollama(gguf: Path, name: str | None = None, host: str | None = None
                       "evaluate": f"python -m builder evaluate --model ollama:{name}",
                       "cli": f"ollama run {name}"}}
     if check:
-        from .answer_check import AnswerCheckFailed, check_answers
+        from builder.answer_check import AnswerCheckFailed, check_answers
 
         try:
             result["check"] = check_answers(f"ollama:{url}#{name}", allow_remote=True)

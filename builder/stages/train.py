@@ -24,9 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from builder.config import BuildConfig
 from models.errors import CoderError
-
-from .config import BuildConfig
 
 
 class TrainError(CoderError, RuntimeError):
@@ -193,10 +192,9 @@ def run(cfg: BuildConfig) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     from transformers.trainer_utils import get_last_checkpoint
 
+    from builder.base_model import ensure_base_model
+    from builder.manifest import record_stage
     from models.files import atomic_dir, sha256_file
-
-    from .base_model import ensure_base_model
-    from .manifest import record_stage
 
     started = time.perf_counter()
     tc = cfg.train
@@ -297,7 +295,7 @@ def run(cfg: BuildConfig) -> dict:
 
 
 def _plot_loss(path: Path, history: list[dict]) -> Path:
-    from .plots import pyplot, save_png
+    from builder.plots import pyplot, save_png
 
     plt = pyplot()
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]

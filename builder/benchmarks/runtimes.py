@@ -27,16 +27,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from builder.config import BuildConfig
+from builder.evaluation.evaluate import gold_codes, load_notes, score
+from builder.plots import pyplot, save_png
+from builder.stages.export import GGUF_TYPES
 from models import codeset as codeset_mod
 from models.files import write_json_atomic, write_text_atomic
 from models.pipeline import Pipeline
 from models.runtimes import RuntimeUnavailable
 from models.select import open_selector
-
-from .config import BuildConfig
-from .evaluate import gold_codes, load_notes, score
-from .export import GGUF_TYPES
-from .plots import pyplot, save_png
 
 
 @dataclass

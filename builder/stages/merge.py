@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from builder.config import BuildConfig
 from models.errors import CoderError
 from models.files import atomic_dir
-
-from .config import BuildConfig
 
 
 class MergeError(CoderError, RuntimeError):
@@ -25,9 +24,9 @@ def run(cfg: BuildConfig) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .answer_check import AnswerCheckFailed, check_answers
-    from .base_model import ensure_base_model
-    from .manifest import record_stage
+    from builder.answer_check import AnswerCheckFailed, check_answers
+    from builder.base_model import ensure_base_model
+    from builder.manifest import record_stage
 
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)

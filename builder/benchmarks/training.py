@@ -19,9 +19,8 @@ import shutil
 import time
 from pathlib import Path
 
+from builder.config import BuildConfig
 from models.files import write_json_atomic, write_text_atomic
-
-from .config import BuildConfig
 
 
 def _tokenized(tokenizer, examples) -> list[tuple[list[int], int]]:
@@ -69,7 +68,7 @@ def _builder_trainer(model, tokenizer, examples, cfg: BuildConfig, steps: int, b
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from .train import _trainer_class, lora_config, sft_config
+    from builder.stages.train import _trainer_class, lora_config, sft_config
 
     clock: dict[str, float] = {}
 
@@ -95,8 +94,8 @@ def run(cfg: BuildConfig, steps: int = 2, out_dir: str | None = None) -> dict:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .base_model import ensure_base_model
-    from .train import TrainError, _fit_length, _load_examples, lora_config, precision
+    from builder.base_model import ensure_base_model
+    from builder.stages.train import TrainError, _fit_length, _load_examples, lora_config, precision
 
     tc = cfg.train
     run_dir = Path(cfg.run_dir)

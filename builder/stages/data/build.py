@@ -14,20 +14,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from builder.config import BuildConfig
+from builder.manifest import record_stage
+from builder.stages.data import codiesp, hub
+from builder.stages.data.codes import OUTCOMES, map_codes
+from builder.stages.data.report import write_report
+from builder.stages.data.synthetic import SyntheticNoteGenerator
+from builder.stages.retriever import cross_fitted, for_run
 from models import codeset as codeset_mod
 from models.contract import CodedItem, training_example
 from models.evidence import best_clause
 from models.files import write_jsonl_atomic
 from models.retrieve import Retriever
 from models.text import locate
-
-from ..config import BuildConfig
-from ..manifest import record_stage
-from ..retriever import cross_fitted, for_run
-from . import codiesp, hub
-from .codes import OUTCOMES, map_codes
-from .report import write_report
-from .synthetic import SyntheticNoteGenerator
 
 
 @dataclass

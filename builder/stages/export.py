@@ -18,13 +18,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from builder.answer_check import CHECK_NOTES, AnswerCheckFailed, check_answers
+from builder.base_model import byte_level_fix
+from builder.config import BuildConfig
+from builder.llama_cpp_tools import converter_env, ensure_converter
 from models.errors import CoderError
 from models.files import atomic_dir, atomic_path, sha256_file, write_text_atomic
-
-from .answer_check import CHECK_NOTES, AnswerCheckFailed, check_answers
-from .base_model import byte_level_fix
-from .config import BuildConfig
-from .llama_cpp_tools import converter_env, ensure_converter
 
 GGUF_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_0", "Q2_K")
 DEFAULT_GGUF = "Q4_K_M"
@@ -145,7 +144,7 @@ def export_gguf(merged: Path, run_dir: Path, qtypes: list[str], threads: int = 0
 
 
 def _previous_export(run_dir: Path) -> dict:
-    from .manifest import read
+    from builder.manifest import read
 
     try:
         return read(run_dir)["stages"].get("export") or {}
@@ -224,7 +223,7 @@ def verify(model: Path) -> dict:
 
 
 def write_modelfile(gguf: Path, chat_template: str) -> Path:
-    from .modelfile import render_modelfile
+    from builder.distribution.modelfile import render_modelfile
 
     path = gguf.parent / "Modelfile"
     write_text_atomic(path, render_modelfile(f"./{gguf.name}", chat_template))
@@ -233,7 +232,7 @@ def write_modelfile(gguf: Path, chat_template: str) -> Path:
 
 def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str] | None = None,
         onnx_types: list[str] | None = None) -> dict:
-    from .manifest import record_stage
+    from builder.manifest import record_stage
 
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)

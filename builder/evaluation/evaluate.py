@@ -16,6 +16,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from builder.config import BuildConfig
+from builder.evaluation.scoring import RULES, recall_at, score
+from builder.manifest import record_stage
+from builder.plots import pyplot, save_png
+from builder.stages.data import codiesp
+from builder.stages.data.codes import map_code
 from models import codeset as codeset_mod
 from models.codeset import InvalidCodeFormat, normalize
 from models.contract import note_from_messages
@@ -23,13 +29,6 @@ from models.errors import CoderError
 from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from models.pipeline import Flag, Pipeline
 from models.select import open_selector
-
-from .config import BuildConfig
-from .data import codiesp
-from .data.codes import map_code
-from .manifest import record_stage
-from .plots import pyplot, save_png
-from .scoring import RULES, recall_at, score
 
 
 class EvalDataError(CoderError, ValueError):
@@ -56,7 +55,7 @@ def _stored_synthetic_validation(run_dir: str) -> list[GoldNote]:
 def _built_synthetic_validation(cfg: BuildConfig) -> list[GoldNote]:
     """The same notes for a run without a data stage output: built by the data stage's own code
     (its code-frequency priors change which codes the notes are about)."""
-    from .data.build import synthetic_validation_source
+    from builder.stages.data.build import synthetic_validation_source
 
     source = synthetic_validation_source(cfg.data, codeset_mod.load())
     # .strip(): the stage's prompts hold the note stripped (models.contract.user_message).
@@ -117,9 +116,8 @@ def choices_seen(choices: list[dict], data: str) -> list[str]:
 
 def _parts(cfg: BuildConfig, bundle: str | None, system: str):
     """(bundle or None, retriever, runtime spec) for an evaluation."""
+    from builder.stages.retriever import for_run
     from models.bundle import BUNDLE_FILE, RUN_BUNDLE, resolve
-
-    from .retriever import for_run
 
     cs = codeset_mod.load()
     if bundle or (Path(cfg.run_dir) / RUN_BUNDLE / BUNDLE_FILE).is_file():
@@ -142,7 +140,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
     label = system
     used_bundle, retriever, system = _parts(cfg, bundle, system)
     if system == "base":
-        from .base_model import ensure_base_model
+        from builder.base_model import ensure_base_model
 
         system = ensure_base_model(cfg.base_model)
     options = {"threads": threads} if threads and system != "retrieval" else {}

@@ -5,9 +5,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from builder.plots import pyplot, save_png
 from models.files import write_json_atomic, write_text_atomic
-
-from ..plots import pyplot, save_png
 
 
 def _token_lengths(rows: list[dict], tokenizer) -> list[int]:
@@ -29,7 +28,7 @@ def _percentiles(values: list[int]) -> dict:
 def write_report(out_dir: Path, splits: dict[str, list[dict]], stats: dict, dcfg, base_model: str) -> list[Path]:
     tokenizer = None
     if dcfg.tokenizer != "none":
-        from ..base_model import load_tokenizer  # noqa: PLC0415 - imports transformers
+        from builder.base_model import load_tokenizer  # noqa: PLC0415 - imports transformers
 
         tokenizer = load_tokenizer(base_model if dcfg.tokenizer == "base" else dcfg.tokenizer)
     report = {"sources": stats["sources"], "splits": {}}

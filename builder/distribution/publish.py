@@ -21,12 +21,11 @@ import json
 import time
 from pathlib import Path
 
+from builder.base_model import EMBEDDED
 from models.bundle import BUNDLE_FILE, Bundle
 from models.codeset import EDITION
 from models.errors import CoderError
 from models.files import atomic_dir, link_or_copy
-
-from .base_model import EMBEDDED
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CODIESP_CREDIT = (

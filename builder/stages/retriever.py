@@ -16,16 +16,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from builder.config import BuildConfig
+from builder.evaluation.scoring import best_threshold, recall_at, score
+from builder.manifest import record_stage
+from builder.stages.data import codiesp
+from builder.stages.data.codes import map_codes
 from models import codeset as codeset_mod
 from models.bundle import RETRIEVER_FILE
 from models.files import atomic_path, write_json_atomic
 from models.retrieve import FEATURES, NeighbourIndex, Retriever
-
-from .config import BuildConfig
-from .data import codiesp
-from .data.codes import map_codes
-from .manifest import record_stage
-from .scoring import best_threshold, recall_at, score
 
 L2_TRIED = (1e-3, 1e-4, 1e-5, 0.0)
 

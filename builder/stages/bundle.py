@@ -10,15 +10,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from builder.config import BuildConfig
+from builder.manifest import read as read_manifest
+from builder.manifest import record_stage
 from models import bundle as bundle_mod
 from models import codeset as codeset_mod
 from models.bundle import RETRIEVER_FILE, RUNTIMES, Bundle, BundleError, BundleModel, RetrieverPart
 from models.contract import CONTRACT_VERSION
 from models.files import atomic_dir, link_or_copy, sha256_file
-
-from .config import BuildConfig
-from .manifest import read as read_manifest
-from .manifest import record_stage
 
 DEFAULT_GGUF = "Q4_K_M"  # the model the app runs unless told otherwise
 

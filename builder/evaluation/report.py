@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from builder.plots import pyplot, save_png
 from models.files import write_text_atomic
-
-from .plots import pyplot, save_png
 
 COLUMNS = [("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "micro-F1"),
            ("macro_f1", "macro-F1"), ("category_micro_f1", "category F1"),

@@ -26,7 +26,7 @@ from models.codeset import InvalidCodeFormat, UnknownCode
 from models.errors import CoderError
 from models.net import is_loopback
 from models.notes import MAX_NOTE_CHARS, NoteError
-from models.pipeline import Cancelled, Pipeline
+from models.pipeline import Cancelled, Flag, Pipeline
 from models.runtimes import RuntimeUnavailable
 
 MAX_BODY_BYTES = 4 * MAX_NOTE_CHARS + 4096  # the longest note, even if every character is 4 bytes
@@ -53,8 +53,7 @@ class SuggestionOut(BaseModel):
     description: str = Field(description="The official FY2026 description.")
     confidence: float
     evidence: EvidenceOut | None = Field(description="The words of the note that support the code.")
-    flags: list[str] = Field(description="not_billable, more_specific_available, "
-                                         "excludes1_conflict, unsupported")
+    flags: list[str] = Field(description=", ".join(f for f in Flag if f != Flag.NOT_IN_CODESET))
     billable_children: list[str]
     conflicts_with: list[str]
 

@@ -127,7 +127,8 @@ def test_evaluate_labels_in_sample_figures_and_records_them_in_the_bundle(tiny_b
                       "--limit", "2", "--max-tokens", "24", "--out", str(tmp_path / "ev2"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "ev2/metrics.json").read_text())
-    assert metrics["choices_seen"] == ["training checkpoint (validation loss)"]
+    assert metrics["choices_seen"] == ["training checkpoint (validation loss)",
+                                      "candidates shown (20) and default GGUF type (Q4_K_M)"]
     report = (tmp_path / "ev2/report.md").read_text()
     assert "in-sample" in report and "T14.90" in report  # the scoring rules are in the report
     assert "ev2" in bundle_mod.read(tiny_bundle.root).metrics

@@ -68,6 +68,9 @@ def _provenance(cfg: BuildConfig, stages: dict) -> dict:
         choices.append({"choice": "training checkpoint (validation loss)",
                         "data": ["codiesp-dev", "synthetic-val"] if data_cfg.get("codiesp", "embedded") != "none"
                         else ["synthetic-val"]})
+        # Settled by earlier builds' measurements on CodiEsp dev (README: Export, Benchmark).
+        choices.append({"choice": "candidates shown (20) and default GGUF type (Q4_K_M)",
+                        "data": ["codiesp-dev"]})
     return {
         "base_model": train.get("config", {}).get("base_model", cfg.base_model),
         "retriever": stages.get("retriever", {}).get("metrics", {}).get("fitted_on", "embedded"),

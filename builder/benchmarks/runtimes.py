@@ -214,12 +214,12 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
         typical_gflop = prompt_gflop(geometry, typical)
         bound = {**geometry, "prompt_tokens": typical, "prompt_gflop": round(typical_gflop, 1),
                  "measured_gflops": measured,
-                 "bound_s": {n: round(typical_gflop / g, 4) for n, g in measured.items()}}
+                 "bound_s": {n: float(f"{typical_gflop / g:.4g}") for n, g in measured.items()}}
         for r in rows:
             if r["prompt_tokens_per_note"]:
                 n = r["batch_threads"] or r["threads"]  # the prompt's threads
                 floor = prompt_gflop(geometry, r["prompt_tokens_per_note"]) / measured[n]
-                r["bound_s"], r["x_bound"] = round(floor, 4), round(r["p50_s"] / floor, 2)
+                r["bound_s"], r["x_bound"] = float(f"{floor:.4g}"), round(r["p50_s"] / floor, 2)
     report = {"data": data, "notes": len(notes), "max_tokens": max_tokens, "machine": machine,
               "compute_bound": bound, "runtimes": rows,
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -1,5 +1,6 @@
 """`python -m builder STAGE [options]`: each stage reads what the previous one wrote in the run
-folder. `all` runs retriever -> data -> train -> merge -> export -> bundle -> evaluate.
+folder. `all` runs retriever -> verifier (or data -> train for
+model_kind=generative) -> merge -> export -> bundle -> evaluate.
 
 Every stage takes --profile, --config, --set KEY=VALUE and --run-dir; the rest of its options are
 its own (`python -m builder STAGE --help`). An error the user can act on ends with
@@ -23,7 +24,7 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="TOML file with [data], [train], [lora] sections")
     common.add_argument("--profile", default="cpu-default",
-                        help="named starting point: cpu-default (default), llama3-8b-qlora")
+                        help="named starting point: cpu-default (default), cpu-full, llama3-8b-qlora")
     common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. data.seed=7")
     common.add_argument("--run-dir", help="run folder (default artifacts/default)")
@@ -41,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
 
     stage("data", "training and validation examples (CodiEsp, synthetic notes, a hub dataset)")
     stage("retriever", "fit the candidate ranker on CodiEsp train (choices out of fold)")
-    stage("train", "LoRA / QLoRA fine-tuning (trl SFTTrainer, peft)")
+    stage("train", "LoRA / QLoRA fine-tuning of the generative model (trl SFTTrainer, peft)")
+    stage("verifier", "LoRA / QLoRA fine-tuning of the verifier (judges the retriever's candidates), "
+                      "and its stacker fitted on held-out train cases")
     stage("merge", "adapter -> full-precision merged model")
     ex = stage("export", "merged model -> GGUF and ONNX, verified; Ollama Modelfile")
     ex.add_argument("--format", dest="formats", action="append", choices=("gguf", "onnx"),
@@ -59,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                        ("benchmark", "every runtime of a bundle on the same notes, side by side")):
         p = stage(name, text)
         p.add_argument("--data", default=DEFAULT_DEV,
-                       help="codiesp:FOLDER, synthetic-val, or a .jsonl file (default: CodiEsp dev)")
+                       help="codiesp:FOLDER, synthetic-val, clinic (the typical clinic notes), or a "
+                            ".jsonl file (default: CodiEsp dev)")
         p.add_argument("--bundle", help="a coder bundle (default: the run's, else the newest)")
         p.add_argument("--limit", type=int, default=0, help="only the first N notes")
         p.add_argument("--out", help="output folder")
@@ -76,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--candidates", type=int, default=20, help="candidate codes in the prompt")
     ev.add_argument("--no-candidates", action="store_true", help="zero-shot: no candidates in the prompt")
     ev.add_argument("--threads", type=int, default=0, help="CPU threads for the model runtime")
+    ev.add_argument("--served-verifier", action="store_true",
+                    help="the ollama:/openai: server serves the bundle's verifier GGUF: judge through "
+                         "its server mode (one decision token per candidate, top log-probabilities)")
+    ev.add_argument("--no-coding-rules", action="store_true",
+                    help="code every supported mention (as CodiEsp was annotated): no dropping of "
+                         "integral symptoms or of a generic code beside a specific one")
     bm = stages.choices["benchmark"]
     bm.add_argument("--sweep-threads", default="1,2",
                     help="llama.cpp threads, comma list of N or N+M (answer+prompt threads)")
@@ -103,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--out", help="the folder to upload (default <run>/publish)")
     pb.add_argument("--dry-run", action="store_true", help="build the folder and model card only")
     pb.add_argument("--private", action="store_true", help="create the repository as private")
-    stage("all", "retriever, data, train, merge, export, bundle, evaluate, report")
+    stage("all", "retriever, verifier (or data and train), merge, export, bundle, evaluate, report")
     return parser
 
 
@@ -118,12 +128,16 @@ def _register(cfg, args) -> dict:
     from builder.distribution import register
     from models.bundle import resolve
 
+    kind = "generative"
     if args.gguf and Path(args.gguf).is_file():
         gguf = Path(args.gguf)  # any GGUF, in a bundle or not
     else:
-        gguf = register.bundle_gguf(resolve(args.bundle, cfg.run_dir, newest=not args.run_dir), args.gguf)
+        bundle = resolve(args.bundle, cfg.run_dir, newest=not args.run_dir)
+        gguf = register.bundle_gguf(bundle, args.gguf)
+        kind = "verifier" if bundle.verifier else "generative"
     if args.target == "ollama":
-        return register.register_ollama(gguf, args.name, args.ollama_host, check=not args.no_check)
+        return register.register_ollama(gguf, args.name, args.ollama_host, check=not args.no_check,
+                                        kind=kind)
     return register.register_lmstudio(gguf, args.models_dir, link=args.link)
 
 
@@ -132,7 +146,8 @@ def _evaluate(cfg, args) -> dict:
 
     return evaluate.run(cfg, args.data, args.system, args.out, args.limit, args.candidates,
                         args.no_candidates, args.max_tokens, args.threads, args.allow_remote,
-                        bundle=args.bundle)
+                        bundle=args.bundle, coding_rules=not args.no_coding_rules,
+                        served_verifier=args.served_verifier)
 
 
 def _benchmark(cfg, args):
@@ -149,11 +164,12 @@ def _benchmark(cfg, args):
 
 def _all(cfg, args) -> str:
     from builder.evaluation import evaluate, report
-    from builder.stages import bundle, merge, retriever, train
+    from builder.stages import bundle, merge, retriever, train, verifier
     from builder.stages.data import build
 
-    for name, step in (("retriever", lambda: retriever.run(cfg)), ("data", lambda: build.run(cfg)),
-                       ("train", lambda: train.run(cfg)), ("merge", lambda: merge.run(cfg)),
+    model = ((("verifier", lambda: verifier.run(cfg)),) if cfg.model_kind == "verifier"
+             else (("data", lambda: build.run(cfg)), ("train", lambda: train.run(cfg))))
+    for name, step in (("retriever", lambda: retriever.run(cfg)), *model, ("merge", lambda: merge.run(cfg)),
                        ("export", lambda: export_default(cfg)), ("bundle", lambda: bundle.run(cfg)),
                        # The model the app runs by default, on real notes.
                        ("evaluate", lambda: evaluate.run(cfg, cfg.evaluate.data, "bundle",
@@ -212,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.run_dir = args.run_dir
 
     calls = {"data": _stage("stages.data.build"), "retriever": _stage("stages.retriever"),
-             "train": _stage("stages.train"), "merge": _stage("stages.merge"), "export": _export,
+             "train": _stage("stages.train"), "verifier": _stage("stages.verifier"),
+             "merge": _stage("stages.merge"), "export": _export,
              "bundle": _bundle, "evaluate": _evaluate, "benchmark": _benchmark, "report": _report,
              "register": _register, "serve": _serve, "publish": _publish, "all": _all}
     try:

@@ -47,3 +47,37 @@ def check_answers(model: str, **options) -> dict:
         raise AnswerCheckFailed(f"{model}'s answer does not follow the contract: {answer[:200]!r}")
     return {"load_seconds": round(load_s, 2), "answer_seconds": round(result.seconds, 2),
             "answer": answer[:500], "parse_mode": parsed.mode, "codes": result.codes}
+
+
+def check_scores(model: str, **options) -> dict:
+    """Load `model` as a verifier and judge CHECK_NOTES[0]'s candidates: one finite margin per
+    candidate. Raises AnswerCheckFailed with the reason."""
+    import math
+
+    from models.pipeline import Pipeline
+    from models.runtimes import RuntimeUnavailable, open_runtime
+    from models.select import Stacker, VerifierSelector
+
+    started = time.perf_counter()
+    try:
+        runtime = open_runtime(model, **options)
+        selector = VerifierSelector(runtime, Stacker.verifier_alone())  # the verifier alone
+    except (RuntimeUnavailable, ValueError) as exc:
+        raise AnswerCheckFailed(f"{model} does not load as a verifier: {exc}") from exc
+    load_s = time.perf_counter() - started
+    try:
+        note = CHECK_NOTES[0]
+        judged, tokens = selector.judge(note, Pipeline(selector).retrieve(note))
+    finally:
+        runtime.close()
+    margins = [m for _, m, _ in judged]
+    if not margins or not all(math.isfinite(m) for m in margins):
+        raise AnswerCheckFailed(f"{model} gave no usable verifier scores: {margins[:5]}")
+    return {"load_seconds": round(load_s, 2), "tokens": tokens,
+            "margins": {c.code: round(m, 3) for c, m, _ in judged},
+            "codes": [c.code for c, m, _ in judged if m > 0]}
+
+
+def check_model(model: str, kind: str, **options) -> dict:
+    """The check for a model of this kind: `verifier` (scores) or `generative` (an answer)."""
+    return check_scores(model, **options) if kind == "verifier" else check_answers(model, **options)

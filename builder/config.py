@@ -61,6 +61,22 @@ class TrainConfig:
 
 
 @dataclass
+class VerifierConfig:
+    """`builder verifier`: the model as the judge of the retriever's candidates."""
+    candidates: int = 40  # candidates judged per note (the ranker's best, listed by code)
+    max_note_tokens: int = 512  # note tokens read in training (the pipeline reads up to 1536)
+    holdout_fraction: float = 0.2  # train cases never trained on: the stacker and threshold
+    epochs: float = 1.0
+    max_steps: int = -1  # overrides epochs when > 0
+    time_budget_minutes: float = 0.0  # stop cleanly with what was learned; 0: off
+    batch_size: int = 1
+    grad_accum: int = 8
+    learning_rate: float = 3e-4
+    positive_weight: float = 2.0  # about 1 candidate in 8 is right: weigh the yes slots up
+    max_cases: int = 0  # 0: every train case
+
+
+@dataclass
 class EvaluateConfig:
     """What `builder all` measures at its end: the default GGUF on real notes."""
     data: str = "codiesp:builder/corpora/codiesp/dev"
@@ -72,9 +88,13 @@ class EvaluateConfig:
 class BuildConfig:
     run_dir: str = "artifacts/default"
     base_model: str = "embedded:smollm2-135m-instruct"  # or an HF id / local folder
+    # verifier: the model judges the retriever's candidates (`builder verifier`); generative: it
+    # writes the codes it keeps (`builder data`, then `train`).
+    model_kind: str = "verifier"
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfigSection = field(default_factory=LoraConfigSection)
     train: TrainConfig = field(default_factory=TrainConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def to_dict(self) -> dict:
@@ -111,6 +131,8 @@ def _apply(obj, key: str, value, from_text: bool) -> None:
     setattr(target, name, _coerce(value, hints[name]) if from_text else value)
 
 
+MODEL_KINDS = ("verifier", "generative")
+
 # Named starting points; a TOML file and --set overrides apply on top.
 PROFILES: dict[str, dict] = {
     # The embedded default: SmolLM2-135M on a 2-core CPU, `builder all` in about 30 minutes.
@@ -120,8 +142,20 @@ PROFILES: dict[str, dict] = {
         "train": {"quantization": "auto", "max_length": 1280, "max_steps": 60,
                   "time_budget_minutes": 20.0, "batch_size": 2, "grad_accum": 4,
                   "learning_rate": 4e-4, "eval_steps": 20, "eval_examples": 24},
+        "verifier": {"candidates": 40, "max_note_tokens": 512, "epochs": 1.0,
+                     "time_budget_minutes": 25.0, "batch_size": 1, "grad_accum": 8,
+                     "learning_rate": 3e-4},
         # `all` ends by scoring the default GGUF on 100 CodiEsp dev notes (~5 min on 2 cores).
         "evaluate": {"limit": 100, "max_tokens": 96},
+    },
+    # The embedded default with no time limit: one whole epoch of the verifier over every
+    # training case (about 45 minutes of training on 2 cores).
+    "cpu-full": {
+        "base_model": "embedded:smollm2-135m-instruct",
+        "verifier": {"candidates": 40, "max_note_tokens": 512, "epochs": 1.0,
+                     "time_budget_minutes": 0.0, "batch_size": 1, "grad_accum": 8,
+                     "learning_rate": 3e-4},
+        "evaluate": {"limit": 0, "max_tokens": 96},
     },
     # The seed's recipe on a GPU: Llama 3 8B Instruct, NF4 QLoRA, the hub dataset.
     "llama3-8b-qlora": {
@@ -133,6 +167,9 @@ PROFILES: dict[str, dict] = {
                   "epochs": 1.0, "batch_size": 4, "grad_accum": 4, "learning_rate": 2e-4,
                   "eval_steps": 100, "eval_examples": 200, "gradient_checkpointing": True,
                   "dtype": "bfloat16"},
+        # The same verifier as on CPU, reading whole notes, over several epochs.
+        "verifier": {"candidates": 40, "max_note_tokens": 1536, "epochs": 3.0, "batch_size": 4,
+                     "grad_accum": 2, "learning_rate": 2e-4},
     },
 }
 
@@ -161,4 +198,6 @@ def load_config(toml_path: str | Path | None = None, overrides: list[str] | None
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         _apply(cfg, key.strip(), value.strip(), from_text=True)
+    if cfg.model_kind not in MODEL_KINDS:
+        raise ConfigError(f"model_kind must be one of {', '.join(MODEL_KINDS)}, not {cfg.model_kind!r}")
     return cfg

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .contract import CONTRACT_VERSION
+from .contract import CONTRACT_VERSION, VERIFIER_CONTRACT
 from .errors import CoderError
 from .files import sha256_file
 
@@ -56,6 +56,20 @@ class RetrieverPart:
     tuned_on: str  # what chose the threshold and regularisation, e.g. "codiesp dev (250 cases)"
 
 
+@dataclass(frozen=True)
+class VerifierPart:
+    """The bundle's models are a verifier (they judge the retriever's candidates, models/select.py
+    `VerifierSelector`): the verifier-input version they were trained for, and the stacker."""
+
+    contract: int
+    stacker: dict  # models.select.Stacker fields, fitted on the full-precision margins
+    fitted_on: str  # what trained it, e.g. "codiesp train (400 cases)"
+    tuned_on: str  # what fitted the stacker and chose its threshold
+    # A model's own stacker, by its path in the bundle: refitted on that file's margins (a
+    # quantized GGUF shifts them), on the same held-out cases.
+    stackers: dict = field(default_factory=dict)
+
+
 @dataclass
 class Bundle:
     root: Path
@@ -71,6 +85,7 @@ class Bundle:
     metrics: dict = field(default_factory=dict)  # evaluation name -> metrics
     files: dict = field(default_factory=dict)  # relative path -> {"sha256", "bytes"}
     format: int = BUNDLE_FORMAT
+    verifier: VerifierPart | None = None  # None: the models write codes (generative)
 
     # --- reading -------------------------------------------------------------------------
     def path(self, rel: str) -> Path:
@@ -110,6 +125,27 @@ class Bundle:
                                   "export one with `python -m builder export`, then `bundle`.")
             return str(self.path(model.path))
         return choice
+
+    def stacker(self, spec: str, served_verifier: bool = False):
+        """The verifier's stacker for a model spec: this bundle's own model, or a server when
+        `served_verifier` says it serves the bundle's default GGUF (as `register` puts it there;
+        a server's model cannot be told apart otherwise). None: a generative bundle, retrieval,
+        a server running a generative model, or a model file from elsewhere."""
+        from .select import Stacker  # noqa: PLC0415
+
+        if self.verifier is None or spec == "retrieval":
+            return None
+        if spec.startswith(("ollama:", "openai:")):
+            if not served_verifier:
+                return None
+            model = self.default_model()
+        else:
+            model = self.model_for_path(spec)
+            if model is None:
+                return None  # a model from elsewhere, not this bundle's verifier
+        own = self.verifier.stackers.get(model.path) if model else None
+        return Stacker.from_dict(own or self.verifier.stacker)
+        return Stacker.from_dict(self.verifier.stacker)
 
     def load_retriever(self, cs):
         """The bundle's candidate ranker over this code set."""
@@ -184,6 +220,11 @@ def read(root: str | Path) -> Bundle:
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{root} is a bundle of format {meta.get('format') if isinstance(meta, dict) else '?'}; "
                           f"this version reads format {BUNDLE_FORMAT}: rebuild it with `make all`.")
+    verifier = meta.get("verifier") if isinstance(meta, dict) else None
+    if verifier and verifier.get("contract") != VERIFIER_CONTRACT:
+        raise BundleError(f"{root} holds a verifier trained for verifier input {verifier.get('contract')}; "
+                          f"this version builds input {VERIFIER_CONTRACT}, so its scores would be "
+                          "wrong: rebuild the bundle with `make all`.")
     if meta.get("contract_version") != CONTRACT_VERSION:
         raise BundleError(f"{root} was built for prompt contract {meta.get('contract_version')}; this "
                           f"version speaks contract {CONTRACT_VERSION}, so its model would be "
@@ -196,7 +237,8 @@ def read(root: str | Path) -> Bundle:
             retriever=RetrieverPart(**meta["retriever"]),
             models=[BundleModel(**m) for m in meta.get("models", [])],
             provenance=meta.get("provenance", {}), metrics=meta.get("metrics", {}),
-            files=meta.get("files", {}), format=meta["format"])
+            files=meta.get("files", {}), format=meta["format"],
+            verifier=VerifierPart(**meta["verifier"]) if meta.get("verifier") else None)
     except (KeyError, TypeError) as exc:
         raise BundleError(f"{meta_path} is incomplete ({exc}): rebuild the bundle with "
                           "`python -m builder bundle`.") from None

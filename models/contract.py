@@ -16,7 +16,8 @@ from .codeset import InvalidCodeFormat, normalize
 
 # What a model trained on this contract expects to read and write. A coder bundle records the
 # version it was built for, and one of another version is refused, never mis-scored.
-# 1: answers quoting evidence; 2: codes-only answers.
+# 1: answers quoting evidence; 2: codes-only answers. The verifier's input has its own version
+# (VERIFIER_CONTRACT), recorded beside its model in the bundle.
 CONTRACT_VERSION = 2
 MAX_CODES = 30
 MAX_EVIDENCE_CHARS = 160
@@ -40,6 +41,7 @@ class Candidate:
     score: float = 0.0
     start: int = 0
     end: int = 0
+    features: tuple[float, ...] = ()  # the ranker's inputs (models.retrieve.FEATURES), if any
 
     def shifted(self, offset: int) -> "Candidate":
         """The same candidate with its span moved by `offset` (chunk <-> whole note)."""
@@ -224,3 +226,73 @@ def _collect(raw_items: list, mode: str) -> ParsedAnswer:
     if not out.items and mode != "json":
         out.mode = "empty" if not out.dropped else mode
     return out
+
+
+# --- verifier input ----------------------------------------------------------------------
+# The verifier reads the note, then every candidate on its own line, and decides each one at
+# that line's last token: P(" yes") against P(" no") in the next-token logits there. One forward
+# pass scores every candidate of a note. Candidates are listed by code, an order that carries no
+# rank: listed in the ranker's order, a model learns the order and adds nothing to the ranker.
+# Plain text, no chat template, so any base model and tokenizer read it the same way.
+VERIFIER_HEAD = ("Clinical note:\n<<<\n")
+VERIFIER_TAIL = ("\n>>>\nFor each ICD-10-CM code below: does the note support it as a condition "
+                 "of this patient? Answer yes or no.\n")
+VERIFIER_CONTRACT = 1
+VERIFIER_YES, VERIFIER_NO = " yes", " no"
+VERIFIER_NOTE_TOKENS = 1536  # a longer note is cut (the pipeline's chunks stay within this)
+VERIFIER_CANDIDATES = 40
+
+
+def verifier_line(candidate: Candidate) -> str:
+    return f"\n{candidate.code} {candidate.description} ->"
+
+
+@dataclass(frozen=True)
+class VerifierInput:
+    """Token ids of one note and its candidates, and where each candidate is decided."""
+
+    ids: list[int]
+    slots: list[int]  # position whose next-token logits decide candidates[i]
+    candidates: list[Candidate]  # in listed (code) order
+    note_tokens_cut: int = 0  # note tokens left out to fit VERIFIER_NOTE_TOKENS
+
+
+def verifier_prompts(note: str, candidates: Sequence[Candidate],
+                     max_candidates: int = VERIFIER_CANDIDATES) -> tuple[list[Candidate], list[str]]:
+    """The same input as text, for servers that read text and give log-probabilities only for
+    tokens they generate: prompts[i] ends at candidate i's decision slot, so the one token a
+    server generates after it is that candidate's decision. Each prompt extends the one before,
+    and servers reuse the cached prefix: the note is read once."""
+    listed = sorted(candidates[:max_candidates], key=lambda c: c.code)
+    text = VERIFIER_HEAD + note.strip() + VERIFIER_TAIL
+    prompts = []
+    for c in listed:
+        text += verifier_line(c)
+        prompts.append(text)
+    return listed, prompts
+
+
+def build_verifier_input(note: str, candidates: Sequence[Candidate], tokenize,
+                         max_note_tokens: int = VERIFIER_NOTE_TOKENS,
+                         max_candidates: int = VERIFIER_CANDIDATES) -> VerifierInput:
+    """`tokenize(text, bos)` -> token ids (bos: whether to add what the tokenizer puts first).
+    Each piece is tokenized on its own and the ids concatenated, so the slots are exact and the
+    same for every runtime whose tokenizer splits the pieces the same way (training included)."""
+    listed = sorted(candidates[:max_candidates], key=lambda c: c.code)
+    note_ids = tokenize(note.strip(), False)
+    cut = max(0, len(note_ids) - max_note_tokens)
+    ids = tokenize(VERIFIER_HEAD, True) + note_ids[:max_note_tokens] + tokenize(VERIFIER_TAIL, False)
+    slots = []
+    for c in listed:
+        ids += tokenize(verifier_line(c), False)
+        slots.append(len(ids) - 1)
+    return VerifierInput(ids, slots, listed, cut)
+
+
+def decision_token_ids(tokenize) -> tuple[int, int]:
+    """The single tokens " yes" and " no" of a tokenizer (refused if either is several)."""
+    yes, no = tokenize(VERIFIER_YES, False), tokenize(VERIFIER_NO, False)
+    if len(yes) != 1 or len(no) != 1:
+        raise ValueError(f"this tokenizer splits {VERIFIER_YES!r}/{VERIFIER_NO!r} into {yes}/{no}: "
+                         "the verifier needs each as one token")
+    return yes[0], no[0]

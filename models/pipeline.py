@@ -1,16 +1,18 @@
 """The suggestion pipeline, as plain steps, each owned once:
 
     check (models/notes.py) -> chunk -> retrieve (models/retrieve.py) -> select (models/select.py:
-    the ranker's threshold, or a model through a runtime) -> validate (the code set) -> evidence
-    (models/evidence.py) -> suggestions
+    the ranker's threshold, the verifier judging every candidate, or a generative model) ->
+    validate (the code set) -> evidence (models/evidence.py) -> coding rules (models/rules.py)
+    -> suggestions, those with evidence in the note first
 
 The builder's evaluation, the REST server and the desktop app all call `Pipeline.suggest`;
 nothing else builds prompts or reads answers. Whatever a model writes, only codes of the FY2026
 code set come out; everything else is reported in `rejected` with the reason.
 
 Confidence, set in `confidence` only: the selector's probability for the code (the ranker's own
-for retrieval alone; 0.5 + half the ranker's for a code a model chose), halved when no evidence
-for the code is found in the note.
+for retrieval alone; the stacked probability of ranker and verifier for the verifier; 0.5 + half
+the ranker's for a code a generative model wrote), halved when no evidence for the code is found
+in the note.
 """
 from __future__ import annotations
 
@@ -21,13 +23,14 @@ from enum import StrEnum
 from typing import Callable
 
 from . import codeset as codeset_mod
+from . import rules
 from .codeset import CodeSet
 from .contract import Candidate, CodedItem, Rejected, build_messages
 from .evidence import best_clause, narrow, overlap, supports
 from .notes import check_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
-from .select import ModelSelector, Selector, ThresholdSelector
+from .select import ModelSelector, Selector, ThresholdSelector, VerifierSelector
 from .text import locate
 
 __all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion", "SuggestionResult",
@@ -110,30 +113,37 @@ def confidence(probability: float, supported: bool) -> float:
 class Pipeline:
     def __init__(self, selector: Selector | Runtime, cs: CodeSet | None = None,
                  retriever: Retriever | None = None, candidates: int = 20, pool: int = 50,
-                 use_candidates: bool = True, max_tokens: int = 384):
+                 use_candidates: bool = True, max_tokens: int = 384, coding_rules: bool = True):
         """`selector`: a Selector, or a model Runtime (wrapped in a ModelSelector showing it
         `candidates` codes, or none without `use_candidates`, and letting it write
-        `max_tokens`). `pool`: candidates retrieved per chunk."""
-        if not isinstance(selector, (ThresholdSelector, ModelSelector)):
+        `max_tokens`). `pool`: candidates retrieved per chunk. `coding_rules`: apply
+        models/rules.py (US coding: no integral symptoms, no generic code beside a specific one);
+        off, every supported mention is coded (how CodiEsp was annotated)."""
+        if not isinstance(selector, (ThresholdSelector, ModelSelector, VerifierSelector)):
             selector = ModelSelector(selector, candidates, use_candidates, max_tokens)
         self.selector = selector
         self.cs = cs or codeset_mod.load()
         self.retriever = retriever or default_retriever(self.cs)
         self.pool = max(pool, candidates)
+        self.coding_rules = coding_rules
 
     @classmethod
     def from_bundle(cls, bundle, model: str | None = None, cs: CodeSet | None = None,
                     runtime_options: dict | None = None, **options) -> "Pipeline":
         """A pipeline over a coder bundle: its retriever, and its default model (or `model`,
-        see `Bundle.runtime_spec`; "retrieval" for the ranker alone)."""
+        see `Bundle.runtime_spec`; "retrieval" for the ranker alone). `served_verifier`: a
+        server `model` serves this bundle's verifier (its server mode), not a generative model."""
         from .select import open_selector  # noqa: PLC0415
 
         cs = cs or codeset_mod.load()
         retriever = bundle.load_retriever(cs)
-        selector = open_selector(bundle.runtime_spec(model), **{
+        spec = bundle.runtime_spec(model)
+        selector = open_selector(spec, **{
             k: v for k, v in options.items() if k in ("candidates", "use_candidates", "max_tokens")},
+            stacker=bundle.stacker(spec, options.get("served_verifier", False)),
             **(runtime_options or {}))
-        return cls(selector, cs, retriever, pool=options.get("pool", 50))
+        return cls(selector, cs, retriever, pool=options.get("pool", 50),
+                   coding_rules=options.get("coding_rules", True))
 
     def prompt_messages(self, text: str, candidates: list[Candidate] | None = None) -> list[dict]:
         """The chat messages a model reads for one chunk of text (for checks and exports)."""
@@ -181,8 +191,14 @@ class Pipeline:
                 rejected.append(Rejected(item.code, Flag.NOT_IN_CODESET))
                 continue
             suggestions.append(self.validate(note, item, candidates.get(item.code)))
+        if self.coding_rules:
+            kept, dropped = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
+            kept_codes = {code for code, _ in kept}
+            suggestions = [s for s in suggestions if s.code in kept_codes]
+            rejected += dropped
         self._flag_excludes1(suggestions)
-        suggestions.sort(key=lambda s: -s.confidence)
+        # Codes whose words were not found in the note come last, below the supported ones.
+        suggestions.sort(key=lambda s: (Flag.UNSUPPORTED in s.flags, -s.confidence))
         return SuggestionResult(
             suggestions=suggestions, rejected=rejected,
             candidates=sorted(candidates.values(), key=lambda c: -c.score)[: self.pool],

@@ -176,7 +176,7 @@ class Retriever:
                 continue
             start, end = lex[code]["span"] if code in lex else (0, 0)
             out.append(Candidate(code, self.cs.description(code), round(float(probs[i]), 4),
-                                     start, end))
+                                 start, end, tuple(round(float(v), 4) for v in x[i])))
         return out
 
 

@@ -46,24 +46,96 @@ def key_words(text: str) -> set[str]:
 
 
 _SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)
-_CLAUSE_SPLIT = re.compile(r",|\bbut\b|\bwhile\b|\bwith no\b", re.I)
-# A negation cue among a clause's first words ("He denies...", "There was no...").
+# Where a sentence splits into clauses: a comma, or a contrast word. A contrast word also ends a
+# negation's reach ("denies cough, but has fever"); a comma does not ("no fever, chills or cough").
+_CONTRAST = r"but|however|although|though|except|whereas|while"
+_CLAUSE_SPLIT = re.compile(rf"(,|\b(?:{_CONTRAST})\b)", re.I)
+# A negation cue among a clause's first words ("He denies...", "There was no...", "Pulmonary
+# embolism was ruled out").
 _NEGATION = re.compile(
-    r"^\W*(?:[a-z]+\W+){0,3}?(?:no|not|denies|denied|deny|without|negative for|ruled out|"
-    r"rules out|excluded|free of|absence of|absent|never had)\b", re.I)
+    r"^\W*(?:[a-z]+\W+){0,3}?(?:no evidence of|no signs? of|no history of|no|not|nor|denies|"
+    r"denied|deny|denying|without|negative for|ruled out|rules out|rule out|excluded|free of|"
+    r"absence of|absent|never had)\b", re.I)
+# Cues that negate what follows them wherever they stand in a clause; the words before stay
+# affirmed: "Cough with no fever", "Type 2 diabetes without complications", "He has hypertension
+# and denies chest pain". Cues written after what they negate ("... was ruled out") and a bare
+# "no"/"not" ("no longer", "not well controlled") count only among a clause's first words, above.
+_NEGATION_INSIDE = re.compile(
+    r"\b(?:with no|without|denies|denied|denying|negative for|no (?:evidence|signs?|history) of)\b",
+    re.I)
+_FILLER_WORDS = frozenset("a an and also the this our there he she they patient pt mr mrs ms man "
+                          "woman boy girl child is was are were".split())
+# Words that start a new statement: they end a negation's reach, within a clause ("with no
+# history of interest presented with headache") and over a list ("..., who underwent vasectomy").
+_RESTART_WORDS = (r"who|which|whose|whom|so|then|as well as|presents|presented|presenting|"
+                  r"consulted|underwent|developed|diagnosed|admitted|studied|referred|complains|"
+                  r"complained|shows|showed|reveals|revealed")
+_RESTART = re.compile(rf"\b(?:{_RESTART_WORDS})\b", re.I)
+# A negation's list is made of short items that do not start anew ("No fever, and he reports
+# cough"); a longer clause is a new statement.
+_LIST_ITEM_WORDS = 6
+_AFFIRMATION = re.compile(
+    r"^\W*(?:(?:and|he|she|they|patient|pt)\W+)*(?:with\b(?!\s+no\b)|has|have|had|reports|"
+    rf"reported|endorses|endorsed|admits|positive for|is|are|was|were|been|{_RESTART_WORDS})\b",
+    re.I)
 
 
 def clauses(note: str):
-    """(start, end) spans of the note's clauses, in order, negated ones excluded."""
+    """(start, end) spans of the note's clauses, in order, negated ones excluded.
+
+    A negation cue covers every item of the list after it in the same sentence: "Denies chest
+    pain, dysphagia or weight loss" excludes all three, until a contrast word ("but", "however",
+    "although", "except", ...), a clause or words that start anew ("and he reports cough", "who
+    underwent ...", "presented with ...", any clause of more than six words) or the end of the
+    sentence.
+    """
     for sent in _SENTENCE.finditer(note):
-        offset = sent.start()
+        offset, negated = sent.start(), False
         for piece in _CLAUSE_SPLIT.split(sent.group()):
             idx = note.find(piece, offset)
             offset = idx + len(piece)
-            if len(piece.strip()) < 3 or _NEGATION.match(piece):
+            if _CLAUSE_SPLIT.fullmatch(piece):
+                negated = negated and piece == ","  # a contrast word ends the negation's reach
                 continue
-            lead = len(piece) - len(piece.lstrip())
-            yield idx + lead, idx + len(piece.rstrip())
+            listed = negated and not _AFFIRMATION.match(piece) and len(
+                WORD_RE.findall(piece.lower())) <= _LIST_ITEM_WORDS
+            spans, negated = _affirmed(piece, listed)
+            for a, b in spans:
+                yield idx + a, idx + b
+
+
+def _affirmed(piece: str, negated: bool) -> tuple[list[tuple[int, int]], bool]:
+    """The affirmed (start, end) spans of one clause, and whether a negation reaches its end.
+    `negated`: the clause is the next item of a negated list."""
+    spans, pos = [], 0
+    while True:
+        rest = piece[pos:]
+        if negated:
+            start, end = 0, 0
+        else:
+            cue = _NEGATION_INSIDE.search(rest)
+            first = _NEGATION.match(rest[:cue.start()] if cue else rest)
+            if first:  # the words before a cue among the first are what it negates
+                start, end = 0, first.end()
+            elif cue:
+                start, end = cue.start(), cue.end()
+            else:
+                start = end = len(rest)
+            head = rest[:start]
+            # "The patient denies ...", "There was no evidence of ...": no more than who
+            if not set(WORD_RE.findall(head.lower())) <= _FILLER_WORDS:
+                lead = len(head) - len(head.lstrip())
+                if len(head.strip()) >= 3:
+                    spans.append((pos + lead, pos + len(head.rstrip())))
+            if start == len(rest):
+                return spans, False
+        restart = _RESTART.search(rest, end)
+        if restart is None:
+            # The list goes on after a cue written before a condition ("No fever, chills"), not
+            # after one written at the end ("PE was ruled out, pneumonia confirmed") or before a
+            # mere qualifier ("Type 2 diabetes without complications, hypertension").
+            return spans, negated or bool(key_words(rest[end:]))
+        pos, negated = pos + restart.start(), False
 
 
 def locate(note: str, quote: str) -> tuple[int, int] | None:

@@ -118,7 +118,7 @@ def contract_tiny_gguf(contract_tiny_model, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("tiny-gguf-run")
     shutil.copytree(contract_tiny_model, run / "merged")
-    export.run(BuildConfig(run_dir=str(run)), ["gguf"], ["Q4_K_M"])
+    export.run(BuildConfig(run_dir=str(run), model_kind="generative"), ["gguf"], ["Q4_K_M"])
     return export.gguf_path(run, "Q4_K_M")
 
 

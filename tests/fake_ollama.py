@@ -9,6 +9,9 @@ machines. What it holds to, as Ollama does:
 - POST /api/show and /api/chat answer 404 {"error": "model '...' not found"} for unknown models.
 - POST /api/chat streams JSON lines; `format` may be a JSON schema that constrains the answer;
   the last line has done=true, prompt_eval_count and eval_count.
+- POST /api/generate with `raw` (the prompt as it is) answers one JSON object (stream false);
+  with `logprobs` and `top_logprobs` (Ollama >= 0.12.11) it adds, per generated token,
+  {"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]}.
 - GET /api/version, GET /api/tags.
 """
 from __future__ import annotations
@@ -111,7 +114,7 @@ class FakeOllama:
                 except ValueError:
                     return self._json(400, {"error": "invalid JSON"})
                 handler = {"/api/create": self._create, "/api/show": self._show,
-                           "/api/chat": self._chat}.get(self.path)
+                           "/api/chat": self._chat, "/api/generate": self._generate}.get(self.path)
                 if handler is None:
                     return self._json(404, {"error": "not found"})
                 handler(req)
@@ -158,6 +161,38 @@ class FakeOllama:
                                  "template": m["template"], "system": m["system"],
                                  "details": {"format": "gguf", "family": "llama"},
                                  "model_info": {}, "modified_at": "2026-11-28T00:00:00Z"})
+
+            def _generate(self, req):
+                import llama_cpp
+
+                name = req.get("model")
+                if name not in fake.models:
+                    return self._json(404, {"error": f"model '{name}' not found"})
+                if not req.get("raw"):
+                    return self._json(400, {"error": "this fake serves raw prompts only"})
+                options = {**fake.models[name]["parameters"], **(req.get("options") or {})}
+                top_n = int(req.get("top_logprobs") or 0) if req.get("logprobs") else 0
+                with fake._lock:
+                    key = name + "#logits"
+                    if key not in fake._llms:  # llama-cpp-python needs logits_all for logprobs
+                        blob = fake.blob_dir / fake.models[name]["files"][0].replace(":", "-")
+                        fake._llms[key] = llama_cpp.Llama(str(blob), n_ctx=4096, n_threads=1,
+                                                          logits_all=True, verbose=False)
+                    out = fake._llms[key].create_completion(
+                        req.get("prompt", ""), max_tokens=options.get("num_predict", 128),
+                        temperature=options.get("temperature", 0.8),
+                        repeat_penalty=options.get("repeat_penalty", 1.1), logprobs=top_n or None)
+                choice = out["choices"][0]
+                body = {"model": name, "response": choice["text"], "done": True, "done_reason": "stop",
+                        "prompt_eval_count": out["usage"]["prompt_tokens"],
+                        "eval_count": out["usage"]["completion_tokens"]}
+                if top_n:
+                    lp = choice["logprobs"]
+                    body["logprobs"] = [
+                        {"token": token, "logprob": float(value),
+                         "top_logprobs": [{"token": t, "logprob": float(v)} for t, v in top.items()]}
+                        for token, value, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])]
+                self._json(200, body)
 
             def _chat(self, req):
                 import llama_cpp

@@ -57,6 +57,25 @@ def test_evaluate_on_a_jsonl_file(tmp_path):
     assert metrics["n_notes"] == 1 and metrics["micro_recall"] == 1.0
 
 
+def test_evaluate_scores_the_coding_rules_both_ways(tmp_path):
+    """A note coded the CodiEsp way (symptom beside its diagnosis): the rules drop the symptom,
+    and the report gives the F1 the same run would have had without them."""
+    path = tmp_path / "notes.jsonl"
+    note = ("Community-acquired pneumonia of the right lower lobe on chest X-ray. Productive cough "
+            "for a week. Essential hypertension.")
+    path.write_text(json.dumps({"id": "a", "note": note, "codes": ["J18.9", "R05.9", "I10"]}) + "\n")
+    with_rules = evaluate.run(load_config(None, []), str(path), "retrieval", str(tmp_path / "a"))
+    without = evaluate.run(load_config(None, []), str(path), "retrieval", str(tmp_path / "b"),
+                           coding_rules=False)
+    rows = [json.loads(line) for line in (tmp_path / "a/predictions.jsonl").read_text().splitlines()]
+    dropped = [r["raw"] for r in rows[0]["rejected"] if r["reason"] in evaluate.RULE_REASONS]
+    assert with_rules["coding_rules"] and not without["coding_rules"]
+    assert with_rules["micro_f1_without_coding_rules"] == without["micro_f1"]
+    assert not set(dropped) & set(rows[0]["predicted"])
+    if dropped:  # the rules changed something: the two scores differ accordingly
+        assert with_rules["micro_f1"] != without["micro_f1"]
+
+
 def test_evaluate_cli_bad_data_is_a_clear_error(tmp_path):
     out = run_module("builder", "evaluate", "--data", "nonsense", "--run-dir", str(tmp_path))
     assert out.returncode == 1 and "codiesp:FOLDER" in out.stderr and "Traceback" not in out.stderr

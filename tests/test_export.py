@@ -36,7 +36,7 @@ def test_base_tokenizer_splits_text_exactly_as_llama_cpp_does(embedded_codiesp):
 
 
 def test_gguf_export_quantizes_verifies_and_writes_the_modelfile(exported_run):
-    cfg = BuildConfig(run_dir=str(exported_run))
+    cfg = BuildConfig(run_dir=str(exported_run), model_kind="generative")
     report = export.run(cfg, ["gguf"], ["Q8_0", "Q4_K_M"])
     for qtype in ("Q8_0", "Q4_K_M"):
         path = export.gguf_path(exported_run, qtype)
@@ -68,20 +68,20 @@ def test_failed_quantize_leaves_no_file(tmp_path):
 
 def test_unknown_gguf_type_is_refused_before_any_work(exported_run):
     with pytest.raises(export.ExportError, match="Q4_K_M"):
-        export.run(BuildConfig(run_dir=str(exported_run)), ["gguf"], ["Q3_X"])
+        export.run(BuildConfig(run_dir=str(exported_run), model_kind="generative"), ["gguf"], ["Q3_X"])
 
 
 def test_export_without_merged_model_says_what_to_do(tmp_path):
     with pytest.raises(export.ExportError, match="builder merge"):
-        export.run(BuildConfig(run_dir=str(tmp_path)))
+        export.run(BuildConfig(run_dir=str(tmp_path), model_kind="generative"))
 
 
 def test_onnx_export_matches_pytorch_and_quantizes(exported_run, contract_tiny_model):
     from models.runtimes import open_runtime
     from models.runtimes.onnx_runtime import OnnxRuntime
 
-    export.run(BuildConfig(run_dir=str(exported_run)), ["gguf"], ["Q8_0"])
-    report = export.run(BuildConfig(run_dir=str(exported_run)), ["onnx"])
+    export.run(BuildConfig(run_dir=str(exported_run), model_kind="generative"), ["gguf"], ["Q8_0"])
+    report = export.run(BuildConfig(run_dir=str(exported_run), model_kind="generative"), ["onnx"])
     assert report["onnx"]["fp32"]["greedy_match"]["mismatches"] == []
     # The GGUF exported before stays listed in the manifest (the app finds models there).
     outputs = json.loads((exported_run / "manifest.json").read_text())["stages"]["export"]["outputs"]

@@ -30,7 +30,7 @@ def tiny_run(tmp_path_factory, tiny_llama_folder):
 def _cfg(run_dir, base, *extra):
     cfg = load_config(None, ["train.max_steps=4", "train.eval_steps=2", "train.eval_examples=4",
                              "train.batch_size=2", "train.grad_accum=1", "train.max_length=512",
-                             "lora.r=4", "lora.alpha=8", *extra])
+                             "lora.r=4", "lora.alpha=8", "model_kind=generative", *extra])
     cfg.run_dir, cfg.base_model = str(run_dir), str(base)
     return cfg
 
@@ -152,6 +152,9 @@ def test_nf4_is_chosen_only_with_cuda():
 def test_merge_without_adapter_says_what_to_do(tmp_path):
     cfg = load_config(None, [])
     cfg.run_dir = str(tmp_path)
+    with pytest.raises(merge.MergeError, match="builder verifier"):  # the default model kind
+        merge.run(cfg)
+    cfg.model_kind = "generative"
     with pytest.raises(merge.MergeError, match="builder train"):
         merge.run(cfg)
 

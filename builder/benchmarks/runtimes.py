@@ -179,7 +179,8 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
         gc.collect()
         before, started = rss_mb(), time.perf_counter()
         try:
-            selector = open_selector(c.spec, max_tokens=max_tokens, **c.options)
+            selector = open_selector(c.spec, max_tokens=max_tokens, stacker=bundle.stacker(c.spec),
+                                     **c.options)
         except RuntimeUnavailable as exc:
             tqdm.write(f"skipped {c.label}: {exc}")
             continue

@@ -87,7 +87,10 @@ def _upload_blob(client: httpx.Client, gguf: Path, digest: str) -> bool:
 
 
 def register_ollama(gguf: Path, name: str | None = None, host: str | None = None,
-                    check: bool = True) -> dict:
+                    check: bool = True, kind: str = "generative") -> dict:
+    """`kind`: what the model does (models/select.py), which decides the check it must pass:
+    `generative` answers the check note through the contract; `verifier` scores its candidates
+    (raw prompts, top log-probabilities: Ollama 0.12.11 or newer)."""
     import ollama
 
     from models.runtimes.ollama_runtime import check_server
@@ -126,10 +129,10 @@ def register_ollama(gguf: Path, name: str | None = None, host: str | None = None
                       "evaluate": f"python -m builder evaluate --model ollama:{name}",
                       "cli": f"ollama run {name}"}}
     if check:
-        from builder.answer_check import AnswerCheckFailed, check_answers
+        from builder.answer_check import AnswerCheckFailed, check_model
 
         try:
-            result["check"] = check_answers(f"ollama:{url}#{name}", allow_remote=True)
+            result["check"] = check_model(f"ollama:{url}#{name}", kind, allow_remote=True)
         except AnswerCheckFailed as exc:
             raise RegisterError(f"{name} is registered but does not answer through the contract: {exc}") from exc
     result["seconds"] = round(time.perf_counter() - started, 1)

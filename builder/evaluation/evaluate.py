@@ -12,6 +12,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from tqdm import tqdm
@@ -28,7 +29,10 @@ from models.contract import note_from_messages
 from models.errors import CoderError
 from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from models.pipeline import Flag, Pipeline
+from models.rules import INTEGRAL_SYMPTOM, LESS_SPECIFIC
 from models.select import open_selector
+
+RULE_REASONS = (INTEGRAL_SYMPTOM, LESS_SPECIFIC)
 
 
 class EvalDataError(CoderError, ValueError):
@@ -68,6 +72,10 @@ def load_notes(spec: str, cfg: BuildConfig) -> list[GoldNote]:
         return [GoldNote(c.case_id, c.text, c.codes) for c in split.cases]
     if spec == "synthetic-val":
         return _stored_synthetic_validation(cfg.run_dir) or _built_synthetic_validation(cfg)
+    if spec == "clinic":  # the US clinic notes shipped with the builder (builder/corpora/clinic)
+        spec = str(resources.files("builder") / "corpora" / "clinic" / "notes.jsonl")
+        if not Path(spec).is_file():
+            raise EvalDataError(f"The clinic note set is missing: {spec}.")
     path = Path(spec)
     if path.suffix == ".jsonl" and path.exists():
         notes = []
@@ -84,7 +92,7 @@ def load_notes(spec: str, cfg: BuildConfig) -> list[GoldNote]:
                 raise EvalDataError(f"{path}:{lineno}: no `note`, `text` or `prompt` field.")
             notes.append(GoldNote(str(row.get("id", lineno)), text, codes))
         return notes
-    raise EvalDataError(f"Unknown --data {spec!r}: use codiesp:FOLDER, synthetic-val or a .jsonl file.")
+    raise EvalDataError(f"Unknown --data {spec!r}: use codiesp:FOLDER, synthetic-val, clinic or a .jsonl file.")
 
 
 def gold_codes(raw: list[str], cs) -> tuple[list[str], int]:
@@ -106,7 +114,7 @@ def data_key(spec: str) -> str:
     """The note set's name as bundles record which data saw which choice (codiesp-dev, ...)."""
     if spec.startswith("codiesp:"):
         return f"codiesp-{Path(spec.split(':', 1)[1]).name}"
-    return spec if spec == "synthetic-val" else Path(spec).stem
+    return spec if spec in ("synthetic-val", "clinic") else Path(spec).stem
 
 
 def choices_seen(choices: list[dict], data: str) -> list[str]:
@@ -131,7 +139,8 @@ def _parts(cfg: BuildConfig, bundle: str | None, system: str):
 
 def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, limit: int = 0,
         candidates: int = 20, no_candidates: bool = False, max_tokens: int = 384,
-        threads: int = 0, allow_remote: bool = False, bundle: str | None = None) -> dict:
+        threads: int = 0, allow_remote: bool = False, bundle: str | None = None,
+        coding_rules: bool = True, served_verifier: bool = False) -> dict:
     started = time.perf_counter()
     cs = codeset_mod.load()
     notes = load_notes(data, cfg)
@@ -145,8 +154,9 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         system = ensure_base_model(cfg.base_model)
     options = {"threads": threads} if threads and system != "retrieval" else {}
     selector = open_selector(system, candidates, not no_candidates, max_tokens,
+                             stacker=used_bundle.stacker(system, served_verifier) if used_bundle else None,
                              **({"allow_remote": allow_remote, **options} if system != "retrieval" else {}))
-    pipeline = Pipeline(selector, cs, retriever)
+    pipeline = Pipeline(selector, cs, retriever, coding_rules=coding_rules)
     choices = (used_bundle.provenance.get("choices", []) if used_bundle
                else [{"choice": "retriever L2 and threshold", "data": ["codiesp-train"]}])
     if used_bundle and used_bundle.model_for_path(system) is None:
@@ -173,11 +183,18 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
     n_pred = sum(len(r["predicted"]) for r in rows)
     metrics = {
         "data": data, "system": selector.name, "label": label, "with_candidates": not no_candidates,
+        "coding_rules": coding_rules,
         "candidates_in_prompt": 0 if no_candidates else candidates, "n_notes": len(rows),
         "bundle": str(used_bundle.root) if used_bundle else None,
         "choices_seen": choices_seen(choices, data),  # empty: held out from every choice
         "scoring": RULES,
         **score(rows),
+        # The same run scored as if the coding rules had not dropped anything (CodiEsp's
+        # annotators code every mention, symptoms beside their diagnosis included).
+        "micro_f1_without_coding_rules": score([
+            {"gold": r["gold"], "predicted": r["predicted"] + [x["raw"] for x in r["rejected"]
+                                                              if x["reason"] in RULE_REASONS]}
+            for r in rows])["micro_f1"],
         "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,
         "non_billable_rate": round(sum(Flag.NOT_BILLABLE in f for r in rows for f in r["flags"].values())
                                    / n_pred, 4) if n_pred else 0.0,
@@ -195,7 +212,8 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         "seconds": round(time.perf_counter() - started, 1),
     }
     selector.close()
-    out = Path(out_dir or Path(cfg.run_dir) / "eval" / _slug(data, label, no_candidates))
+    out = Path(out_dir or Path(cfg.run_dir) / "eval" / (
+        _slug(data, label, no_candidates) + ("" if coding_rules else "__no-rules")))
     outputs = [out / "metrics.json", out / "predictions.jsonl", out / "report.md", out / "report.png"]
     write_json_atomic(outputs[0], metrics)
     write_jsonl_atomic(outputs[1], rows)
@@ -239,7 +257,8 @@ def _slug(data: str, system: str, no_candidates: bool) -> str:
 
 
 def _report(m: dict) -> str:
-    keys = ["n_notes", "micro_precision", "micro_recall", "micro_f1", "macro_f1",
+    keys = ["n_notes", "micro_precision", "micro_recall", "micro_f1", "micro_f1_without_coding_rules",
+            "macro_f1",
             "category_micro_f1", "exact_match", "invalid_rate", "non_billable_rate",
             "pred_codes_per_note", "gold_codes_per_note", "gold_not_billable_share",
             "recall_at_10", "recall_at_20", "recall_at_50", "latency_p50_s", "latency_p95_s"]

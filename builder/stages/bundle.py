@@ -13,9 +13,10 @@ from pathlib import Path
 from builder.config import BuildConfig
 from builder.manifest import read as read_manifest
 from builder.manifest import record_stage
+from builder.stages.export import STACKER_SUFFIX
 from models import bundle as bundle_mod
 from models import codeset as codeset_mod
-from models.bundle import RETRIEVER_FILE, RUNTIMES, Bundle, BundleError, BundleModel, RetrieverPart
+from models.bundle import RETRIEVER_FILE, RUNTIMES, Bundle, BundleError, BundleModel, RetrieverPart, VerifierPart
 from models.contract import CONTRACT_VERSION
 from models.files import atomic_dir, link_or_copy, sha256_file
 
@@ -59,11 +60,45 @@ def _models(rels: list[str]) -> list[BundleModel]:
     return found
 
 
+def _verifier(run_dir: Path, stages: dict) -> VerifierPart | None:
+    """The verifier part when the merged model is the verifier's (else the models generate)."""
+    import json
+
+    if stages.get("merge", {}).get("config", {}).get("model_kind") != "verifier":
+        return None
+    stacker_path = _checked(run_dir, stages, "verifier").get("verifier/stacker.json")
+    if stacker_path is None:
+        raise BundleError(f"{run_dir} has a merged verifier but no stacker: run `python -m builder "
+                          "verifier` again, then merge, export and bundle.")
+    stacker = json.loads(stacker_path.read_text(encoding="utf-8"))
+    metrics = stages["verifier"].get("metrics", {})
+    own = {rel.removesuffix(STACKER_SUFFIX): json.loads(path.read_text(encoding="utf-8"))
+           for rel, path in _checked(run_dir, stages, "export").items() if rel.endswith(STACKER_SUFFIX)}
+    return VerifierPart(stacker.pop("contract"), stacker,
+                        f"codiesp train ({metrics.get('train_cases', '?')} cases, out-of-fold candidates)",
+                        metrics.get("choices_made_on", "codiesp train held-out part"), own)
+
+
 def _provenance(cfg: BuildConfig, stages: dict) -> dict:
     data_cfg = stages.get("data", {}).get("config", {})
     train = stages.get("train", {})
     # Each choice, and the note sets it saw: evaluate labels its figures held out or in-sample.
     choices = [{"choice": "retriever L2 and threshold", "data": ["codiesp-train"]}]
+    if stages.get("merge", {}).get("config", {}).get("model_kind") == "verifier":
+        verifier = stages.get("verifier", {})
+        choices.append({"choice": "verifier stacker and threshold", "data": ["codiesp-train"]})
+        return {
+            "base_model": verifier.get("config", {}).get("base_model", cfg.base_model),
+            "retriever": stages.get("retriever", {}).get("metrics", {}).get("fitted_on", "embedded"),
+            "trained_on": ["codiesp-train"],
+            "train_summary": {k: v for k, v in verifier.get("metrics", {}).items()
+                              if k in ("steps", "train_cases", "holdout_cases", "tokens_per_second",
+                                       "holdout_micro_f1", "holdout_auc")},
+            "lora": verifier.get("config", {}).get("lora", {}),
+            "verifier": verifier.get("config", {}).get("verifier", {}),
+            "choices": choices,
+            "versions": verifier.get("versions", {}),
+        }
     if train:
         choices.append({"choice": "training checkpoint (validation loss)",
                         "data": ["codiesp-dev", "synthetic-val"] if data_cfg.get("codiesp", "embedded") != "none"
@@ -116,7 +151,8 @@ def run(cfg: BuildConfig, out: str | Path | None = None, retrieval_only: bool = 
             provenance=_provenance(cfg, {} if retrieval_only else stages) | (
                 {"retriever": metrics.get("fitted_on", "codiesp train"), "base_model": None}
                 if retrieval_only else {}),
-            files=bundle_mod.checksum_tree(tmp))
+            files=bundle_mod.checksum_tree(tmp),
+            verifier=None if retrieval_only else _verifier(run_dir, stages))
         made.save()
     made.root = out
     if out.resolve().is_relative_to(run_dir.resolve()):

@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from builder.answer_check import CHECK_NOTES, AnswerCheckFailed, check_answers
+from builder.answer_check import CHECK_NOTES, AnswerCheckFailed, check_model
 from builder.base_model import byte_level_fix
 from builder.config import BuildConfig
 from builder.llama_cpp_tools import converter_env, ensure_converter
@@ -214,10 +214,33 @@ def greedy_tokens_match(merged: Path, onnx_dir: Path, max_tokens: int = 24) -> d
     return {"prompts": len(CHECK_NOTES), "tokens_each": max_tokens, "mismatches": mismatches}
 
 
+HOLDOUT_FILE = "holdout_scores.jsonl"  # builder/stages/verifier.py writes it
+STACKER_SUFFIX = ".stacker.json"  # beside a verifier GGUF: the stacker fitted on its margins
+
+
+def verifier_scores_match(merged: Path, onnx_dir: Path) -> dict:
+    """The largest difference between PyTorch fp32 and ONNX fp32 verifier margins on CHECK_NOTES."""
+    from models.pipeline import Pipeline
+    from models.runtimes.onnx_runtime import OnnxRuntime
+    from models.runtimes.transformers_runtime import TransformersRuntime
+    from models.select import Stacker, VerifierSelector
+
+    torch_sel = VerifierSelector(TransformersRuntime(str(merged)), Stacker.verifier_alone())
+    onnx_sel = VerifierSelector(OnnxRuntime(str(onnx_dir)), Stacker.verifier_alone())
+    pipeline = Pipeline(torch_sel)
+    worst = 0.0
+    for note in CHECK_NOTES:
+        candidates = pipeline.retrieve(note)
+        a, _ = torch_sel.judge(note, candidates)
+        b, _ = onnx_sel.judge(note, candidates)
+        worst = max([worst] + [abs(x[1] - y[1]) for x, y in zip(a, b)])
+    return {"notes": len(CHECK_NOTES), "max_difference": round(worst, 5)}
+
+
 # --- verification, Modelfile ------------------------------------------------------------------
-def verify(model: Path) -> dict:
+def verify(model: Path, kind: str = "generative") -> dict:
     try:
-        return check_answers(str(model))
+        return check_model(str(model), kind)
     except AnswerCheckFailed as exc:
         raise ExportError(str(exc)) from exc
 
@@ -263,8 +286,18 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
                 raise ExportError(f"{path.name} lacks the chat template or the <|im_end|> stop "
                                   f"token (eos={meta['eos_token']!r}).")
             report["gguf"][path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path),
-                                         "eos_token": meta["eos_token"], "verify": verify(path)}
+                                         "eos_token": meta["eos_token"], "verify": verify(path, cfg.model_kind)}
             outputs.append(path)
+            if cfg.model_kind == "verifier" and (run_dir / "verifier" / HOLDOUT_FILE).exists():
+                # Its stacker, refitted on this file's own margins (a run without the verifier
+                # stage's held-out cases keeps the stage's stacker).
+                from builder.stages.verifier import calibrate
+
+                calibrated = calibrate(run_dir, path)
+                sidecar = path.with_name(path.name + STACKER_SUFFIX)
+                write_text_atomic(sidecar, json.dumps(calibrated["stacker"], indent=1))
+                report["gguf"][path.name]["stacker"] = {k: v for k, v in calibrated.items() if k != "stacker"}
+                outputs.append(sidecar)
         # The Modelfile names the default type whenever the run has it (exported now or before).
         default = gguf_path(run_dir, DEFAULT_GGUF)
         if DEFAULT_GGUF not in [q.upper() for q in gguf_types] and not default.exists():
@@ -279,10 +312,16 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
             raise ExportError(f"Unknown ONNX type(s) {sorted(bad)}: use fp32 and/or int8.")
         t = time.perf_counter()
         fp32 = export_onnx_fp32(merged, onnx_path(run_dir, "fp32"))
-        match = greedy_tokens_match(merged, fp32)
-        if match["mismatches"]:
-            raise ExportError(f"ONNX fp32 greedy tokens differ from PyTorch: {match['mismatches'][:1]}")
-        report["onnx"]["fp32"] = {"greedy_match": match}
+        if cfg.model_kind == "verifier":
+            match = verifier_scores_match(merged, fp32)
+            if match["max_difference"] > 0.05:
+                raise ExportError(f"ONNX fp32 verifier scores differ from PyTorch by {match['max_difference']}")
+            report["onnx"]["fp32"] = {"scores_match": match}
+        else:
+            match = greedy_tokens_match(merged, fp32)
+            if match["mismatches"]:
+                raise ExportError(f"ONNX fp32 greedy tokens differ from PyTorch: {match['mismatches'][:1]}")
+            report["onnx"]["fp32"] = {"greedy_match": match}
         if "int8" in onnx_types:
             quantize_onnx_int8(fp32, onnx_path(run_dir, "int8"))
         report["onnx_seconds"] = round(time.perf_counter() - t, 1)
@@ -291,7 +330,7 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
             model_file = folder / "model.onnx"
             report["onnx"].setdefault(kind, {}).update(
                 {"bytes": model_file.stat().st_size, "sha256": sha256_file(model_file),
-                 "verify": verify(folder)})
+                 "verify": verify(folder, cfg.model_kind)})
             outputs += sorted(p for p in folder.iterdir() if p.is_file())
         if "fp32" not in onnx_types:  # made only to quantize from
             shutil.rmtree(onnx_path(run_dir, "fp32"), ignore_errors=True)

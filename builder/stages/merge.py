@@ -24,15 +24,17 @@ def run(cfg: BuildConfig) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from builder.answer_check import AnswerCheckFailed, check_answers
+    from builder.answer_check import AnswerCheckFailed, check_model
     from builder.base_model import ensure_base_model
     from builder.manifest import record_stage
 
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
-    adapter = run_dir / "train" / "adapter"
+    stage = "verifier" if cfg.model_kind == "verifier" else "train"
+    adapter = run_dir / stage / "adapter"
     if not (adapter / "adapter_config.json").exists():
-        raise MergeError(f"No adapter at {adapter}: run `python -m builder train` first.")
+        raise MergeError(f"No adapter at {adapter}: run `python -m builder {stage}` first "
+                         f"(model_kind={cfg.model_kind}).")
     base = ensure_base_model(cfg.base_model)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
@@ -45,11 +47,11 @@ def run(cfg: BuildConfig) -> dict:
     merge_seconds = time.perf_counter() - started
 
     try:
-        smoke = check_answers(str(out))
+        smoke = check_model(str(out), cfg.model_kind)
     except AnswerCheckFailed as exc:
         raise MergeError(f"{exc}. Train longer or check the data.") from exc
     outputs = sorted(p for p in out.iterdir() if p.is_file())
-    record_stage(run_dir, "merge", {"base_model": cfg.base_model},
+    record_stage(run_dir, "merge", {"base_model": cfg.base_model, "model_kind": cfg.model_kind},
                  {"base_model": base, "adapter": str(adapter)}, outputs,
                  time.perf_counter() - started, {"smoke": smoke, "merge_seconds": round(merge_seconds, 1)})
     return {"merged": str(out), "merge_seconds": round(merge_seconds, 1), "smoke": smoke}

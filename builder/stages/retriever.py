@@ -23,10 +23,12 @@ from builder.stages.data import codiesp
 from builder.stages.data.codes import map_codes
 from models import codeset as codeset_mod
 from models.bundle import RETRIEVER_FILE
-from models.files import atomic_path, write_json_atomic
+from models.files import atomic_path, write_json_atomic, write_jsonl_atomic
 from models.retrieve import FEATURES, NeighbourIndex, Retriever
 
 L2_TRIED = (1e-3, 1e-4, 1e-5, 0.0)
+TRAIN_OOF_FILE = "train_oof.jsonl"
+OOF_KEEP = 60  # candidates kept per train case (the verifier reads at most this many)
 
 
 def fitted_model(texts: list[str], gold: list[list[str]], weights: dict | None = None) -> dict:
@@ -109,7 +111,8 @@ def run(cfg: BuildConfig) -> dict:
     tried = {l2: recall_at([[c for c, _ in r] for r in out_of_fold(cases, fold_of, l2)], gold_train, 50)
              for l2 in L2_TRIED}
     l2 = max(tried, key=tried.get)
-    threshold, oof_f1 = best_threshold(out_of_fold(cases, fold_of, l2), gold_train)
+    oof = out_of_fold(cases, fold_of, l2)
+    threshold, oof_f1 = best_threshold(oof, gold_train)
     w, b = fit_logistic(np.vstack([x for _, x, _ in cases]), np.concatenate([y for _, _, y in cases]), l2=l2)
     model = fitted_model(texts, gold_train)
     model.update(weights=[round(float(v), 5) for v in w], bias=round(float(b), 5), threshold=threshold)
@@ -135,8 +138,16 @@ def run(cfg: BuildConfig) -> dict:
     with atomic_path(out) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as fh:
         json.dump(model, fh, separators=(",", ":"))
     write_json_atomic(out_dir / "metrics.json", metrics)
+    # Each train case's candidates as an unseen note gets them (its own fold's neighbours,
+    # priors and ranker never saw it): what the verifier is trained and stacked on.
+    rows = []
+    for case, g, ranked, (codes, x, _) in zip(train.cases, gold_train, oof, cases):
+        row_of = {c: j for j, c in enumerate(codes)}
+        rows.append({"case_id": case.case_id, "gold": g, "candidates": [
+            [c, round(p, 5), [round(float(v), 4) for v in x[row_of[c]]]] for c, p in ranked[:OOF_KEEP]]})
+    write_jsonl_atomic(out_dir / TRAIN_OOF_FILE, rows)
     record_stage(Path(cfg.run_dir), "retriever", {"codiesp": str(root)},
-                 {"codeset": cs.edition}, [out, out_dir / "metrics.json"],
+                 {"codeset": cs.edition}, [out, out_dir / "metrics.json", out_dir / TRAIN_OOF_FILE],
                  time.perf_counter() - started, {"metrics": metrics})
     return metrics
 

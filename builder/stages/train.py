@@ -283,7 +283,7 @@ def run(cfg: BuildConfig) -> dict:
         tokenizer.save_pretrained(tmp)
     history = [h for h in state.log_history]
     (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-    plot = _plot_loss(out_dir / "loss.png", history)
+    plot = plot_loss(out_dir / "loss.png", history)
     data_hash = hashlib.sha256(b"".join(
         sha256_file(data_dir / f).encode() for f in ("train.jsonl", "validation.jsonl"))).hexdigest()
     outputs = sorted(p for p in adapter.iterdir() if p.is_file()) + [plot, out_dir / "log_history.json"]
@@ -294,7 +294,8 @@ def run(cfg: BuildConfig) -> dict:
     return summary
 
 
-def _plot_loss(path: Path, history: list[dict]) -> Path:
+def plot_loss(path: Path, history: list[dict], ylabel: str = "loss (answer tokens)",
+              title: str = "Fine-tuning loss") -> Path:
     from builder.plots import pyplot, save_png
 
     plt = pyplot()
@@ -305,7 +306,7 @@ def _plot_loss(path: Path, history: list[dict]) -> Path:
         ax.plot(*zip(*train), label="train loss", alpha=0.7)
     if evals:
         ax.plot(*zip(*evals), "o-", label="validation loss")
-    ax.set(xlabel="step", ylabel="loss (answer tokens)", title="Fine-tuning loss")
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
     ax.legend()
     fig.tight_layout()
     return save_png(fig, path)

@@ -67,9 +67,13 @@ class SuggestionsModel(QAbstractTableModel):
                 return flag_text(item)
             if s.evidence:
                 return f"Evidence: “{s.evidence.text}”"
+            if Flag.UNSUPPORTED in s.flags:
+                return "No words of the note were found for this code: check before accepting."
             return s.description
         if role == Qt.BackgroundRole and item.decision in _DECISION_COLOURS:
             return QBrush(_DECISION_COLOURS[item.decision])
+        if role == Qt.ForegroundRole and Flag.UNSUPPORTED in s.flags and not item.added_by_hand:
+            return QBrush(QColor("#8a8a8a"))  # listed apart, below the supported codes
         if role == Qt.ForegroundRole and col == 3 and s.flags:
             return QBrush(QColor("#a0522d"))
         if role == Qt.TextAlignmentRole and col == 2:

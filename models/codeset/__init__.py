@@ -193,6 +193,11 @@ class CodeSet:
                 out.append(row[0])
         return out
 
+    def chapters(self) -> list[str]:
+        """The chapters, in order ("1" .. "22"); `description` gives their titles."""
+        return [r[0] for r in self._con.execute(
+            "SELECT code FROM codes WHERE kind = 'chapter' ORDER BY ord")]
+
     def children(self, code: str) -> list[str]:
         row = self._lookup(code)
         return [r[0] for r in self._con.execute(

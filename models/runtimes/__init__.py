@@ -53,6 +53,48 @@ class Runtime(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class ScoreRequest:
+    """Token ids read in one forward pass, and where to read two tokens' logits (the verifier's
+    decision slots: `choices` = the ids of " yes" and " no")."""
+
+    ids: list[int]
+    slots: list[int]
+    choices: tuple[int, int]
+    cancel: threading.Event | None = None
+
+
+@dataclass
+class SlotScores:
+    margins: list[float]  # logit(choices[0]) - logit(choices[1]) at each slot
+    prompt_tokens: int = 0
+
+
+class Scorer(Protocol):
+    """A local runtime that can also read logits at given positions (llama.cpp, ONNX Runtime,
+    transformers). Servers cannot: they return no log-probabilities for prompt tokens."""
+
+    name: str
+
+    def tokenize(self, text: str, bos: bool = False) -> list[int]: ...
+
+    def score(self, request: ScoreRequest) -> SlotScores: ...
+
+    def close(self) -> None: ...
+
+
+class TextDecider(Protocol):
+    """A server that reads a raw prompt and returns the top log-probabilities of the one token it
+    generates (llama.cpp's server, vLLM): a verifier's decision per prompt."""
+
+    name: str
+
+    def decide(self, prompts: list[str], choices: tuple[str, str],
+               cancel: threading.Event | None = None) -> SlotScores: ...
+
+    def close(self) -> None: ...
+
+
 def open_runtime(spec: str, **options) -> Runtime:
     if spec.startswith("ollama:"):
         from .ollama_runtime import OllamaRuntime

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..contract import GBNF
-from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable, ScoreRequest, SlotScores
 
 GGUF_MAGIC = b"GGUF"
 
@@ -106,6 +106,48 @@ class LlamaCppRuntime:
         finally:
             stream.close()  # stops generation when we leave early
         return Generation("".join(parts), self.llm.prompt_token_count, self.llm.generated_token_count)
+
+    def tokenize(self, text: str, bos: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False)
+
+    def score(self, request: ScoreRequest) -> SlotScores:
+        """Decode the ids batch by batch (a cancel is seen between batches), asking llama.cpp for
+        logits only at the slots: per-position logits in process, which its server cannot give."""
+        import llama_cpp
+
+        ctx, n = self.llm.ctx, len(request.ids)
+        if n > self.llm.n_ctx():
+            raise RuntimeUnavailable(f"{n} tokens do not fit the model's context of "
+                                     f"{self.llm.n_ctx()}: split the note.")
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        self.llm.n_tokens = 0  # the chat path's prefix cache is gone with the memory
+        wanted = {pos: j for j, pos in enumerate(request.slots)}
+        margins = [0.0] * len(request.slots)
+        yes, no = request.choices
+        step = self.llm.n_batch
+        batch = llama_cpp.llama_batch_init(step, 0, 1)
+        try:
+            for start in range(0, n, step):
+                if request.cancel is not None and request.cancel.is_set():
+                    raise Cancelled()
+                chunk = request.ids[start:start + step]
+                batch.n_tokens = len(chunk)
+                for i, token in enumerate(chunk):
+                    batch.token[i] = token
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = (start + i) in wanted
+                if llama_cpp.llama_decode(ctx, batch) != 0:
+                    raise RuntimeUnavailable(f"llama.cpp could not read {n} tokens (decode failed).")
+                for i in range(len(chunk)):
+                    if start + i in wanted:
+                        row = llama_cpp.llama_get_logits_ith(ctx, i)
+                        margins[wanted[start + i]] = float(row[yes] - row[no])
+        finally:
+            llama_cpp.llama_batch_free(batch)
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        return SlotScores(margins, n)
 
     def close(self) -> None:
         self.llm = None

@@ -10,9 +10,11 @@ import httpx
 
 from ..contract import ANSWER_SCHEMA
 from ..net import RemoteNotAllowed, check_destination, ollama_url
-from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable, SlotScores
 
 MIN_VERSION = (0, 5, 5)  # `format` with a JSON schema, and /api/create with `files`
+LOGPROBS_VERSION = (0, 12, 11)  # top_logprobs of generated tokens: what a verifier reads
+TOP_LOGPROBS = 10
 
 
 def split_spec(value: str) -> tuple[str, str]:
@@ -120,6 +122,37 @@ class OllamaRuntime:
         except ValueError as exc:  # a line that is not JSON
             raise RuntimeUnavailable(f"Ollama at {self.url} sent an answer that is not JSON lines: {exc}") from exc
         return Generation("".join(parts), *counts)
+
+    def decide(self, prompts: list[str], choices: tuple[str, str], cancel=None) -> SlotScores:
+        """A verifier through Ollama: for each raw prompt (no template), one greedy token and its
+        top log-probabilities; logprob(choices[0]) - logprob(choices[1]), a choice missing from
+        the top ones counting one nat below the least shown."""
+        import ollama
+
+        if parse_version(self.version) < LOGPROBS_VERSION:
+            raise RuntimeUnavailable(f"Ollama {self.version} returns no log-probabilities; the "
+                                     f"verifier needs {'.'.join(map(str, LOGPROBS_VERSION))} or newer.")
+        margins, tokens = [], 0
+        for prompt in prompts:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            try:
+                out = self.client.generate(self.model, prompt, raw=True, logprobs=True,
+                                           top_logprobs=TOP_LOGPROBS,
+                                           options={"temperature": 0, "num_predict": 1, "seed": 0})
+            except ollama.ResponseError as exc:
+                raise RuntimeUnavailable(f"Ollama refused the request for {self.model!r}: {exc.error}") from exc
+            except (ConnectionError, httpx.HTTPError) as exc:
+                raise RuntimeUnavailable(not_running(self.url)) from exc
+            first = out.logprobs[0] if out.logprobs else None
+            top = {t.token: t.logprob for t in (first.top_logprobs or [])} if first else {}
+            if not top:
+                raise RuntimeUnavailable(f"Ollama at {self.url} returned no log-probabilities for "
+                                         f"{self.model!r}: the verifier cannot read its decisions.")
+            tokens += out.prompt_eval_count or 0
+            floor = min(top.values()) - 1.0
+            margins.append(float(top.get(choices[0], floor) - top.get(choices[1], floor)))
+        return SlotScores(margins, tokens)
 
     def close(self) -> None:
         self.client._client.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable, ScoreRequest, SlotScores
 
 
 def is_onnx_folder(path: Path) -> bool:
@@ -110,6 +110,26 @@ class OnnxRuntime:
         prompt = self.prompt_ids(request.messages)
         out = self.generate_ids(prompt, request.max_tokens, request.cancel)
         return Generation(self.tokenizer.decode(out, skip_special_tokens=True), len(prompt), len(out))
+
+    def tokenize(self, text: str, bos: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=bos).ids
+
+    def score(self, request: ScoreRequest) -> SlotScores:
+        """One pass over the ids with an empty cache; the exported graph returns every
+        position's logits, of which the slots are read."""
+        if request.cancel is not None and request.cancel.is_set():
+            raise Cancelled()
+        n = len(request.ids)
+        feed = {name: np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.float_type)
+                for name in self.past_names}
+        feed["input_ids"] = np.array([request.ids], dtype=np.int64)
+        feed["attention_mask"] = np.ones((1, n), dtype=np.int64)
+        if "position_ids" in self.inputs:
+            feed["position_ids"] = np.arange(n, dtype=np.int64)[None]
+        logits = self.session.run(["logits"], feed)[0][0]
+        yes, no = request.choices
+        rows = logits[request.slots]
+        return SlotScores([float(v) for v in rows[:, yes] - rows[:, no]], n)
 
     def close(self) -> None:
         self.session = None

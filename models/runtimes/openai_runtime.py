@@ -17,7 +17,9 @@ import httpx
 
 from ..contract import ANSWER_SCHEMA
 from ..net import DEFAULT_LMSTUDIO_URL, RemoteNotAllowed, check_destination
-from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable, SlotScores
+
+TOP_LOGPROBS = 10
 
 RESPONSE_FORMATS = [
     {"type": "json_schema", "json_schema": {"name": "icd10_codes", "schema": ANSWER_SCHEMA, "strict": True}},
@@ -134,6 +136,41 @@ class OpenAICompatibleRuntime:
             raise RuntimeUnavailable(f"Lost the connection to {self.url} ({type(exc).__name__}); "
                                      "is the server still running?") from exc
         return Generation("".join(parts), *counts)
+
+    def decide(self, prompts: list[str], choices: tuple[str, str], cancel=None) -> SlotScores:
+        """For each raw prompt, one greedy token through /completions with its top
+        log-probabilities: logprob(choices[0]) - logprob(choices[1]). A choice missing from the
+        top ones counts one nat below the least shown; a server that returns no log-probabilities
+        is refused (its yes/no alone would be no score)."""
+        margins, tokens = [], 0
+        for prompt in prompts:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
+                    "repeat_penalty": 1.0, "logprobs": TOP_LOGPROBS}
+            try:
+                response = self.client.post("/completions", json=body)
+            except httpx.HTTPError as exc:
+                raise RuntimeUnavailable(f"Lost the connection to {self.url} ({type(exc).__name__}); "
+                                         "is the server still running?") from exc
+            if response.status_code != 200:
+                raise RuntimeUnavailable(f"The server at {self.url} answered HTTP "
+                                         f"{response.status_code} to /completions: {response.text[:300]}")
+            try:
+                data = response.json()
+                top = (data["choices"][0].get("logprobs") or {}).get("top_logprobs") or []
+                top = top[0] if top else {}
+                tokens += int((data.get("usage") or {}).get("prompt_tokens") or 0)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise RuntimeUnavailable(f"The server at {self.url} did not answer /completions "
+                                         "like an OpenAI-compatible server.") from exc
+            if not top:
+                raise RuntimeUnavailable(f"The server at {self.url} returns no log-probabilities: "
+                                         "the verifier cannot read its decisions there. Run the "
+                                         "bundle's model in the app (llama.cpp) instead.")
+            floor = min(top.values()) - 1.0
+            margins.append(float(top.get(choices[0], floor) - top.get(choices[1], floor)))
+        return SlotScores(margins, tokens)
 
     def close(self) -> None:
         self.client.close()

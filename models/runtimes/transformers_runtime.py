@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import time
 
-from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable, ScoreRequest, SlotScores
+
+
+def slot_margins(model, ids: list[int], slots: list[int], choices: tuple[int, int]) -> list[float]:
+    """logit(choices[0]) - logit(choices[1]) at each slot, one forward pass; the vocabulary is
+    projected only at the slots. Shared by this runtime and the builder's verifier stage."""
+    import torch
+
+    if not slots:
+        return []
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([ids], device=device), use_cache=False,
+                    logits_to_keep=torch.tensor(slots, device=device))
+        logits = out.logits[0][:, list(choices)].float()
+    return (logits[:, 0] - logits[:, 1]).tolist()
 
 
 class TransformersRuntime:
@@ -60,6 +75,15 @@ class TransformersRuntime:
             raise Cancelled()
         return Generation(self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True),
                           int(ids.shape[1]), int(out.shape[1] - ids.shape[1]))
+
+    def tokenize(self, text: str, bos: bool = False) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=bos).input_ids
+
+    def score(self, request: ScoreRequest) -> SlotScores:
+        if request.cancel is not None and request.cancel.is_set():
+            raise Cancelled()
+        return SlotScores(slot_margins(self.model, request.ids, request.slots, request.choices),
+                          len(request.ids))
 
     def close(self) -> None:
         self.model = None

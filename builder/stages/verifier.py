@@ -1,0 +1,378 @@
+"""`python -m builder verifier`: fine-tune the model to judge the retriever's candidates.
+
+The model reads a CodiEsp train note and its candidates (models/contract.py, "verifier input")
+and learns, at each candidate's decision slot, whether the note supports it: the loss is a
+binary cross-entropy on logit(" yes") - logit(" no") at the slots and nowhere else, and the
+vocabulary is projected only at the slots. LoRA through peft, NF4 QLoRA on CUDA (the same
+`train.quantization` and `lora` settings as `builder train`), bf16 compute on CPUs with native bf16.
+
+Every case is shown the candidates an unseen note would get: those of the retriever stage's
+fold that never saw it (<run>/retriever/train_oof.jsonl). A part of train (`holdout_fraction`,
+chosen by case id) is never trained on: the verifier scores it, and the stacker (ranker logit +
+verifier margin -> probability) and its threshold are fitted there, so CodiEsp dev makes no
+choice and its figures are held out.
+
+Writes <run>/verifier/adapter, stacker.json, metrics.json, loss.png. `builder merge` folds the
+adapter into the base model, `export` makes the GGUF, `bundle` carries adapter's stacker along.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from builder.config import BuildConfig
+from models.errors import CoderError
+
+STACKER_FILE = "stacker.json"
+from builder.stages.export import HOLDOUT_FILE  # noqa: E402 - the verifier's margins on held-out cases
+
+# The stacker's inputs, chosen by cross-validated micro-F1 on the held-out cases: the ranker's
+# logit and the verifier's margin alone (few weights for ~100 cases), or every ranker feature too.
+STACKER_INPUT_SETS = (("ranker_logit", "verifier_margin", "margin_x_ranker"), None)
+
+
+class VerifierError(CoderError, RuntimeError):
+    pass
+
+
+def is_holdout(case_id: str, fraction: float) -> bool:
+    """Whether a train case is kept out of training (stable: by a hash of its id)."""
+    digest = int(hashlib.sha256(case_id.encode()).hexdigest()[:8], 16)
+    return digest / 0xFFFFFFFF < fraction
+
+
+def load_cases(run_dir: Path, cs, max_cases: int = 0) -> list[dict]:
+    """CodiEsp train cases with their out-of-fold candidates and labels."""
+    from builder.evaluation.scoring import matched
+    from builder.stages.data import codiesp
+    from builder.stages.retriever import TRAIN_OOF_FILE
+    from models.contract import Candidate
+
+    oof_path = run_dir / "retriever" / TRAIN_OOF_FILE
+    if not oof_path.exists():
+        raise VerifierError(f"{oof_path} does not exist: run `python -m builder retriever` first "
+                            "(the verifier is trained on its out-of-fold candidates).")
+    oof = {}
+    for line in oof_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            oof[row["case_id"]] = row
+    split = codiesp.read_split(codiesp.embedded_dir() / "train")
+    cases = []
+    for case in split.cases:
+        row = oof.get(case.case_id)
+        if row is None or not row["gold"]:
+            continue  # a case without gold codes teaches nothing
+        gold = row["gold"]
+        candidates = [Candidate(c, cs.description(c), p, features=tuple(f))
+                      for c, p, f in row["candidates"] if cs.is_billable(c)]
+        labels = {c.code: float(matched(gold, [c.code])[0] in gold) for c in candidates}
+        cases.append({"case_id": case.case_id, "text": case.text, "gold": gold,
+                      "candidates": candidates, "labels": labels})
+    return cases[:max_cases] if max_cases else cases
+
+
+def encode(case: dict, tokenize, vc) -> dict:
+    from models.contract import build_verifier_input
+
+    inp = build_verifier_input(case["text"], case["candidates"], tokenize,
+                               max_note_tokens=vc.max_note_tokens, max_candidates=vc.candidates)
+    return {"input_ids": inp.ids, "slots": inp.slots, "candidates": inp.candidates,
+            "slot_labels": [case["labels"][c.code] for c in inp.candidates]}
+
+
+def slot_loss(model, inputs: dict, choices: tuple[int, int], positive_weight: float):
+    """Binary cross-entropy of logit(yes) - logit(no) at the decision slots only."""
+    import torch
+    import torch.nn.functional as F
+
+    slot_batch, slot_pos = inputs["slot_batch"], inputs["slot_pos"]
+    keep = torch.unique(slot_pos)  # sorted; the vocabulary is projected only here
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                use_cache=False, logits_to_keep=keep)
+    col = torch.searchsorted(keep, slot_pos)
+    logits = out.logits[slot_batch, col][:, list(choices)].float()
+    margin = logits[:, 0] - logits[:, 1]
+    weight = torch.tensor(positive_weight, device=margin.device)
+    return F.binary_cross_entropy_with_logits(margin, inputs["slot_labels"].to(margin.device),
+                                              pos_weight=weight), out
+
+
+def collate(rows: list[dict], pad_id: int) -> dict:
+    import torch
+
+    n = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    sb, sp, sl = [], [], []
+    for b, r in enumerate(rows):
+        ids[b, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+        mask[b, : len(r["input_ids"])] = 1
+        sb += [b] * len(r["slots"])
+        sp += r["slots"]
+        sl += r["slot_labels"]
+    return {"input_ids": ids, "attention_mask": mask, "slot_batch": torch.tensor(sb),
+            "slot_pos": torch.tensor(sp), "slot_labels": torch.tensor(sl, dtype=torch.float32)}
+
+
+def _trainer_class(choices: tuple[int, int], positive_weight: float):
+    from transformers import Trainer
+
+    class VerifierTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = slot_loss(model, inputs, choices, positive_weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return VerifierTrainer
+
+
+def fit_stacker(rows: list[dict], gold: list[list[str]], inputs: tuple[str, ...],
+                folds: int = 5, l2: float = 1e-3) -> tuple[dict, dict]:
+    """The stacker fitted on every row, and its micro-F1 when each fold is predicted by a stacker
+    and threshold fitted on the other folds (the honest figure for these cases). A row: one
+    case's candidates (Candidate) and the verifier's margins."""
+    from builder.evaluation.scoring import best_threshold, score
+    from builder.stages.retriever import fit_logistic
+    from models.select import Stacker
+
+    def features(r):
+        return np.array([[Stacker.row(c, m).get(name, 0.0) for name in inputs]
+                         for c, m in zip(r["candidates"], r["margins"])]).reshape(-1, len(inputs))
+
+    def probs(stacker, r):
+        return [(c.code, stacker.probability(c, m)) for c, m in zip(r["candidates"], r["margins"])]
+
+    def fit(idx):
+        x = np.vstack([features(rows[i]) for i in idx])
+        y = np.concatenate([rows[i]["slot_labels"] for i in idx])
+        w, b = fit_logistic(x, y, l2=l2)
+        stacker = Stacker(inputs, tuple(float(v) for v in w), b, 0.5)
+        threshold, _ = best_threshold([probs(stacker, rows[i]) for i in idx], [gold[i] for i in idx])
+        return Stacker(inputs, stacker.weights, b, threshold)
+
+    predicted = [None] * len(rows)
+    for fold in range(folds):
+        held = [i for i in range(len(rows)) if i % folds == fold]
+        stacker = fit([i for i in range(len(rows)) if i % folds != fold])
+        for i in held:
+            predicted[i] = [c for c, p in probs(stacker, rows[i]) if p >= stacker.threshold]
+    cv = score([{"gold": g, "predicted": p} for g, p in zip(gold, predicted)])
+    final = fit(list(range(len(rows))))
+    return final.to_dict(), {k: cv[k] for k in ("micro_precision", "micro_recall", "micro_f1")}
+
+
+def choose_stacker(rows: list[dict], gold: list[list[str]]) -> tuple[dict, dict, dict]:
+    """The stacker whose inputs cross-validate best on these cases (None: all STACKER_INPUTS)."""
+    from models.select import STACKER_INPUTS
+
+    tried = {}
+    for inputs in STACKER_INPUT_SETS:
+        inputs = inputs or STACKER_INPUTS
+        tried[inputs] = fit_stacker(rows, gold, inputs)
+    best = max(tried, key=lambda k: tried[k][1]["micro_f1"])
+    return tried[best][0], tried[best][1], {"+".join(k) if len(k) < 5 else "all": v[1]["micro_f1"]
+                                            for k, v in tried.items()}
+
+
+def calibrate(run_dir: str | Path, model: str | Path, **runtime_options) -> dict:
+    """The stacker refitted on the margins of `model` as it runs (a quantized GGUF shifts the
+    verifier's margins from the fp32 ones the stage measured): the held-out train cases are
+    judged through the same VerifierSelector as in the app, whole notes included. Returns
+    {"stacker", "cv_micro_f1", "inputs_tried", "cases"}."""
+    from builder.stages.data import codiesp
+    from models import codeset as codeset_mod
+    from models.contract import Candidate
+    from models.runtimes import open_runtime
+    from models.select import Stacker, VerifierSelector
+
+    path = Path(run_dir) / "verifier" / HOLDOUT_FILE
+    if not path.exists():
+        raise VerifierError(f"{path} does not exist: run `python -m builder verifier` first.")
+    cs = codeset_mod.load()
+    texts = {c.case_id: c.text for c in codiesp.read_split(codiesp.embedded_dir() / "train").cases}
+    held = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    selector = VerifierSelector(open_runtime(str(model), **runtime_options), Stacker.verifier_alone())
+    rows = []
+    try:
+        for case in held:
+            candidates = [Candidate(c, cs.description(c), p, features=tuple(f)) for c, p, f in case["candidates"]]
+            judged, _ = selector.judge(texts[case["case_id"]], candidates)
+            listed = {c.code: m for c, m, _ in judged}
+            rows.append({"candidates": candidates, "margins": [listed[c.code] for c in candidates],
+                         "slot_labels": []})
+    finally:
+        selector.close()
+    from builder.evaluation.scoring import matched
+
+    gold = [case["gold"] for case in held]
+    for r, g in zip(rows, gold):
+        r["slot_labels"] = [float(matched(g, [c.code])[0] in g) for c in r["candidates"]]
+    stacker, cv, tried = choose_stacker(rows, gold)
+    return {"stacker": stacker, "cv_micro_f1": cv["micro_f1"], "inputs_tried": tried, "cases": len(rows)}
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (rank statistic)."""
+    order = np.argsort(scores)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    pos = labels > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def run(cfg: BuildConfig) -> dict:
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from builder.base_model import ensure_base_model
+    from builder.evaluation.scoring import score
+    from builder.manifest import record_stage
+    from builder.stages.retriever import f1_at
+    from builder.stages.train import _StopCallback, lora_config, plot_loss, precision, resolve_quantization
+    from models import codeset as codeset_mod
+    from models.contract import VERIFIER_CONTRACT, decision_token_ids
+    from models.files import atomic_dir, write_json_atomic, write_jsonl_atomic
+    from models.retrieve import Retriever
+    from models.runtimes.transformers_runtime import slot_margins
+
+    started = time.perf_counter()
+    vc = cfg.verifier
+    run_dir = Path(cfg.run_dir)
+    out_dir = run_dir / "verifier"
+    ckpt_dir = out_dir / "checkpoints"
+    cs = codeset_mod.load()
+    cases = load_cases(run_dir, cs, vc.max_cases)
+    train_cases = [c for c in cases if not is_holdout(c["case_id"], vc.holdout_fraction)]
+    holdout = [c for c in cases if is_holdout(c["case_id"], vc.holdout_fraction)]
+    if not train_cases or not holdout:
+        raise VerifierError(f"{len(cases)} cases split into {len(train_cases)} to train on and "
+                            f"{len(holdout)} held out: both need some (verifier.holdout_fraction).")
+
+    quant = resolve_quantization(cfg.train.quantization)
+    base = ensure_base_model(cfg.base_model)
+    dtype, bf16 = precision(cfg.train.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    def tokenize(text: str, bos: bool = False) -> list[int]:
+        return tokenizer(text, add_special_tokens=bos).input_ids
+
+    choices = decision_token_ids(tokenize)
+    model_kwargs = {"dtype": dtype}
+    if quant == "nf4":
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
+    if quant == "nf4":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = get_peft_model(model, lora_config(cfg))
+
+    rows = [encode(c, tokenize, vc) for c in tqdm(train_cases, desc="verifier: encode")]
+    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "slots", "slot_labels")} for r in rows])
+    ds = ds.shuffle(seed=cfg.train.seed)
+    optim = cfg.train.optim if cfg.train.optim != "auto" else (
+        "paged_adamw_32bit" if quant == "nf4" else "adamw_torch")
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=vc.batch_size,
+        gradient_accumulation_steps=vc.grad_accum, learning_rate=vc.learning_rate,
+        warmup_ratio=0.05, lr_scheduler_type="cosine", num_train_epochs=vc.epochs,
+        max_steps=vc.max_steps, optim=optim, save_strategy="steps", save_steps=10,
+        save_total_limit=1, logging_steps=1, report_to="none", seed=cfg.train.seed, bf16=bf16,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        remove_unused_columns=False, group_by_length=True, length_column_name="length",
+        disable_tqdm=False)
+    ds = ds.map(lambda r: {"length": len(r["input_ids"])})
+    stop = _StopCallback(vc.time_budget_minutes * 60)
+    trainer = _trainer_class(choices, vc.positive_weight)(
+        model=model, args=args, train_dataset=ds, callbacks=[stop],
+        data_collator=lambda batch: collate(batch, tokenizer.pad_token_id))
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    t0 = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        stop.restore()
+    train_seconds = time.perf_counter() - t0
+    state = trainer.state
+    # Tokens read in this run's steps (a resumed run counts only its own).
+    resumed_step = int(Path(last).name.rsplit("-", 1)[1]) if last else 0
+    mean_tokens = float(np.mean([len(r["input_ids"]) for r in rows]))
+    tokens_trained = mean_tokens * (state.global_step - resumed_step) * vc.batch_size * vc.grad_accum
+
+    # The held-out part: the verifier's margins, then the stacker fitted (and judged) there.
+    model.eval()
+    scored = []
+    for case in tqdm(holdout, desc="verifier: score held-out train cases"):
+        r = encode(case, tokenize, vc)
+        r["margins"] = slot_margins(model, r["input_ids"], r["slots"], choices)
+        scored.append(r)
+    gold = [c["gold"] for c in holdout]
+    write_jsonl_atomic(out_dir / HOLDOUT_FILE, [
+        {"case_id": case["case_id"], "gold": g, "margins": [round(m, 4) for m in r["margins"]],
+         "candidates": [[c.code, c.score, list(c.features)] for c in r["candidates"]]}
+        for case, g, r in zip(holdout, gold, scored)])
+    stacker, cv, inputs_tried = choose_stacker(scored, gold)
+    _, cv_ranker_features = fit_stacker(  # the same stacker without the verifier: what it adds
+        scored, gold, tuple(i for i in stacker["inputs"] if i not in ("verifier_margin", "margin_x_ranker")))
+    labels = np.concatenate([r["slot_labels"] for r in scored])
+    ranker_p = np.array([c.score for r in scored for c in r["candidates"]])
+    margins = np.concatenate([r["margins"] for r in scored])
+    ranker_threshold = Retriever.load(cs, run_dir / "retriever" / "retriever.json.gz").threshold
+    ranker_alone = f1_at([[(c.code, c.score) for c in r["candidates"]] for r in scored], gold,
+                         ranker_threshold)
+
+    adapter = out_dir / "adapter"
+    with atomic_dir(adapter) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    write_json_atomic(out_dir / STACKER_FILE, {"contract": VERIFIER_CONTRACT, **stacker})
+    history = list(state.log_history)
+    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+    plot = plot_loss(out_dir / "loss.png", history, "loss (decision slots)", "Verifier training loss")
+    metrics = {
+        "base_model": base, "quantization": quant, "bf16_compute": bf16, "optim": optim,
+        "train_cases": len(train_cases), "holdout_cases": len(holdout),
+        "steps": state.global_step, "max_steps": state.max_steps, "stopped_early": stop.reason,
+        "resumed_from_step": resumed_step,
+        "train_loss": round(result.training_loss, 4), "train_seconds": round(train_seconds, 1),
+        "tokens_per_second": round(tokens_trained / max(train_seconds, 1e-9), 1),
+        "mean_tokens_per_case": round(float(np.mean([len(r["input_ids"]) for r in rows])), 1),
+        "positive_rate": round(float(labels.mean()), 4),
+        "holdout_auc": {"ranker": round(auc(ranker_p, labels), 4),
+                        "verifier": round(auc(margins, labels), 4),
+                        "correlation": round(float(np.corrcoef(ranker_p, margins)[0, 1]), 4)},
+        "holdout_micro_f1": {"ranker_alone_at_its_threshold": ranker_alone,
+                             "stacked_without_verifier_cross_validated": cv_ranker_features["micro_f1"],
+                             "stacked_cross_validated": cv["micro_f1"],
+                             "stacked_precision": cv["micro_precision"],
+                             "stacked_recall": cv["micro_recall"]},
+        "stacker": stacker, "stacker_inputs_tried": inputs_tried,
+        "choices_made_on": f"codiesp train held-out part ({len(holdout)} cases)",
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "recall_of_candidates": round(float(score([{"gold": g, "predicted": [c.code for c in r["candidates"]]}
+                                                    for g, r in zip(gold, scored)])["micro_recall"]), 4),
+    }
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    outputs = sorted(p for p in adapter.iterdir() if p.is_file()) + [
+        out_dir / STACKER_FILE, out_dir / "metrics.json", out_dir / HOLDOUT_FILE, plot]
+    record_stage(run_dir, "verifier", {"verifier": cfg.to_dict()["verifier"], "lora": cfg.to_dict()["lora"],
+                                       "base_model": cfg.base_model},
+                 {"base_model": base}, outputs, time.perf_counter() - started, {"metrics": metrics})
+    if math.isnan(metrics["holdout_auc"]["verifier"]):
+        print("note: the held-out part has no positive or no negative slot; its AUC is undefined.")
+    return metrics

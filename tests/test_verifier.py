@@ -1,0 +1,323 @@
+"""The verifier: its input (decision slots), its scores in every local runtime, its training
+stage, and its place in the pipeline through a coder bundle."""
+import json
+import math
+
+import pytest
+
+from models.contract import (
+    VERIFIER_NO,
+    VERIFIER_YES,
+    Candidate,
+    build_verifier_input,
+    decision_token_ids,
+    verifier_line,
+)
+from models.select import Stacker, VerifierSelector
+
+NOTE = ("ASSESSMENT: 1. Essential hypertension. 2. Type 2 diabetes mellitus without complications. "
+        "Patient denies chest pain.")
+CANDIDATES = [Candidate("R07.9", "Chest pain, unspecified", 0.3),
+              Candidate("E11.9", "Type 2 diabetes mellitus without complications", 0.8),
+              Candidate("I10", "Essential (primary) hypertension", 0.9)]
+
+
+@pytest.fixture(scope="module")
+def hf_tokenize():
+    from builder.base_model import load_tokenizer
+
+    tok = load_tokenizer()
+    return lambda text, bos=False: tok(text, add_special_tokens=bos).input_ids, tok
+
+
+def test_candidates_are_listed_by_code_and_each_slot_ends_its_line(hf_tokenize):
+    tokenize, tok = hf_tokenize
+    inp = build_verifier_input(NOTE, CANDIDATES, tokenize)
+    assert [c.code for c in inp.candidates] == ["E11.9", "I10", "R07.9"]  # not the ranker's order
+    assert len(inp.slots) == 3 and inp.slots[-1] == len(inp.ids) - 1
+    starts = [0] + [s + 1 for s in inp.slots[:-1]]
+    # Each line's tokens, up to its slot, are exactly that line (the previous slot ends before it).
+    for c, start, slot in zip(inp.candidates[1:], starts[1:], inp.slots[1:]):
+        assert tok.decode(inp.ids[start:slot + 1]) == verifier_line(c)
+    assert tok.decode(inp.ids[inp.slots[0]]).endswith("->")
+    assert NOTE in tok.decode(inp.ids)
+
+
+def test_a_long_note_is_cut_to_its_token_budget_and_says_so(hf_tokenize):
+    tokenize, _ = hf_tokenize
+    inp = build_verifier_input(NOTE * 50, CANDIDATES, tokenize, max_note_tokens=100)
+    assert inp.note_tokens_cut > 0
+    assert len(inp.ids) < 100 + 120
+
+
+def test_yes_and_no_are_single_tokens(hf_tokenize):
+    tokenize, _ = hf_tokenize
+    yes, no = decision_token_ids(tokenize)
+    assert yes != no and tokenize(VERIFIER_YES) == [yes] and tokenize(VERIFIER_NO) == [no]
+    with pytest.raises(ValueError, match="one token"):
+        decision_token_ids(lambda text, bos=False: [1, 2])
+
+
+def test_stacker_probability_rises_with_either_signal():
+    s = Stacker(("ranker_logit", "verifier_margin", "knn"), (1.0, 0.5, 2.0), -1.0, 0.4)
+    low, high = Candidate("I10", "", 0.5), Candidate("I10", "", 0.9)
+    assert s.probability(high, 2.0) > s.probability(low, 2.0) > s.probability(low, -2.0)
+    # A ranker feature counts by its name (FEATURES order in Candidate.features).
+    from models.retrieve import FEATURES
+
+    with_knn = Candidate("I10", "", 0.5, features=tuple(1.0 if f == "knn" else 0.0 for f in FEATURES))
+    assert s.probability(with_knn, 0.0) > s.probability(low, 0.0)
+    assert Stacker.from_dict(s.to_dict()) == s
+    assert 0.0 < s.probability(Candidate("I10", "", 0.0), -1e6) < 1e-6
+    with pytest.raises(ValueError, match="not computed"):
+        Stacker.from_dict({**s.to_dict(), "inputs": ["ranker_logit", "mystery", "knn"]})
+
+
+@pytest.fixture(scope="module")
+def tiny_verifier_folder(tiny_llama_folder, tmp_path_factory, hf_tokenize):
+    """The tiny random Llama with " yes" and " no" made likely everywhere (their tied embedding
+    rows scaled up), as a trained verifier's are: a server's top log-probabilities then hold both."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenize, tok = hf_tokenize
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_folder, dtype=torch.float32)
+    with torch.no_grad():
+        for token in decision_token_ids(tokenize):
+            model.get_output_embeddings().weight[token] *= 12.0
+    folder = tmp_path_factory.mktemp("tiny-verifier")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_f16_gguf(tiny_verifier_folder, tmp_path_factory):
+    """That model as an F16 GGUF (no quantization: scores comparable to fp32)."""
+    import shutil
+
+    from builder.config import BuildConfig
+    from builder.stages import export
+
+    run = tmp_path_factory.mktemp("tiny-f16")
+    shutil.copytree(tiny_verifier_folder, run / "merged")
+    export.run(BuildConfig(run_dir=str(run), model_kind="verifier"), ["gguf"], ["F16"])
+    return export.gguf_path(run, "F16")
+
+
+def test_llamacpp_and_transformers_give_the_same_scores(tiny_verifier_folder, tiny_f16_gguf):
+    from models.runtimes.llamacpp_runtime import LlamaCppRuntime
+    from models.runtimes.transformers_runtime import TransformersRuntime
+
+    neutral = Stacker.verifier_alone()
+    hf = VerifierSelector(TransformersRuntime(str(tiny_verifier_folder)), neutral)
+    cpp = VerifierSelector(LlamaCppRuntime(str(tiny_f16_gguf), threads=1), neutral)
+    note = NOTE + " " + "Follow-up in three months. " * 100  # longer than one llama.cpp batch of 512
+    a, tokens_a = hf.judge(note, CANDIDATES)
+    b, tokens_b = cpp.judge(note, CANDIDATES)
+    assert tokens_a == tokens_b > 512
+    assert [c.code for c, _, _ in a] == [c.code for c, _, _ in b]
+    for (_, ma, _), (_, mb, _) in zip(a, b):
+        assert math.isfinite(ma) and abs(ma - mb) < 0.02
+    # A generation after scoring still works (scoring cleared llama.cpp's cache behind it).
+    from models.runtimes import ModelRequest
+
+    out = cpp.runtime.generate(ModelRequest([{"role": "user", "content": "hi"}], max_tokens=3))
+    assert out.prompt_tokens > 0
+
+
+def test_a_server_cannot_be_a_verifier():
+    from models.select import NotAScorer
+
+    class Server:
+        name = "openai:http://127.0.0.1:1#m"
+
+        def generate(self, request):
+            raise AssertionError
+
+    with pytest.raises(NotAScorer, match="no log-probabilities"):
+        VerifierSelector(Server(), Stacker.verifier_alone())
+
+
+def test_slot_loss_reads_only_the_decision_slots(tiny_llama_folder, hf_tokenize):
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+
+    from builder.stages.verifier import collate, slot_loss
+
+    tokenize, tok = hf_tokenize
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_folder, dtype=torch.float32)
+    choices = decision_token_ids(tokenize)
+    rows = []
+    for note, labels in ((NOTE, [1.0, 1.0, 0.0]), ("Chest pain at rest.", [0.0, 0.0, 1.0])):
+        inp = build_verifier_input(note, CANDIDATES, tokenize)
+        rows.append({"input_ids": inp.ids, "slots": inp.slots, "slot_labels": labels})
+    batch = collate(rows, tok.pad_token_id)
+    loss, _ = slot_loss(model, batch, choices, positive_weight=2.0)
+    # The same loss from the full logits of each row on its own (no padding involved).
+    margins, labels = [], []
+    for r in rows:
+        logits = model(input_ids=torch.tensor([r["input_ids"]])).logits[0]
+        margins += (logits[r["slots"], choices[0]] - logits[r["slots"], choices[1]]).tolist()
+        labels += r["slot_labels"]
+    expected = F.binary_cross_entropy_with_logits(torch.tensor(margins), torch.tensor(labels),
+                                                  pos_weight=torch.tensor(2.0))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_verifier_stage_trains_scores_the_holdout_and_fits_the_stacker(tiny_llama_folder, tmp_path, cs):
+    """The stage on the tiny model and the real out-of-fold candidates of a few train cases."""
+    from builder.config import load_config
+    from builder.stages import verifier
+    from builder.stages.data import codiesp
+    from builder.stages.data.codes import map_codes
+    from builder.stages.retriever import TRAIN_OOF_FILE
+    from models.retrieve import default_retriever
+
+    retriever = default_retriever(cs)
+    cases = codiesp.read_split(codiesp.embedded_dir() / "train").cases[:16]
+    rows = []
+    for case in cases:
+        ranked = retriever.retrieve(case.text, k=12)
+        rows.append({"case_id": case.case_id, "gold": map_codes(case.codes, cs)[0],
+                     "candidates": [[c.code, c.score, list(c.features)] for c in ranked]})
+    (tmp_path / "retriever").mkdir()
+    (tmp_path / "retriever" / TRAIN_OOF_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shipped = __import__("models.bundle", fromlist=["embedded"]).embedded()
+    (tmp_path / "retriever" / "retriever.json.gz").write_bytes(shipped.path(shipped.retriever.path).read_bytes())
+    cfg = load_config(None, ["verifier.max_steps=2", "verifier.grad_accum=2", "verifier.candidates=12",
+                             "verifier.max_note_tokens=128", "verifier.holdout_fraction=0.4",
+                             "lora.r=4", "lora.alpha=8"])
+    cfg.run_dir, cfg.base_model = str(tmp_path), str(tiny_llama_folder)
+    metrics = verifier.run(cfg)
+    assert metrics["steps"] == 2 and metrics["train_cases"] + metrics["holdout_cases"] == 16
+    assert metrics["holdout_cases"] > 0 and metrics["train_cases"] > 0
+    assert (tmp_path / "verifier/adapter/adapter_config.json").exists()
+    stacker = json.loads((tmp_path / "verifier/stacker.json").read_text())
+    assert stacker["contract"] == 1 and 0.0 < stacker["threshold"] < 1.0
+    Stacker.from_dict(stacker)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]["verifier"]
+    assert "verifier/stacker.json" in manifest["outputs"] and (tmp_path / "verifier/loss.png").exists()
+    # Held-out cases were never trained on: the split is by case id, the same every run.
+    held = [c.case_id for c in cases if verifier.is_holdout(c.case_id, 0.4)]
+    assert len(held) == metrics["holdout_cases"]
+
+
+def test_a_llama_cpp_server_gives_the_verifier_the_same_scores(tiny_f16_gguf):
+    """Server mode: one decision token per candidate through a real `llama_cpp.server`, its top
+    log-probabilities read; the margins match llama.cpp in process."""
+    import subprocess
+    import sys
+
+    from models.runtimes import open_runtime
+    from models.runtimes.llamacpp_runtime import LlamaCppRuntime
+
+    from .conftest import free_port, wait_for_http
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_f16_gguf), "--model_alias",
+         "tiny-verifier", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+         "--n_threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", proc)
+        served = VerifierSelector(open_runtime(f"openai:http://127.0.0.1:{port}/v1#tiny-verifier"),
+                                  Stacker.verifier_alone())
+        local = VerifierSelector(LlamaCppRuntime(str(tiny_f16_gguf), threads=1), Stacker.verifier_alone())
+        a, _ = served.judge(NOTE, CANDIDATES)
+        b, _ = local.judge(NOTE, CANDIDATES)
+        assert not served.in_process and local.in_process
+        assert [c.code for c, _, _ in a] == [c.code for c, _, _ in b]
+        for (_, ma, _), (_, mb, _) in zip(a, b):
+            assert ma != 0.0 and abs(ma - mb) < 0.02  # 0.0: neither choice among the top ones
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_ollama_gives_the_verifier_the_same_scores(tiny_f16_gguf, tmp_path):
+    """Through Ollama's API (raw generate, top_logprobs: Ollama >= 0.12.11), after `register`."""
+    from builder.distribution import register
+    from models.runtimes import RuntimeUnavailable, open_runtime
+    from models.runtimes.llamacpp_runtime import LlamaCppRuntime
+
+    from .fake_ollama import FakeOllama
+
+    local = VerifierSelector(LlamaCppRuntime(str(tiny_f16_gguf), threads=1), Stacker.verifier_alone())
+    b, _ = local.judge(NOTE, CANDIDATES)
+    with FakeOllama(tmp_path / "blobs", version="0.13.1") as server:
+        register.register_ollama(tiny_f16_gguf, "tiny-verifier:f16", server.url, check=False)
+        served = VerifierSelector(open_runtime(f"ollama:{server.url}#tiny-verifier:f16"),
+                                  Stacker.verifier_alone())
+        a, _ = served.judge(NOTE, CANDIDATES)
+    for (_, ma, _), (_, mb, _) in zip(a, b):
+        assert ma != 0.0 and abs(ma - mb) < 0.02
+    with FakeOllama(tmp_path / "old", version="0.6.5") as server:  # no log-probabilities yet
+        register.register_ollama(tiny_f16_gguf, "tiny-verifier:f16", server.url, check=False)
+        old = VerifierSelector(open_runtime(f"ollama:{server.url}#tiny-verifier:f16"),
+                               Stacker.verifier_alone())
+        with pytest.raises(RuntimeUnavailable, match="0.12.11"):
+            old.judge(NOTE, CANDIDATES)
+
+
+def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_verifier_folder, tmp_path, cs):
+    """merge -> export (the GGUF's stacker refitted on its own margins) -> bundle -> the pipeline
+    the app and the server build from it judges with the verifier and that stacker."""
+    import shutil
+
+    from builder.config import load_config
+    from builder.manifest import record_stage
+    from builder.stages import bundle as bundle_stage
+    from builder.stages import export
+    from builder.stages.data import codiesp
+    from builder.stages.data.codes import map_codes
+    from builder.stages.verifier import HOLDOUT_FILE
+    from models import bundle as bundle_mod
+    from models.pipeline import Pipeline
+    from models.retrieve import default_retriever
+
+    run = tmp_path / "run"
+    shipped = bundle_mod.embedded()
+    (run / "retriever").mkdir(parents=True)
+    fitted = run / "retriever" / bundle_mod.RETRIEVER_FILE
+    shutil.copyfile(shipped.path(shipped.retriever.path), fitted)
+    record_stage(run, "retriever", {}, {}, [fitted], 0.1, {"metrics": {"threshold": 0.3}})
+    # The verifier stage's outputs: a stacker and the held-out cases' candidates.
+    (run / "verifier").mkdir()
+    stacker = run / "verifier" / "stacker.json"
+    stacker.write_text(json.dumps({"contract": 1, **Stacker(("ranker_logit", "verifier_margin"),
+                                                            (1.0, 0.5), -1.0, 0.4).to_dict()}))
+    retriever = default_retriever(cs)
+    held = []
+    for case in codiesp.read_split(codiesp.embedded_dir() / "train").cases[:8]:
+        held.append({"case_id": case.case_id, "gold": map_codes(case.codes, cs)[0], "margins": [],
+                     "candidates": [[c.code, c.score, list(c.features)] for c in retriever.retrieve(case.text, k=10)]})
+    (run / "verifier" / HOLDOUT_FILE).write_text("".join(json.dumps(h) + "\n" for h in held))
+    record_stage(run, "verifier", {"base_model": "tiny"}, {}, [stacker, run / "verifier" / HOLDOUT_FILE], 0.1,
+                 {"metrics": {"train_cases": 8, "choices_made_on": "codiesp train held-out part (8 cases)"}})
+    shutil.copytree(tiny_verifier_folder, run / "merged")
+    record_stage(run, "merge", {"model_kind": "verifier"}, {},
+                 sorted(p for p in (run / "merged").rglob("*") if p.is_file()), 0.1)
+    cfg = load_config(None, [])
+    cfg.run_dir = str(run)
+    report = export.run(cfg, ["gguf"], ["Q8_0"])
+    entry = report["gguf"]["icd10-coder-Q8_0.gguf"]
+    assert entry["stacker"]["cases"] == 8 and "margins" in entry["verify"]
+    bundle_stage.run(cfg)
+    made = bundle_mod.load(run / "bundle", cs)
+    assert made.verifier is not None and made.verifier.contract == 1
+    own = made.verifier.stackers["gguf/icd10-coder-Q8_0.gguf"]
+    assert own != made.verifier.stacker  # refitted on the GGUF's margins
+    pipeline = Pipeline.from_bundle(made, None, cs)
+    assert isinstance(pipeline.selector, VerifierSelector)
+    assert pipeline.selector.stacker == Stacker.from_dict(own)
+    result = pipeline.suggest(NOTE)
+    assert result.runtime.startswith("verifier:llama.cpp:") and result.prompt_tokens > 0
+    for s in result.suggestions:
+        assert cs.is_billable(s.code) and 0.0 <= s.confidence <= 1.0
+    # A server said to serve the bundle's GGUF gets that GGUF's stacker; any other server is
+    # taken for a generative model; retrieval gets none.
+    assert made.stacker("openai:http://127.0.0.1:1/v1#x", served_verifier=True) == Stacker.from_dict(own)
+    assert made.stacker("ollama:icd10-coder:q4_k_m") is None
+    assert made.stacker("retrieval") is None

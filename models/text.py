@@ -45,6 +45,18 @@ def key_words(text: str) -> set[str]:
     return {stem(w) for w in content_words(text)} - _BOILERPLATE
 
 
+# ICD-10-CM's nonessential modifiers: words in parentheses that may be present in the note or
+# absent without changing the code ("Seizure(s) (convulsive) NOS").
+_NONESSENTIAL = re.compile(r"\([^()]*\)")
+
+
+@lru_cache(maxsize=262144)
+def essential_stems(text: str) -> frozenset[str]:
+    """The stems a code-set entry asks the note for: its content words less the nonessential
+    modifiers and the boilerplate ("Pneumonia, unspecified organism" asks for pneumonia only)."""
+    return frozenset(key_words(_NONESSENTIAL.sub(" ", text))) or stems(text)
+
+
 _SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)
 # Where a sentence splits into clauses: a comma, or a contrast word. A contrast word also ends a
 # negation's reach ("denies cough, but has fever"); a comma does not ("no fever, chills or cough").

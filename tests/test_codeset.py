@@ -87,6 +87,18 @@ def test_search_ranks_the_right_code_first(cs):
     assert cs.search("essential hypertension")[0].code == "I10"
 
 
+def test_a_bare_condition_ranks_its_unspecified_code_first(cs):
+    """A note that says just "pneumonia" is coded J18.9 (Pneumonia, unspecified organism), not
+    typhoid pneumonia: "unspecified organism" and words in parentheses (ICD-10-CM's nonessential
+    modifiers) are not words the note must have."""
+    hits = cs.search("pneumonia", billable_only=True)
+    assert hits[0].code == "J18.9" and hits[0].covered == 1.0
+    assert {"A01.03", "A02.22"}.isdisjoint(h.code for h in hits[:2])
+    assert cs.search("splenomegaly")[0].code == "R16.1"
+    # "Renal insufficiency (acute)": the parenthesized word is not asked of the note.
+    assert cs.search("renal insufficiency", billable_only=True)[0].code == "N28.9"
+
+
 def test_search_by_code_lists_the_code_and_its_descendants(cs):
     codes = [h.code for h in cs.search("e11.2")]
     assert codes == ["E11.2", "E11.21", "E11.22", "E11.29"]

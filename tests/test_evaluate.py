@@ -130,6 +130,23 @@ def test_report_gathers_every_evaluation_into_one_table_and_chart(tmp_path):
         report.run(str(tmp_path / "empty"))
 
 
+def test_report_names_each_kind_of_system_by_runtime_not_by_path():
+    from builder.evaluation.report import _system
+
+    def name(system, label="model", with_candidates=True):
+        return _system({"system": system, "label": label, "with_candidates": with_candidates})
+
+    assert name("verifier:llama.cpp:run/bundle/gguf/icd10-coder-Q4_K_M.gguf", "bundle") == \
+        "verifier GGUF Q4_K_M (llama.cpp) over the ranker"
+    assert name("verifier:onnx:run/bundle/onnx/int8") == "verifier ONNX int8 over the ranker"
+    assert name("verifier:openai:http://127.0.0.1:8765/v1#icd10-verifier") == \
+        "verifier served by openai (icd10-verifier) over the ranker"
+    assert name("transformers:run/merged") == "merged (PyTorch fp32) + candidates"
+    assert name("llama.cpp:x/icd10-coder-Q8_0.gguf", with_candidates=False) == \
+        "GGUF Q8_0 (llama.cpp), zero-shot"
+    assert name("retrieval", "retrieval") == "retrieval alone"
+
+
 def test_synthetic_val_is_the_data_stage_validation_set(tmp_path, small_codiesp):
     """`--data synthetic-val` scores the data stage's own synthetic validation notes: read from
     the run, or built the same way (CodiEsp code priors included) when the run has none."""

@@ -17,6 +17,17 @@ NOTE = ("HPI: 64-year-old man with type 2 diabetes mellitus and essential hypert
         "complications. Essential hypertension. Headache.\n")
 
 
+def test_the_apps_sample_note_is_coded_as_a_coder_would_by_retrieval_alone(cs):
+    """The sample note the app opens with: pneumonia, type 2 diabetes without complications and
+    essential hypertension in the assessment; the chest pain she denies is not coded."""
+    from desktop.__main__ import SAMPLE_NOTE
+
+    result = Pipeline(open_selector("retrieval"), cs).suggest(SAMPLE_NOTE)
+    supported = [s.code for s in result.suggestions if Flag.UNSUPPORTED not in s.flags]
+    assert {"E11.9", "I10", "J18.9"} <= set(supported[:4]), supported
+    assert not any(code.startswith("R07") for code in result.codes)
+
+
 class ScriptedRuntime:
     """Stands in for a model's *output*: the pipeline is what is under test."""
 

@@ -1,7 +1,7 @@
 """The note's clauses: a negation cue covers the list after it, and no more."""
 import pytest
 
-from models.text import clauses
+from models.text import clauses, essential_stems
 
 
 def kept(note: str) -> list[str]:
@@ -69,3 +69,11 @@ def test_lists_without_negation_are_split_as_before():
     assert kept("Hypertension, type 2 diabetes, asthma.") == [
         "Hypertension", "type 2 diabetes", "asthma."]
     assert kept("Headache while walking") == ["Headache", "walking"]
+
+
+def test_an_entry_asks_only_for_its_essential_words():
+    assert essential_stems("Pneumonia, unspecified organism") == {"pneumonia"}
+    assert essential_stems("Seizure(s) (convulsive) NOS") == {"seizure"}
+    assert essential_stems("Renal insufficiency (acute)") == {"renal", "insufficiency"}
+    # An entry made only of such words keeps them, so it can still be matched.
+    assert essential_stems("Other specified (disorder)") == {"disorder"}

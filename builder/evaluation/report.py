@@ -17,7 +17,9 @@ COLUMNS = [("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "micro-
 def _system(m: dict) -> str:
     """A reader's name for what was evaluated: runtime and format, not a path."""
     label = m.get("label") or m["system"]
-    runtime, _, where = m["system"].partition(":")
+    system = m["system"]
+    verifier = system.startswith("verifier:")  # a model judging the ranker's candidates
+    runtime, _, where = system.removeprefix("verifier:").partition(":")
     path = Path(where)
     if label == "retrieval":
         return "retrieval alone"
@@ -28,8 +30,12 @@ def _system(m: dict) -> str:
         name = f"GGUF {qtype} (llama.cpp)"
     elif runtime == "onnx":
         name = f"ONNX {path.name}"
+    elif runtime in ("openai", "ollama"):
+        name = f"served by {runtime} ({where.rpartition('#')[2] or where})"
     else:
         name = f"{path.name} (PyTorch fp32)"
+    if verifier:
+        return f"verifier {name} over the ranker"
     return name + (" + candidates" if m["with_candidates"] else ", zero-shot")
 
 

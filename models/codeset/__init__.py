@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import CoderError
 from ..files import atomic_path, cache_dir
-from ..text import content_words, stem, stems
+from ..text import content_words, essential_stems, stem, stems
 from . import _schema
 
 EDITION = _schema.EDITION
@@ -309,10 +309,12 @@ class CodeSet:
         for code, matched, bm25, description, billable in rows:
             if billable_only and not billable:
                 continue
-            have = stems(matched)
-            common = len(wanted & have)
-            # Reward covering the query, penalise extra words the query did not ask for.
-            score = (2.0 * common / len(wanted) + 1.0 * common / max(len(have), 1)
+            common = len(wanted & stems(matched))
+            needed = essential_stems(matched)
+            # Reward covering the query, penalise words the entry needs that the query lacks (not
+            # its nonessential modifiers nor "unspecified organism": a note that says just
+            # "pneumonia" is coded J18.9, not typhoid pneumonia).
+            score = (2.0 * common / len(wanted) + 1.0 * len(wanted & needed) / len(needed)
                      + 0.5 * (-bm25) / best_bm25 + 0.05 * billable)
             if code not in scored or score > scored[code].score:
                 scored[code] = SearchHit(code, description, round(score, 4), matched,
@@ -331,7 +333,9 @@ class CodeSet:
         return tuple(out.items())
 
     def _covered(self, matched: str, wanted: frozenset[str]) -> float:
-        weighted = self._weighted_stems(matched)
+        """IDF-weighted share of what the entry needs (essential_stems) that the query has."""
+        needed = essential_stems(matched)
+        weighted = [(s, w) for s, w in self._weighted_stems(matched) if s in needed]
         total = sum(w for _, w in weighted)
         return round(sum(w for s, w in weighted if s in wanted) / total, 4) if total else 0.0
 

@@ -131,10 +131,10 @@ def test_report_gathers_every_evaluation_into_one_table_and_chart(tmp_path):
 
 
 def test_report_names_each_kind_of_system_by_runtime_not_by_path():
-    from builder.evaluation.report import _system
+    from builder.evaluation.report import system_name
 
     def name(system, label="model", with_candidates=True):
-        return _system({"system": system, "label": label, "with_candidates": with_candidates})
+        return system_name({"system": system, "label": label, "with_candidates": with_candidates})
 
     assert name("verifier:llama.cpp:run/bundle/gguf/icd10-coder-Q4_K_M.gguf", "bundle") == \
         "verifier GGUF Q4_K_M (llama.cpp) over the ranker"

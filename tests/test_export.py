@@ -117,3 +117,6 @@ def test_modelfile_templates_follow_the_chat_format():
     assert 'PARAMETER stop "<|eot_id|>"' in llama3
     with pytest.raises(UnknownChatFormat):
         render_modelfile("./m.gguf", "[INST] {{ content }} [/INST]")
+    assert "raw prompts" not in chatml  # a generative model is prompted through its template
+    assert "A verifier: the app sends it raw prompts" in render_modelfile(
+        "./m.gguf", "<|im_start|>", kind="verifier")

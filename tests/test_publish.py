@@ -51,6 +51,29 @@ def test_dry_run_builds_the_folder_and_a_complete_model_card(built_run, tmp_path
     assert str(built_run) not in (out / "bundle.json").read_text()  # no builder-machine paths
 
 
+def test_a_verifier_bundles_card_says_what_the_model_does_and_credits_its_data(built_run):
+    """A verifier judges the retriever's candidates: its card says so, gives the held-out figures
+    of its training, names the system in the evaluation table and credits CodiEsp, which trained
+    it even though no data stage ran."""
+    b = bundle_mod.read(built_run / "bundle")
+    b.verifier = bundle_mod.VerifierPart(
+        contract=1, stacker={"inputs": ["ranker_logit"], "weights": [1.0], "bias": 0.0, "threshold": 0.5},
+        fitted_on="codiesp train (397 cases, out-of-fold candidates)", tuned_on="codiesp train held-out part")
+    b.provenance.update(data={}, trained_on=["codiesp-train"], train_summary={
+        "steps": 32, "train_cases": 397, "holdout_cases": 101,
+        "holdout_auc": {"ranker": 0.84, "verifier": 0.62},
+        "holdout_micro_f1": {"ranker_alone_at_its_threshold": 0.427, "stacked_cross_validated": 0.433}})
+    b.metrics = {"codiesp-dev__bundle": {
+        "data": "codiesp:builder/corpora/codiesp/dev", "label": "bundle", "n_notes": 100,
+        "system": f"verifier:llama.cpp:{built_run}/bundle/gguf/icd10-coder-Q4_K_M.gguf",
+        "micro_f1": 0.426, "micro_precision": 0.488, "micro_recall": 0.379, "latency_p50_s": 2.7}}
+    card = publish.model_card("someone/icd10-verifier", b, publish.published_files(b))
+    assert "coding verifier" in card and "one line per candidate" in card
+    assert "AUC 0.84 for the ranker, 0.62 for the verifier alone" in card
+    assert "| codiesp/dev | verifier GGUF Q4_K_M (llama.cpp) over the ranker | 100 | 0.426 |" in card
+    assert "Zenodo 10.5281/zenodo.3693570" in card and "best validation loss" not in card
+
+
 def test_a_file_changed_since_the_build_is_not_published(built_run, tmp_path):
     gguf = built_run / "bundle/gguf/icd10-coder-Q4_K_M.gguf"
     gguf.write_bytes(gguf.read_bytes()[:1000])  # truncated after export

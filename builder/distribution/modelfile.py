@@ -38,16 +38,23 @@ def chat_format(jinja_template: str) -> str:
                             "Modelfile TEMPLATE by hand (https://ollama.com/blog/modelfile).")
 
 
-def render_modelfile(gguf_ref: str, jinja_template: str, num_ctx: int = 4096) -> str:
+def render_modelfile(gguf_ref: str, jinja_template: str, num_ctx: int = 4096,
+                     kind: str = "generative") -> str:
+    """`kind`: "verifier" says in the file that the app sends raw prompts (no template, no system
+    prompt) and reads one token's log-probabilities, so TEMPLATE and SYSTEM serve chat only."""
     _, template, stops = CHAT_FORMATS[chat_format(jinja_template)]
     system = SYSTEM_PROMPT.replace('"""', '\\"\\"\\"')
     lines = ["# Ollama Modelfile for the ICD-10-CM coder. Create the model with:",
-             "#   ollama create icd10-coder -f Modelfile",
-             f"FROM {gguf_ref}",
-             f'TEMPLATE """{template}"""',
-             f'SYSTEM """{system}"""',
-             "PARAMETER temperature 0",
-             "PARAMETER repeat_penalty 1.0",  # Ollama's default 1.1 changes greedy answers
-             f"PARAMETER num_ctx {num_ctx}"]
+             "#   ollama create icd10-coder -f Modelfile"]
+    if kind == "verifier":
+        lines += ["# A verifier: the app sends it raw prompts (the note, then one line per candidate",
+                  "# code; models/contract.py) and reads the top log-probabilities of one generated",
+                  "# token (Ollama 0.12.11 or newer). TEMPLATE and SYSTEM below serve chat only."]
+    lines += [f"FROM {gguf_ref}",
+              f'TEMPLATE """{template}"""',
+              f'SYSTEM """{system}"""',
+              "PARAMETER temperature 0",
+              "PARAMETER repeat_penalty 1.0",  # Ollama's default 1.1 changes greedy answers
+              f"PARAMETER num_ctx {num_ctx}"]
     lines += [f'PARAMETER stop "{s}"' for s in stops]
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from builder.base_model import EMBEDDED
+from builder.evaluation.report import system_name
 from models.bundle import BUNDLE_FILE, Bundle
 from models.codeset import EDITION
 from models.errors import CoderError
@@ -44,7 +45,8 @@ def _metric_rows(metrics: dict) -> list[dict]:
     for _, m in sorted(metrics.items()):
         if "micro_f1" in m:
             rows.append({"data": m["data"].removeprefix("codiesp:builder/corpora/"),
-                         "model": _model_label(m.get("label") or m["system"]), "notes": m["n_notes"],
+                         "model": system_name(m) if m["system"].startswith("verifier:")
+                         else _model_label(m.get("label") or m["system"]), "notes": m["n_notes"],
                          "micro_f1": m["micro_f1"], "precision": m["micro_precision"],
                          "recall": m["micro_recall"], "p50_s": m.get("latency_p50_s")})
     return rows
@@ -59,6 +61,62 @@ def _model_label(label: str) -> str:
     return f"onnx/{path.name}" if path.parent.name == "onnx" else path.name
 
 
+def _generative_intro(base_id: str) -> list[str]:
+    return [f"A small language model fine-tuned (LoRA, then merged) from [{base_id}]"
+            f"(https://huggingface.co/{base_id}) to suggest {EDITION} diagnosis codes for a clinical "
+            "note, choosing among candidate codes its retriever proposes; the app then finds the "
+            "words in the note that support each code. It is the model behind an offline desktop "
+            "app: it is meant to run on the coder's own computer, and no note leaves it."]
+
+
+def _verifier_intro(base_id: str) -> list[str]:
+    return [f"A small language model fine-tuned (LoRA, then merged) from [{base_id}]"
+            f"(https://huggingface.co/{base_id}) to judge {EDITION} diagnosis codes: the bundle's "
+            "retriever proposes candidate codes for a clinical note, and the model reads the note "
+            "followed by one line per candidate (`CODE description ->`) in one forward pass; the "
+            "margin logit(\" yes\") - logit(\" no\") at the end of each line is its verdict. A "
+            "logistic stacker in `bundle.json` combines that margin with the ranker's features into "
+            "the probability shown, and its threshold selects the codes. It is the model behind an "
+            "offline desktop app: it is meant to run on the coder's own computer, and no note "
+            "leaves it."]
+
+
+def _generative_limits() -> list[str]:
+    return ["- The model sees up to 20 candidate codes retrieved from the code set and answers JSON "
+            "with the codes only (`{\"codes\": [\"E11.22\", \"I10\"]}`); the app finds the "
+            f"supporting words in the note, validates every code against {EDITION} and flags codes "
+            "that are not billable, lack evidence or conflict (Excludes1).",
+            *_data_limits(),
+            "- It writes few codes per note (recall is low); retrieval alone scores higher on "
+            "CodiEsp. Do not use it for automated billing or any decision about a patient.", ""]
+
+
+def _verifier_limits() -> list[str]:
+    return ["- It can only confirm codes the retriever proposes (its 40 best candidates): a code "
+            f"the retriever misses is never suggested. The app validates every code against "
+            f"{EDITION}, finds the supporting words in the note and flags codes that are not "
+            "billable, lack evidence or conflict (Excludes1).",
+            *_data_limits(),
+            "- On CodiEsp it adds little to the retriever alone (see Evaluation). Do not use it for "
+            "automated billing or any decision about a patient.", ""]
+
+
+def _data_limits() -> list[str]:
+    return ["- English notes only. Trained on literature case reports and synthetic notes, not on "
+            "real encounter notes of any hospital: expect lower accuracy on other styles."]
+
+
+def _verifier_training(summary: dict) -> str:
+    auc = summary.get("holdout_auc", {})
+    f1 = summary.get("holdout_micro_f1", {})
+    return (f"{summary.get('steps', '?')} steps over {summary.get('train_cases', '?')} CodiEsp train "
+            f"cases, each with the candidates of a retriever that never saw it; loss on the decision "
+            f"slots only. On the {summary.get('holdout_cases', '?')} train cases held out for the "
+            f"stacker: AUC {auc.get('ranker', '?')} for the ranker, {auc.get('verifier', '?')} for "
+            f"the verifier alone; micro-F1 (cross-validated) {f1.get('ranker_alone_at_its_threshold', '?')} "
+            f"for the ranker alone, {f1.get('stacked_cross_validated', '?')} stacked with the verifier.")
+
+
 def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
     data = bundle.provenance.get("data", {})
     base = bundle.provenance.get("base_model", EMBEDDED)
@@ -67,8 +125,11 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
     lora_r = bundle.provenance.get("lora", {}).get("r", "?")
     ggufs = sorted(p for p in files if p.endswith(".gguf"))
     default_gguf = next((p for p in ggufs if "Q4_K_M" in p), ggufs[0] if ggufs else None)
+    # CodiEsp trained the model (data stage or verifier) or fitted its retriever: credit it.
+    codiesp = bool(data.get("codiesp")) or "codiesp-train" in bundle.provenance.get("trained_on", []) \
+        or "codiesp" in (bundle.retriever.fitted_on or "")
     sources = []
-    if data.get("codiesp"):
+    if codiesp:
         sources.append(f"  - Real clinical case reports from CodiEsp (English translation, train "
                        f"split), re-coded to {EDITION} where codes changed. Credit: {CODIESP_CREDIT}")
     if data.get("synthetic_train"):
@@ -81,28 +142,18 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
              "|---|---|---:|---:|---:|---:|---:|"]
     table += [f"| {r['data']} | {r['model']} | {r['notes']} | {r['micro_f1']:.3f} | "
               f"{r['precision']:.3f} | {r['recall']:.3f} | {_seconds(r['p50_s'])} |" for r in rows]
+    verifier = bundle.verifier is not None
     front = ["---", "license: apache-2.0", f"base_model: {base_id}", "language:", "- en",
              "pipeline_tag: text-generation", "library_name: transformers",
              "tags:", "- icd-10-cm", "- medical-coding", "- clinical", "- gguf", "- onnx", "---"]
     lines = [
         *front, "",
-        f"# {repo_id.split('/')[-1]}: ICD-10-CM coding assistant model", "",
-        f"A small language model fine-tuned (LoRA, then merged) from [{base_id}]"
-        f"(https://huggingface.co/{base_id}) to suggest {EDITION} diagnosis codes for a clinical "
-        "note, choosing among candidate codes its retriever proposes; the app then finds the words "
-        "in the note that support each code. It is the model behind an offline "
-        "desktop app: it is meant to run on the coder's own computer, and no note leaves it.", "",
+        f"# {repo_id.split('/')[-1]}: ICD-10-CM coding {'verifier' if verifier else 'assistant model'}", "",
+        *(_verifier_intro(base_id) if verifier else _generative_intro(base_id)), "",
         "## Intended use and limits", "",
         "- **Suggestions for a trained medical coder to review**, never final codes. Every code "
         "must be checked against the note and the official guidelines.",
-        "- The model sees up to 20 candidate codes retrieved from the code set and answers JSON "
-        "with the codes only (`{\"codes\": [\"E11.22\", \"I10\"]}`); the app finds the supporting "
-        f"words in the note, validates every code against {EDITION} and flags codes that are not "
-        "billable, lack evidence or conflict (Excludes1).",
-        "- English notes only. Trained on literature case reports and synthetic notes, not on real "
-        "encounter notes of any hospital: expect lower accuracy on other styles.",
-        "- It writes few codes per note (recall is low); retrieval alone scores higher on "
-        "CodiEsp. Do not use it for automated billing or any decision about a patient.", "",
+        *(_verifier_limits() if verifier else _generative_limits()),
         "## Files", "",
         "| file | for |", "|---|---|",
         "| `bundle.json`, `retriever.json.gz` | the coder bundle: the app loads this folder as it is |",
@@ -112,10 +163,10 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
         *[f"| `onnx/{k}/` | ONNX Runtime ({k}) |" for k in ("fp32", "int8") if f"onnx/{k}/model.onnx" in files],
         "",
         "## Training", "",
-        f"- Base model: `{base_id}`. LoRA r={lora_r} "
-        f"on all linear layers; {summary.get('steps', '?')} steps, "
-        f"{summary.get('train_examples', '?')} training examples, best validation loss "
-        f"{summary.get('best_eval_loss', float('nan')):.3f}.",
+        f"- Base model: `{base_id}`. LoRA r={lora_r} on all linear layers; "
+        + (_verifier_training(summary) if verifier else
+           f"{summary.get('steps', '?')} steps, {summary.get('train_examples', '?')} training "
+           f"examples, best validation loss {summary.get('best_eval_loss', float('nan')):.3f}."),
         "- Data:", *sources, "",
         "## Evaluation", "",
         "Micro-F1 of the codes against human gold codes (CodiEsp dev: real case reports; "
@@ -130,13 +181,19 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
         "```", "",
         "`AutoModelForCausalLM.from_pretrained(\"icd10\", subfolder=\"merged\")` loads the merged "
         "model in transformers; `python -m desktop --bundle icd10` runs the whole bundle. "
-        "The desktop app of this project (`python -m desktop --model icd10/gguf/...gguf`) builds the "
-        "prompt with the candidate codes and validates the answer; used bare, the model needs the "
-        "same prompt (see `build.json` and the project's `models/contract.py`).", "",
+        + ("The model is not a chat model: the app builds its input (the note, then the candidate "
+           "lines) and reads the margins at the decision slots, or, through a server, one generated "
+           "token's top log-probabilities per candidate; used bare, it needs the same input (the "
+           "project's `models/contract.py`, verifier input version "
+           f"{bundle.verifier.contract if verifier else ''}) and the stacker in `bundle.json`."
+           if verifier else
+           "The desktop app of this project (`python -m desktop --model icd10/gguf/...gguf`) builds "
+           "the prompt with the candidate codes and validates the answer; used bare, the model needs "
+           "the same prompt (see `bundle.json` and the project's `models/contract.py`)."), "",
         "## Credits and licenses", "",
         f"- Base model: {base_id} (Apache-2.0).",
         f"- {EDITION}: the official code set (public domain, CDC/NCHS), through `simple-icd-10-cm`.",
-        *([f"- {CODIESP_CREDIT}"] if data.get("codiesp") else []), "",
+        *([f"- {CODIESP_CREDIT}"] if codiesp else []), "",
     ]
     return "\n".join(lines)
 

@@ -14,7 +14,7 @@ COLUMNS = [("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "micro-
            ("invalid_rate", "invalid"), ("latency_p50_s", "p50 s/note"), ("model_mb", "model MB")]
 
 
-def _system(m: dict) -> str:
+def system_name(m: dict) -> str:
     """A reader's name for what was evaluated: runtime and format, not a path."""
     label = m.get("label") or m["system"]
     system = m["system"]
@@ -56,7 +56,7 @@ def run(run_dir: str, eval_dir: str | None = None) -> dict:
     lines = ["| data | system | notes | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]
     for m in rows:
-        lines.append(f"| {_data(m)} | {_system(m)} | {m['n_notes']} | "
+        lines.append(f"| {_data(m)} | {system_name(m)} | {m['n_notes']} | "
                      + " | ".join(f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k])
                                   for k, _ in COLUMNS) + " |")
     table = "\n".join(lines) + "\n"
@@ -72,7 +72,7 @@ def _plot(path: Path, rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
     for ax, data in zip(axes[0], datasets):
         sub = [m for m in rows if _data(m) == data]
-        names = [_system(m) for m in sub]
+        names = [system_name(m) for m in sub]
         f1 = [m["micro_f1"] for m in sub]
         bars = ax.barh(range(len(sub)), f1, color="#4c72b0")
         ax.bar_label(bars, labels=[f"{v:.3f}  ({m['latency_p50_s']:.1f} s/note"

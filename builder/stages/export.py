@@ -245,11 +245,11 @@ def verify(model: Path, kind: str = "generative") -> dict:
         raise ExportError(str(exc)) from exc
 
 
-def write_modelfile(gguf: Path, chat_template: str) -> Path:
+def write_modelfile(gguf: Path, chat_template: str, kind: str = "generative") -> Path:
     from builder.distribution.modelfile import render_modelfile
 
     path = gguf.parent / "Modelfile"
-    write_text_atomic(path, render_modelfile(f"./{gguf.name}", chat_template))
+    write_text_atomic(path, render_modelfile(f"./{gguf.name}", chat_template, kind=kind))
     return path
 
 
@@ -302,7 +302,7 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
         default = gguf_path(run_dir, DEFAULT_GGUF)
         if DEFAULT_GGUF not in [q.upper() for q in gguf_types] and not default.exists():
             default = gguf_path(run_dir, gguf_types[0].upper())
-        modelfile = write_modelfile(default, gguf_metadata(default)["chat_template"])
+        modelfile = write_modelfile(default, gguf_metadata(default)["chat_template"], cfg.model_kind)
         report["modelfile"] = str(modelfile)
         outputs.append(modelfile)
 

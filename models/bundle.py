@@ -145,7 +145,6 @@ class Bundle:
                 return None  # a model from elsewhere, not this bundle's verifier
         own = self.verifier.stackers.get(model.path) if model else None
         return Stacker.from_dict(own or self.verifier.stacker)
-        return Stacker.from_dict(self.verifier.stacker)
 
     def load_retriever(self, cs):
         """The bundle's candidate ranker over this code set."""

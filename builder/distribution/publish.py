@@ -125,11 +125,12 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
     lora_r = bundle.provenance.get("lora", {}).get("r", "?")
     ggufs = sorted(p for p in files if p.endswith(".gguf"))
     default_gguf = next((p for p in ggufs if "Q4_K_M" in p), ggufs[0] if ggufs else None)
-    # CodiEsp trained the model (data stage or verifier) or fitted its retriever: credit it.
-    codiesp = bool(data.get("codiesp")) or "codiesp-train" in bundle.provenance.get("trained_on", []) \
-        or "codiesp" in (bundle.retriever.fitted_on or "")
+    # CodiEsp trained the model (data stage or verifier); credited also when it only fitted the
+    # retriever.
+    trained_on_codiesp = bool(data.get("codiesp")) or "codiesp-train" in bundle.provenance.get("trained_on", [])
+    credit_codiesp = trained_on_codiesp or "codiesp" in (bundle.retriever.fitted_on or "")
     sources = []
-    if codiesp:
+    if trained_on_codiesp:
         sources.append(f"  - Real clinical case reports from CodiEsp (English translation, train "
                        f"split), re-coded to {EDITION} where codes changed. Credit: {CODIESP_CREDIT}")
     if data.get("synthetic_train"):
@@ -193,7 +194,7 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
         "## Credits and licenses", "",
         f"- Base model: {base_id} (Apache-2.0).",
         f"- {EDITION}: the official code set (public domain, CDC/NCHS), through `simple-icd-10-cm`.",
-        *([f"- {CODIESP_CREDIT}"] if codiesp else []), "",
+        *([f"- {CODIESP_CREDIT}"] if credit_codiesp else []), "",
     ]
     return "\n".join(lines)
 

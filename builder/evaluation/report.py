@@ -69,10 +69,11 @@ def _plot(path: Path, rows: list[dict]) -> None:
     plt = pyplot()
 
     datasets = sorted({_data(m) for m in rows})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(8.5 * len(datasets), 3.8), squeeze=False)
     for ax, data in zip(axes[0], datasets):
         sub = [m for m in rows if _data(m) == data]
-        names = [system_name(m) for m in sub]
+        # The note count in the name: runs on a part of the data (--limit) sit beside whole ones.
+        names = [f"{system_name(m)}, {m['n_notes']} notes" for m in sub]
         f1 = [m["micro_f1"] for m in sub]
         bars = ax.barh(range(len(sub)), f1, color="#4c72b0")
         ax.bar_label(bars, labels=[f"{v:.3f}  ({m['latency_p50_s']:.1f} s/note"
@@ -81,7 +82,7 @@ def _plot(path: Path, rows: list[dict]) -> None:
                      fontsize=8, padding=3)
         ax.set_yticks(range(len(sub)), names, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, 1)
+        ax.set_xlim(0, 1.15)  # room for the labels right of a bar
         ax.set_title(f"micro-F1 on {data}", fontsize=10)
     fig.tight_layout()
     save_png(fig, path)

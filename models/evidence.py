@@ -5,7 +5,7 @@ that shares most meaningful words with the code's wording, narrowed to the phras
 """
 from __future__ import annotations
 
-from .text import WORD_RE, clauses, key_words, stem
+from .text import WORD_RE, clauses, key_words, stem, word_stems
 
 
 def supports(quote: str, wordings: list[str]) -> bool:
@@ -34,33 +34,45 @@ def best_clause(note: str, phrase: str, min_overlap: float = 0.5) -> tuple[int, 
     return best if best_score >= min_overlap else None
 
 
+def denied(note: str, wordings: list[str], min_overlap: float = 0.6) -> bool:
+    """Does the note name the code's condition only where it negates it ("denies chest pain")?
+    True when a stretch of the note outside its affirmed clauses shares at least `min_overlap`
+    of a wording's meaningful words (callers ask only when no affirmed clause supports the code)."""
+    gaps, last = [], 0
+    for start, end in clauses(note):
+        gaps.append(note[last:start])
+        last = end
+    gaps.append(note[last:])
+    return any(overlap(gap, w) >= min_overlap for gap in gaps if gap.strip() for w in wordings)
+
+
 def narrow(note: str, span: tuple[int, int], wordings: list[str]) -> tuple[int, int]:
     """The shortest run of words inside `span` holding every meaningful word it shares with the
     best-matching wording, widened over neighbouring words of that wording ("type 2" before
     "diabetes mellitus"). The span itself when nothing matches."""
     start, end = span
-    words = [(start + m.start(), start + m.end(), stem(m.group()))
+    words = [(start + m.start(), start + m.end(), word_stems(m.group()))
              for m in WORD_RE.finditer(note[start:end].lower())]
-    have = {w[2] for w in words}
+    have = set().union(*(w[2] for w in words))
     wording = max(wordings, key=lambda w: len(key_words(w) & have), default="")
     wanted = key_words(wording) & have
     if not wanted:
         return span
     best = (0, len(words) - 1)
     for i in range(len(words)):  # few words per clause: quadratic is fine
-        if words[i][2] not in wanted:
+        if not words[i][2] & wanted:
             continue
         seen: set[str] = set()
         for j in range(i, len(words)):
-            seen.add(words[j][2])
+            seen |= words[j][2]
             if wanted <= seen:
                 if j - i < best[1] - best[0]:
                     best = (i, j)
                 break
     around = {stem(w) for w in WORD_RE.findall(wording.lower())}
     i, j = best
-    while i > 0 and words[i - 1][2] in around:
+    while i > 0 and words[i - 1][2] & around:
         i -= 1
-    while j + 1 < len(words) and words[j + 1][2] in around:
+    while j + 1 < len(words) and words[j + 1][2] & around:
         j += 1
     return words[i][0], words[j][1]

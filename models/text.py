@@ -17,15 +17,56 @@ _STOPWORDS = frozenset(
 
 
 def stem(word: str) -> str:
-    """A light stemmer for ranking: diabetes/diabetic -> diabet, kidneys -> kidney."""
-    for suffix in ("ies", "es", "ic", "al", "s", "ed", "ing"):
+    """A light stemmer for ranking: diabetes/diabetic -> diabet, kidneys -> kidney,
+    hypertension/hypertensive -> hypertens."""
+    # -ion/-ive: hypertension and hypertensive, infection and infective, as the index's porter
+    # stemmer already matches them.
+    for suffix in ("ions", "ies", "es", "ic", "al", "ion", "ive", "s", "ed", "ing"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word
 
 
+# Abbreviations clinicians write for what the code set spells out. Only those with one clinical
+# reading: PE (pulmonary embolism or physical exam), MS, RA and CP are left as written.
+_ABBREVIATIONS = {
+    "copd": "chronic obstructive pulmonary disease", "ckd": "chronic kidney disease",
+    "esrd": "end stage renal disease", "aki": "acute kidney injury", "htn": "hypertension",
+    "dm": "diabetes mellitus", "t2dm": "type 2 diabetes mellitus", "dm2": "type 2 diabetes mellitus",
+    "t1dm": "type 1 diabetes mellitus", "chf": "congestive heart failure",
+    "hfref": "heart failure with reduced ejection fraction",
+    "hfpef": "heart failure with preserved ejection fraction", "cad": "coronary artery disease",
+    "afib": "atrial fibrillation", "mi": "myocardial infarction",
+    "stemi": "st elevation myocardial infarction", "nstemi": "non st elevation myocardial infarction",
+    "cva": "cerebrovascular accident stroke", "tia": "transient ischemic attack",
+    "dvt": "deep vein thrombosis", "uti": "urinary tract infection",
+    "uri": "upper respiratory infection", "gerd": "gastro esophageal reflux disease",
+    "osa": "obstructive sleep apnea", "bph": "benign prostatic hyperplasia", "hld": "hyperlipidemia",
+    "oa": "osteoarthritis", "ards": "acute respiratory distress syndrome", "pna": "pneumonia",
+    "sob": "shortness of breath", "ibs": "irritable bowel syndrome", "ibd": "inflammatory bowel disease",
+    "adhd": "attention deficit hyperactivity disorder", "ptsd": "post traumatic stress disorder",
+    "mdd": "major depressive disorder", "gad": "generalized anxiety disorder",
+    "hcv": "hepatitis c", "hbv": "hepatitis b", "pud": "peptic ulcer disease",
+    "pad": "peripheral arterial disease", "pvd": "peripheral vascular disease",
+    "lbp": "low back pain", "bmi": "body mass index",
+}
+_EXPANSIONS = {abbr: tuple(words.split()) for abbr, words in _ABBREVIATIONS.items()}
+
+
+def expand(word: str) -> tuple[str, ...]:
+    """A lower-cased word, or the words its abbreviation stands for ("copd" -> chronic ...)."""
+    return _EXPANSIONS.get(word, (word,))
+
+
 def content_words(text: str) -> list[str]:
-    return [w for w in WORD_RE.findall(text.lower()) if w not in _STOPWORDS]
+    """The words of a text that say something, abbreviations spelled out ("COPD" -> chronic
+    obstructive pulmonary disease), so the note, the code set and the evidence read alike."""
+    return [x for w in WORD_RE.findall(text.lower()) for x in expand(w) if x not in _STOPWORDS]
+
+
+def word_stems(word: str) -> frozenset[str]:
+    """The stems one word of a note stands for (several for an abbreviation)."""
+    return frozenset(stem(x) for x in expand(word))
 
 
 @lru_cache(maxsize=262144)
@@ -114,6 +155,15 @@ def clauses(note: str):
             spans, negated = _affirmed(piece, listed)
             for a, b in spans:
                 yield idx + a, idx + b
+
+
+def clause_pairs(note: str, max_chars: int = 300):
+    """Adjacent affirmed clauses of one sentence, as ((start, end), (start, end)): where a
+    combination is written across a comma ("type 2 diabetes with nephropathy, CKD stage 4")."""
+    spans = list(clauses(note))
+    for (a1, b1), (a2, b2) in zip(spans, spans[1:]):
+        if b2 - a1 <= max_chars and not re.search(r"[\n.;]", note[b1:a2]):
+            yield (a1, b1), (a2, b2)
 
 
 def _affirmed(piece: str, negated: bool) -> tuple[list[tuple[int, int]], bool]:

@@ -42,3 +42,19 @@ def test_recall_and_threshold_helpers():
     assert recall_at(ranked, gold, 1) == round(1 / 3, 4) and recall_at(ranked, gold, 3) == round(2 / 3, 4)
     threshold, f1 = best_threshold([[("A", 0.9), ("B", 0.2)]], [["A"]])
     assert 0.2 < threshold <= 0.9 and f1 == 1.0
+
+
+def test_a_phrase_the_code_set_lacks_votes_for_the_code_training_notes_give_it():
+    # "Dyslipidemia" is not in E78.5's wording; the training notes that say it carry E78.5.
+    notes = ["obese man with dyslipidemia on statin", "woman with dyslipidemia and gout",
+             "dyslipidemia, hypertension", "fracture of the wrist after a fall"]
+    codes = [["E78.5"], ["E78.5", "M10.9"], ["E78.5", "I10"], ["S52.501A"]]
+    index = NeighbourIndex.fit(notes, codes)
+    scores = index.phrase_scores("He has dyslipidemia.")
+    assert scores["E78.5"] == (3 / 5, 3, 3 / 5)  # 3 of the 3 notes holding the word, k / (n + 2)
+    assert "S52.501A" not in scores  # no shared phrase
+    assert "M10.9" not in scores or scores["M10.9"][0] < scores["E78.5"][0]
+    # Phrases of a single training note are not kept (they would memorise that note).
+    assert "gout" not in index.phrase_notes
+    # A denied condition is what the case is about, not what it states.
+    assert index.phrase_scores("He denies dyslipidemia.")["E78.5"][2] == 0.0

@@ -77,3 +77,30 @@ def test_an_entry_asks_only_for_its_essential_words():
     assert essential_stems("Renal insufficiency (acute)") == {"renal", "insufficiency"}
     # An entry made only of such words keeps them, so it can still be matched.
     assert essential_stems("Other specified (disorder)") == {"disorder"}
+
+
+def test_clinical_abbreviations_read_as_the_code_set_spells_them(cs):
+    from models.evidence import narrow
+    from models.text import content_words
+
+    assert content_words("COPD, HTN") == ["chronic", "obstructive", "pulmonary", "disease", "hypertension"]
+    assert content_words("PE") == ["pe"]  # pulmonary embolism or physical exam: left as written
+    assert cs.search("COPD with acute exacerbation", billable_only=True)[0].code == "J44.1"
+    assert cs.search("CKD stage 4", billable_only=True)[0].code == "N18.4"
+    note = "Assessment: COPD with acute exacerbation, stable."
+    start, end = narrow(note, (0, len(note)), [cs.description("J44.1")])
+    assert note[start:end] == "COPD with acute exacerbation"
+
+
+def test_a_combination_written_across_a_comma_is_read_as_one(cs):
+    from models.retrieve import Retriever
+    from models.text import clause_pairs, stem
+
+    note = ("Type 2 diabetes mellitus with diabetic nephropathy, chronic kidney disease stage 4. "
+            "Denies chest pain, dysphagia. Hypertension with CKD.")
+    pairs = [(note[a:b], note[c:d]) for (a, b), (c, d) in clause_pairs(note)]
+    assert pairs == [("Type 2 diabetes mellitus with diabetic nephropathy", "chronic kidney disease stage 4.")]
+    assert Retriever(cs).combined(note)["E11.22"]["cover"] == 1.0  # diabetes with diabetic CKD
+    # Hypertension with CKD is the combination I12.9 ("hypertensive chronic kidney disease").
+    assert stem("hypertension") == stem("hypertensive")
+    assert cs.search("Hypertension with CKD", billable_only=True)[0].code == "I12.9"

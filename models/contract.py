@@ -61,7 +61,8 @@ class CodedItem:
 @dataclass(frozen=True)
 class Rejected:
     """What did not become a suggestion, and why: bad_format | duplicate | no_code | too_many
-    (the parser), not_in_codeset (validation)."""
+    (the parser), not_in_codeset (validation), negated (the note denies it), the coding rules'
+    reasons (models/rules.py)."""
 
     raw: str
     reason: str

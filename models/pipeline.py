@@ -26,7 +26,7 @@ from . import codeset as codeset_mod
 from . import rules
 from .codeset import CodeSet
 from .contract import Candidate, CodedItem, Rejected, build_messages
-from .evidence import best_clause, narrow, overlap, supports
+from .evidence import best_clause, denied, narrow, overlap, supports
 from .notes import check_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
@@ -38,7 +38,7 @@ __all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion"
 
 
 class Flag(StrEnum):
-    """A suggestion's flags (and the rejection reason NOT_IN_CODESET). A str: members compare,
+    """A suggestion's flags (and the rejection reasons NOT_IN_CODESET, NEGATED). A str: members compare,
     hash, join and serialize (json, pydantic) as their plain values, and str() is the value."""
 
     NOT_IN_CODESET = "not_in_codeset"
@@ -46,6 +46,7 @@ class Flag(StrEnum):
     MORE_SPECIFIC = "more_specific_available"
     EXCLUDES1 = "excludes1_conflict"
     UNSUPPORTED = "unsupported"
+    NEGATED = "negated"  # a rejection: the note names the condition only to deny it
 
 
 CHUNK_CHARS = 6000  # a chunk of note plus candidates stays well inside a 2k-token window
@@ -190,7 +191,13 @@ class Pipeline:
             if not self.cs.is_valid(item.code):
                 rejected.append(Rejected(item.code, Flag.NOT_IN_CODESET))
                 continue
-            suggestions.append(self.validate(note, item, candidates.get(item.code)))
+            suggestion = self.validate(note, item, candidates.get(item.code))
+            if Flag.UNSUPPORTED in suggestion.flags and denied(
+                    note, [suggestion.description, *self.cs.inclusion_terms(item.code)]):
+                # Similar cases or phrases proposed it, but this note denies it: never suggested.
+                rejected.append(Rejected(item.code, Flag.NEGATED))
+                continue
+            suggestions.append(suggestion)
         if self.coding_rules:
             kept, dropped = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
             kept_codes = {code for code, _ in kept}

@@ -53,7 +53,7 @@ class SuggestionOut(BaseModel):
     description: str = Field(description="The official FY2026 description.")
     confidence: float
     evidence: EvidenceOut | None = Field(description="The words of the note that support the code.")
-    flags: list[str] = Field(description=", ".join(f for f in Flag if f != Flag.NOT_IN_CODESET))
+    flags: list[str] = Field(description=", ".join(f for f in Flag if f not in (Flag.NOT_IN_CODESET, Flag.NEGATED)))
     billable_children: list[str]
     conflicts_with: list[str]
 
@@ -65,7 +65,9 @@ class RejectedOut(BaseModel):
 
 class SuggestResponse(BaseModel):
     suggestions: list[SuggestionOut]
-    rejected: list[RejectedOut] = Field(description="What the model wrote that is not a valid code.")
+    rejected: list[RejectedOut] = Field(description=(
+        "What did not become a suggestion, and why: not a valid code, denied in the note (negated), "
+        "or left out by a coding rule (less_specific, integral_symptom)."))
     warnings: list[str]
     runtime: str
     edition: str

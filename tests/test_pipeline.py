@@ -86,6 +86,15 @@ def test_validation_flags(cs):
     assert NOTE[ev.start:ev.end].lower() == "type 2 diabetes mellitus"
 
 
+def test_a_code_the_note_only_denies_is_never_suggested(cs):
+    # Whatever proposes it (a model, similar cases, phrases), "He denies chest pain" is no chest pain.
+    result = Pipeline(ScriptedRuntime(format_answer(["R07.9", "I10", "A00.0"])), cs).suggest(NOTE)
+    assert [s.code for s in result.suggestions] == ["I10", "A00.0"]
+    assert ("R07.9", Flag.NEGATED) in [(r.raw, r.reason) for r in result.rejected]
+    # Not found at all is another matter: unsupported, listed last, not rejected.
+    assert Flag.UNSUPPORTED in result.suggestions[-1].flags
+
+
 @pytest.mark.parametrize("answer", [
     "", "I cannot help with that.", "Z99.89 " * 500, '{"codes": [{"code": "ZZZ.ZZZZ"}]}',
     '{"codes": [{"code": "Q99.99", "evidence": "x"}, {"code": "U07.1", "evidence": "covid"}]}',
@@ -198,8 +207,8 @@ def test_a_quote_about_another_condition_is_not_evidence(cs):
     result = Pipeline(ScriptedRuntime(answer), cs).suggest(NOTE)
     by_code = {s.code: s for s in result.suggestions}
     assert "headache" in by_code["R51.9"].evidence.text.lower()  # moved to the right words
-    chest = by_code["R07.9"]  # denied in the note: nothing supports it
-    assert chest.evidence is None and Flag.UNSUPPORTED in chest.flags
+    # Denied in the note: the misplaced quote does not make it a suggestion.
+    assert "R07.9" not in by_code and ("R07.9", Flag.NEGATED) in [(r.raw, r.reason) for r in result.rejected]
 
 
 def test_flags_are_plain_strings_in_json_and_over_rest(cs):

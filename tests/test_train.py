@@ -319,3 +319,14 @@ def test_train_benchmark_compares_builder_train_with_plain_loops_on_the_same_exa
     assert json.loads((tmp_path / "train-benchmark.json").read_text())["contenders"] == report["contenders"]
     assert f"| {builder_label} |" in (tmp_path / "train-benchmark.md").read_text()
     assert not (tmp_path / ".train-bench").exists()
+
+
+def test_checkpoints_of_other_inputs_are_never_resumed(tmp_path, capsys):
+    # A retriever refitted since (other candidates) must not continue a run trained on the old ones.
+    ckpts = tmp_path / "checkpoints"
+    assert train.resumable_checkpoint(ckpts, {"train": [1, 2], "lr": 3e-4}) is None
+    (ckpts / "checkpoint-10").mkdir()
+    (ckpts / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    assert train.resumable_checkpoint(ckpts, {"train": [1, 2], "lr": 3e-4}).endswith("checkpoint-10")
+    assert train.resumable_checkpoint(ckpts, {"train": [1, 3], "lr": 3e-4}) is None
+    assert "starting afresh" in capsys.readouterr().out and not (ckpts / "checkpoint-10").exists()

@@ -22,6 +22,7 @@ import resource
 import signal
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from builder.config import BuildConfig
@@ -90,6 +91,36 @@ def _fit_length(ds, tokenizer, max_length: int):
     measured = ds.map(length)
     kept = measured.filter(lambda ex: ex["n_tokens"] <= max_length).remove_columns("n_tokens")
     return kept, len(ds) - len(kept)
+
+
+# Settings that say how long to train: changing them resumes the same run ("train longer").
+_HOW_LONG = frozenset({"time_budget_minutes", "max_steps", "epochs"})
+
+
+def resumable_checkpoint(ckpt_dir: Path, inputs: dict) -> str | None:
+    """The last checkpoint in `ckpt_dir` when it was trained on these same inputs, else None.
+
+    Running a stage again resumes where it stopped, but only on what it started on: checkpoints
+    made from other inputs (the retriever refitted, other examples, other settings; how long to
+    train, _HOW_LONG, does not count) are removed, with a message, and training starts afresh.
+    """
+    import shutil
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+    stamp = ckpt_dir / "inputs.sha256"
+    if ckpt_dir.exists() and (not stamp.is_file() or stamp.read_text().strip() != fingerprint):
+        if get_last_checkpoint(str(ckpt_dir)):
+            print(f"{ckpt_dir}: checkpoints of other inputs (data, retriever or settings changed); "
+                  "starting afresh.")
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
+    last = get_last_checkpoint(str(ckpt_dir))
+    if last:
+        print(f"Resuming from {last}")
+    return last
 
 
 class _StopCallback:
@@ -190,7 +221,6 @@ def run(cfg: BuildConfig) -> dict:
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-    from transformers.trainer_utils import get_last_checkpoint
 
     from builder.base_model import ensure_base_model
     from builder.manifest import record_stage
@@ -245,9 +275,10 @@ def run(cfg: BuildConfig) -> dict:
     stop = _StopCallback(tc.time_budget_minutes * 60)
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                                processing_class=tokenizer, peft_config=lora, callbacks=[stop])
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
-    if last:
-        print(f"Resuming from {last}")
+    last = resumable_checkpoint(ckpt_dir, {
+        "train": train_ds.to_list(),
+        "settings": {k: v for k, v in asdict(tc).items() if k not in _HOW_LONG},
+        "lora": asdict(cfg.lora), "base": str(base), "quantization": quant})
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()

@@ -22,6 +22,7 @@ import json
 import math
 import resource
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -235,13 +236,20 @@ def run(cfg: BuildConfig) -> dict:
     from peft import get_peft_model, prepare_model_for_kbit_training
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     from builder.base_model import ensure_base_model
     from builder.evaluation.scoring import score
     from builder.manifest import record_stage
     from builder.stages.retriever import f1_at
-    from builder.stages.train import _StopCallback, lora_config, plot_loss, precision, resolve_quantization
+    from builder.stages.train import (
+        _HOW_LONG,
+        _StopCallback,
+        lora_config,
+        plot_loss,
+        precision,
+        resolve_quantization,
+        resumable_checkpoint,
+    )
     from models import codeset as codeset_mod
     from models.contract import VERIFIER_CONTRACT, decision_token_ids
     from models.files import atomic_dir, write_json_atomic, write_jsonl_atomic
@@ -301,7 +309,11 @@ def run(cfg: BuildConfig) -> dict:
     trainer = _trainer_class(choices, vc.positive_weight)(
         model=model, args=args, train_dataset=ds, callbacks=[stop],
         data_collator=lambda batch: collate(batch, tokenizer.pad_token_id))
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    last = resumable_checkpoint(ckpt_dir, {
+        "train": [[r["input_ids"], r["slots"], r["slot_labels"]] for r in rows],
+        "settings": {k: v for k, v in asdict(vc).items() if k not in _HOW_LONG},
+        "train_settings": {k: v for k, v in asdict(cfg.train).items() if k not in _HOW_LONG},
+        "lora": asdict(cfg.lora), "base": str(base), "quantization": quant})
     t0 = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=last)

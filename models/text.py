@@ -16,6 +16,7 @@ _STOPWORDS = frozenset(
 )
 
 
+@lru_cache(maxsize=131072)  # the hottest call of retrieval: the same words recur in every search
 def stem(word: str) -> str:
     """A light stemmer for ranking: diabetes/diabetic -> diabet, kidneys -> kidney,
     hypertension/hypertensive -> hypertens."""

@@ -5,7 +5,7 @@ that shares most meaningful words with the code's wording, narrowed to the phras
 """
 from __future__ import annotations
 
-from .text import WORD_RE, clauses, key_words, stem, word_stems
+from .text import WORD_RE, clauses, essential_stems, key_words, stem, word_stems
 
 
 def supports(quote: str, wordings: list[str]) -> bool:
@@ -54,8 +54,10 @@ def narrow(note: str, span: tuple[int, int], wordings: list[str]) -> tuple[int, 
     words = [(start + m.start(), start + m.end(), word_stems(m.group()))
              for m in WORD_RE.finditer(note[start:end].lower())]
     have = set().union(*(w[2] for w in words))
-    wording = max(wordings, key=lambda w: len(key_words(w) & have), default="")
-    wanted = key_words(wording) & have
+    # What a wording asks for, without its nonessential modifiers: "Essential (primary)
+    # hypertension" is found in "hypertension", not stretched to an unrelated "Primary care".
+    wording = max(wordings, key=lambda w: len(essential_stems(w) & have), default="")
+    wanted = essential_stems(wording) & have
     if not wanted:
         return span
     best = (0, len(words) - 1)

@@ -104,3 +104,11 @@ def test_a_combination_written_across_a_comma_is_read_as_one(cs):
     # Hypertension with CKD is the combination I12.9 ("hypertensive chronic kidney disease").
     assert stem("hypertension") == stem("hypertensive")
     assert cs.search("Hypertension with CKD", billable_only=True)[0].code == "I12.9"
+
+
+def test_evidence_is_the_condition_not_a_nonessential_word_elsewhere(cs):
+    from models.evidence import narrow
+
+    note = "Primary care follow-up. 68-year-old man with type 2 diabetes and hypertension"
+    start, end = narrow(note, (0, len(note)), [cs.description("I10"), *cs.inclusion_terms("I10")])
+    assert note[start:end] == "hypertension"

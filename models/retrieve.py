@@ -113,7 +113,7 @@ class NeighbourIndex:
                 if share < _PHRASE_MIN_SHARE:
                     continue
                 best, notes, best_affirmed = out.get(code, (0.0, 0, 0.0))
-                if share > best:
+                if (share, k) > (best, notes):  # ties go to the larger k, whatever the set order
                     best, notes = share, k
                 if phrase in affirmed:
                     best_affirmed = max(best_affirmed, share)
@@ -225,19 +225,16 @@ class Retriever:
             e = lex.get(c)
             cover = e["cover"] if e else 0.0
             share, notes, affirmed = phrase.get(c, (0.0, 0, 0.0))
+            prior = math.log1p(self.prior.get(c, 0)) / math.log1p(self.max_prior)
+            centroid, neighbour_share = cent.get(c, 0.0), knn_share.get(c, 0.0)
             rows.append([cover, math.log1p(e["clauses"]) if e else 0.0,
                          1.0 / lex_rank[c] if c in lex_rank else 0.0,
                          e["score"] / 3.6 if e else 0.0,  # search scores top out near 3.6
-                         knn.get(c, 0.0), knn_share.get(c, 0.0),
-                         math.log1p(self.prior.get(c, 0)) / math.log1p(self.max_prior),
-                         knn.get(c, 0.0) * cover, cent.get(c, 0.0),
+                         knn.get(c, 0.0), neighbour_share, prior, knn.get(c, 0.0) * cover, centroid,
                          1.0 / cent_rank[c] if c in cent_rank else 0.0, share, math.log1p(notes), affirmed,
-                         pairs[c]["cover"] if c in pairs else 0.0])
-        x = np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES) - 5)
-        col = {f: x[:, FEATURES.index(f)] for f in ("phrase_share", "lex_cover", "prior", "centroid", "knn_share")}
-        share = col["phrase_share"]
-        x = np.hstack([x, np.stack([np.sqrt(share), share * col["lex_cover"], share * col["prior"],
-                                    share * col["centroid"], share * col["knn_share"]], axis=1)])
+                         pairs[c]["cover"] if c in pairs else 0.0,
+                         math.sqrt(share), share * cover, share * prior, share * centroid, share * neighbour_share])
+        x = np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES))
         spans = {c: e["span"] for c, e in pairs.items()} | {c: e["span"] for c, e in lex.items()}
         return codes, x, spans
 

@@ -58,3 +58,12 @@ def test_a_phrase_the_code_set_lacks_votes_for_the_code_training_notes_give_it()
     assert "gout" not in index.phrase_notes
     # A denied condition is what the case is about, not what it states.
     assert index.phrase_scores("He denies dyslipidemia.")["E78.5"][2] == 0.0
+
+
+def test_equal_phrase_shares_give_the_same_vote_in_every_process():
+    # "gout" 1 of 2 notes with M10.9 and "tophus" 2 of 6: both share 1/4; the larger k is kept,
+    # whatever order the set of phrases comes in (it differs between Python processes).
+    notes = ["gout", "gout"] + ["tophus"] * 6
+    codes = [["M10.9"], [], ["M10.9"], ["M10.9"], [], [], [], []]
+    index = NeighbourIndex.fit(notes, codes)
+    assert index.phrase_scores("gout and tophus")["M10.9"][:2] == (0.25, 2)

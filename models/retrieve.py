@@ -1,8 +1,9 @@
 """Candidate retrieval: from a note, the codes most worth showing the model, best first.
 
 Four signals, combined by a small learned ranker (logistic regression):
-- lexical: each clause of the note (negated clauses skipped) is searched in the code set's
-  descriptions and inclusion terms; a code scores by how much of its wording the clause covers
+- lexical: each clause of the note (negated clauses skipped, the qualifiers after it kept:
+  "Migraine without aura") is searched in the code set's descriptions and inclusion terms; a
+  code scores by how much of its wording the clause covers
   (two adjacent clauses of a sentence are searched together too: combination codes);
 - neighbours: codes of the most similar notes in the training cases (TF-IDF cosine);
 - phrases: for each word and word pair of the note, the share of training notes holding it that
@@ -25,7 +26,7 @@ import numpy as np
 
 from .codeset import CodeSet
 from .contract import Candidate
-from .text import clause_pairs, clauses, content_words, stem, stems
+from .text import clause_pairs, clauses, content_words, qualified_end, stem, stems
 
 FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
             "knn_x_lex", "centroid", "centroid_rank", "phrase_share", "phrase_notes", "phrase_affirmed", "pair_cover",
@@ -190,6 +191,7 @@ class Retriever:
     def lexical(self, note: str, per_clause: int = 12) -> dict[str, dict]:
         found: dict[str, dict] = {}
         for start, end in clauses(note):
+            end = qualified_end(note, end)  # "Migraine" + "without aura": G43.0, not G43.1
             for hit in self.cs.search(note[start:end], limit=per_clause, billable_only=True):
                 entry = found.setdefault(hit.code, {"cover": 0.0, "clauses": 0, "score": 0.0,
                                                     "span": (start, end), "description": hit.description})

@@ -158,6 +158,44 @@ def clauses(note: str):
                 yield idx + a, idx + b
 
 
+# A qualifier as the code set writes one: "Migraine without aura, not intractable", "Parkinson's
+# disease without dyskinesia", "Chills (without fever)". What it says is negated reaches to the
+# next comma, parenthesis or "with".
+_QUALIFIER = re.compile(r"\b(?:without|with no|not)\b(.*?)(?=\bwith\b|[,;()]|$)", re.I)
+_QUALIFIER_CUE = re.compile(r"[ \t]*(?:without|with no|not)\b", re.I)
+_SENTENCE_END = re.compile(r"[\n.;]")
+
+
+@lru_cache(maxsize=262144)
+def negated_stems(text: str) -> frozenset[str]:
+    """The stems a text says are absent through a qualifier: "Migraine without aura, not
+    intractable" -> aura, intractable. Boilerplate ("not elsewhere classified") says nothing."""
+    return frozenset(stem(w) for m in _QUALIFIER.finditer(text) for w in content_words(m.group(1))
+                     ) - _BOILERPLATE
+
+
+def qualified_end(note: str, end: int) -> int:
+    """Where an affirmed clause's qualifiers end: past "without aura, episodic, not intractable,
+    without status migrainosus" after "Migraine". The clause stops at the first "without"
+    (negation), but the code set names a condition with its qualifiers, so a search for it reads
+    them too. Later comma items count while they start with a qualifier, or are a word or two
+    between two that do ("episodic"); `end` itself when no qualifier follows."""
+    if not _QUALIFIER_CUE.match(note, end):
+        return end
+    stop = _SENTENCE_END.search(note, end)
+    stop = stop.start() if stop else len(note)
+    reach, pos, pending = end, end, False
+    for i, piece in enumerate(note[end:stop].split(",")):
+        if i == 0 or _QUALIFIER_CUE.match(piece):
+            reach, pending = pos + len(piece), False
+        elif len(WORD_RE.findall(piece.lower())) <= 2 and not pending:
+            pending = True
+        else:
+            break
+        pos += len(piece) + 1
+    return reach
+
+
 def clause_pairs(note: str, max_chars: int = 300):
     """Adjacent affirmed clauses of one sentence, as ((start, end), (start, end)): where a
     combination is written across a comma ("type 2 diabetes with nephropathy, CKD stage 4")."""

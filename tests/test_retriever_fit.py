@@ -2,8 +2,8 @@
 import numpy as np
 
 from builder.evaluation.scoring import best_threshold, recall_at
-from builder.stages.retriever import cross_fitted, fit_logistic
-from models.retrieve import NeighbourIndex
+from builder.stages.retriever import cross_fitted, fit_logistic, shared_threshold, synthetic_cases
+from models.retrieve import FEATURES, NeighbourIndex
 
 
 def test_logistic_regression_recovers_known_weights():
@@ -67,3 +67,36 @@ def test_equal_phrase_shares_give_the_same_vote_in_every_process():
     codes = [["M10.9"], [], ["M10.9"], ["M10.9"], [], [], [], []]
     index = NeighbourIndex.fit(notes, codes)
     assert index.phrase_scores("gout and tophus")["M10.9"][:2] == (0.25, 2)
+
+
+def test_a_row_weighted_twice_counts_as_two_rows():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 2))
+    y = (rng.random(400) < 1 / (1 + np.exp(-(x @ np.array([1.5, -0.5]))))).astype(float)
+    twice = np.r_[np.ones(200), np.full(200, 2.0)]
+    w_weighted, b_weighted = fit_logistic(x, y, l2=0.0, sample_weight=twice)
+    w_copied, b_copied = fit_logistic(np.vstack([x, x[200:]]), np.r_[y, y[200:]], l2=0.0)
+    assert np.allclose(w_weighted, w_copied, atol=1e-6) and abs(b_weighted - b_copied) < 1e-6
+
+
+def test_one_threshold_serves_both_kinds_of_notes():
+    # Long notes whose true codes score 0.6, short ones whose true codes score 0.3 (and a wrong code
+    # 0.2): a threshold for the long notes alone (0.6) would lose every short note's code.
+    long_notes = ([[("A", 0.6), ("B", 0.25)]] * 4, [["A"]] * 4)
+    short_notes = ([[("C", 0.3), ("D", 0.2)]] * 4, [["C"]] * 4)
+    threshold, (f1_long, f1_short) = shared_threshold([long_notes, short_notes])
+    assert 0.25 < threshold <= 0.3 and f1_long == 1.0 and f1_short == 1.0
+
+
+def test_the_ranker_also_learns_from_synthetic_notes_as_an_unseen_note_gets_them():
+    from builder.config import load_config
+    from models import codeset
+    from models.retrieve import default_retriever
+
+    cs = codeset.load()
+    cfg = load_config(None, ["data.synthetic_train=3"])
+    cases, gold = synthetic_cases(cfg, cs, [["I10", "E11.9"], ["J18.9"]], default_retriever(cs))
+    assert len(cases) == len(gold) == 3
+    for (codes, x, labels), true_codes in zip(cases, gold):
+        assert x.shape == (len(codes), len(FEATURES)) and set(true_codes) <= set(cs.all_codes())
+        assert labels.sum() == len(set(codes) & set(true_codes)) > 0  # named in the note, found

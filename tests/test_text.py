@@ -112,3 +112,32 @@ def test_evidence_is_the_condition_not_a_nonessential_word_elsewhere(cs):
     note = "Primary care follow-up. 68-year-old man with type 2 diabetes and hypertension"
     start, end = narrow(note, (0, len(note)), [cs.description("I10"), *cs.inclusion_terms("I10")])
     assert note[start:end] == "hypertension"
+
+
+def test_a_condition_is_searched_with_the_qualifiers_written_after_it(cs):
+    from models.retrieve import Retriever
+    from models.text import negated_stems, qualified_end
+
+    note = ("Assessment: Migraine without aura, episodic, not intractable, without status migrainosus. "
+            "Type 2 diabetes without complications, hypertension. Cough without fever, chills, sweats.")
+    ends = {note[a:b]: note[a:qualified_end(note, b)] for a, b in clauses(note)}
+    assert ends["Assessment: Migraine"] == note[:note.index(".")]
+    # A plain item after the qualifier is the next condition, not a qualifier.
+    assert ends["Type 2 diabetes"] == "Type 2 diabetes without complications"
+    assert ends["Cough"] == "Cough without fever"
+    assert ends["hypertension."] == "hypertension."
+    # The qualifier itself stays negated: the note does not state a fever.
+    assert "fever" not in " ".join(ends)
+    assert negated_stems("Chills (without fever)") == {"fever"}
+    assert not negated_stems("Other specified arthritis, not elsewhere classified")
+    lexical = Retriever(cs).lexical(note)
+    assert max(lexical, key=lambda c: (lexical[c]["cover"], lexical[c]["score"])).startswith("G43.0")
+
+
+def test_with_and_without_are_not_the_same_code(cs):
+    first = lambda q: cs.search(q, limit=3, billable_only=True)[0].code  # noqa: E731
+    assert first("Migraine without aura, not intractable, without status migrainosus") == "G43.009"
+    assert first("Migraine with aura, not intractable, without status migrainosus") == "G43.109"
+    assert first("Parkinson disease without dyskinesia, without motor fluctuations") == "G20.A1"
+    # A code that says the note's negated condition is present is not offered: fever, no.
+    assert all(h.code != "R50.9" for h in cs.search("Cough without fever", limit=20))

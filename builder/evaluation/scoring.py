@@ -85,9 +85,11 @@ def recall_at(ranked: list[list[str]], gold: list[list[str]], k: int) -> float:
 def best_threshold(probs: list[list[tuple[str, float]]], gold: list[list[str]]) -> tuple[float, float]:
     """The probability threshold with the best micro-F1 on these notes, and that F1."""
     best = (0.5, 0.0)
-    for t in np.arange(0.05, 0.95, 0.01):
+    # Rounded before use: the threshold tried is the one returned (0.25 tried as 0.2500000001
+    # would keep a 0.25 that the returned 0.25 then admits).
+    for t in np.round(np.arange(0.05, 0.95, 0.01), 2):
         rows = [{"gold": g, "predicted": [c for c, p in cand if p >= t]} for cand, g in zip(probs, gold)]
         f1 = score(rows)["micro_f1"]
         if f1 > best[1]:
-            best = (round(float(t), 2), f1)
+            best = (float(t), f1)
     return best

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import CoderError
 from ..files import atomic_path, cache_dir
-from ..text import content_words, essential_stems, stem, stems
+from ..text import content_words, essential_stems, negated_stems, stem, stems
 from . import _schema
 
 EDITION = _schema.EDITION
@@ -304,10 +304,15 @@ class CodeSet:
         if not rows:
             return []
         wanted = stems(text)
+        absent = negated_stems(text)
         best_bm25 = -rows[0][2] or 1.0
         scored: dict[str, SearchHit] = {}
         for code, matched, bm25, description, billable in rows:
             if billable_only and not billable:
+                continue
+            # With and without are one word apart: "Migraine without aura" is not G43.1 (with
+            # aura), "Parkinson disease with dyskinesia" not G20.A1 (without).
+            if absent & (stems(matched) - negated_stems(matched)) or negated_stems(matched) & (wanted - absent):
                 continue
             common = len(wanted & stems(matched))
             needed = essential_stems(matched)

@@ -195,7 +195,8 @@ def run(cfg: BuildConfig) -> dict:
                "synthetic_notes": len(synthetic), "synthetic_weight": SYNTHETIC_WEIGHT,
                "fitted_on": f"codiesp train ({len(train.cases)} cases), ranker also on "
                             f"{len(synthetic)} synthetic train notes",
-               "tuned_on": "the same, out of fold (5 folds)",
+               "tuned_on": f"codiesp train ({len(train.cases)} cases) and {len(synthetic)} synthetic train "
+                           "notes, out of fold (5 folds)",
                "candidate_pool_positive_rate": round(float(np.concatenate([y for _, _, y in cases]).mean()), 4),
                "l2_train_oof_recall_at_50": {str(k): v for k, v in tried.items()}, "l2": l2,
                "weights": dict(zip(FEATURES, model["weights"])), "bias": model["bias"],

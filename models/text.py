@@ -100,6 +100,7 @@ def essential_stems(text: str) -> frozenset[str]:
 
 
 _SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)
+_SENTENCE_END = re.compile(r"[\n.;]")
 # Where a sentence splits into clauses: a comma, or a contrast word. A contrast word also ends a
 # negation's reach ("denies cough, but has fever"); a comma does not ("no fever, chills or cough").
 _CONTRAST = r"but|however|although|though|except|whereas|while"
@@ -161,9 +162,9 @@ def clauses(note: str):
 # A qualifier as the code set writes one: "Migraine without aura, not intractable", "Parkinson's
 # disease without dyskinesia", "Chills (without fever)". What it says is negated reaches to the
 # next comma, parenthesis or "with".
-_QUALIFIER = re.compile(r"\b(?:without|with no|not)\b(.*?)(?=\bwith\b|[,;()]|$)", re.I)
-_QUALIFIER_CUE = re.compile(r"[ \t]*(?:without|with no|not)\b", re.I)
-_SENTENCE_END = re.compile(r"[\n.;]")
+_QUALIFIER_WORDS = r"(?:without|with no|not)\b"
+_QUALIFIER = re.compile(rf"\b{_QUALIFIER_WORDS}(.*?)(?=\bwith\b|[,;()]|$)", re.I)
+_QUALIFIER_CUE = re.compile(rf"[ \t]*{_QUALIFIER_WORDS}", re.I)
 
 
 @lru_cache(maxsize=262144)
@@ -201,7 +202,7 @@ def clause_pairs(note: str, max_chars: int = 300):
     combination is written across a comma ("type 2 diabetes with nephropathy, CKD stage 4")."""
     spans = list(clauses(note))
     for (a1, b1), (a2, b2) in zip(spans, spans[1:]):
-        if b2 - a1 <= max_chars and not re.search(r"[\n.;]", note[b1:a2]):
+        if b2 - a1 <= max_chars and not _SENTENCE_END.search(note, b1, a2):
             yield (a1, b1), (a2, b2)
 
 

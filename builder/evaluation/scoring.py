@@ -82,14 +82,26 @@ def recall_at(ranked: list[list[str]], gold: list[list[str]], k: int) -> float:
     return round(hit / total, 4) if total else 0.0
 
 
-def best_threshold(probs: list[list[tuple[str, float]]], gold: list[list[str]]) -> tuple[float, float]:
-    """The probability threshold with the best micro-F1 on these notes, and that F1."""
-    best = (0.5, 0.0)
+def f1_at(probs: list[list[tuple[str, float]]], gold: list[list[str]], threshold: float) -> float:
+    """Micro-F1 of the codes at or above a fixed threshold."""
+    return score([{"gold": g, "predicted": [c for c, p in cand if p >= threshold]}
+                  for cand, g in zip(probs, gold)])["micro_f1"]
+
+
+def shared_threshold(groups: list[tuple[list[list[tuple[str, float]]], list[list[str]]]]):
+    """The threshold with the best mean micro-F1 over groups of notes ((probs, gold) each), and
+    each group's F1 there: one threshold serves every kind of note the product reads."""
+    best = (0.5, [0.0] * len(groups))
     # Rounded before use: the threshold tried is the one returned (0.25 tried as 0.2500000001
     # would keep a 0.25 that the returned 0.25 then admits).
     for t in np.round(np.arange(0.05, 0.95, 0.01), 2):
-        rows = [{"gold": g, "predicted": [c for c, p in cand if p >= t]} for cand, g in zip(probs, gold)]
-        f1 = score(rows)["micro_f1"]
-        if f1 > best[1]:
-            best = (float(t), f1)
+        f1s = [f1_at(probs, gold, t) for probs, gold in groups]
+        if np.mean(f1s) > np.mean(best[1]):
+            best = (float(t), f1s)
     return best
+
+
+def best_threshold(probs: list[list[tuple[str, float]]], gold: list[list[str]]) -> tuple[float, float]:
+    """The probability threshold with the best micro-F1 on these notes, and that F1."""
+    threshold, (f1,) = shared_threshold([(probs, gold)])
+    return threshold, f1

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from builder.config import BuildConfig
-from builder.evaluation.scoring import recall_at, score
+from builder.evaluation.scoring import f1_at, recall_at, shared_threshold
 from builder.manifest import record_stage
 from builder.stages.data import codiesp
 from builder.stages.data.codes import map_codes
@@ -119,24 +119,13 @@ def out_of_fold(cases: list[tuple[list[str], np.ndarray, np.ndarray]], fold_of: 
     return out
 
 
-def shared_threshold(groups: list[tuple[list[list[tuple[str, float]]], list[list[str]]]]):
-    """The threshold with the best mean micro-F1 over groups of notes ((probs, gold) each), and
-    each group's F1 there: one threshold serves every kind of note the product reads."""
-    best = (0.5, [0.0] * len(groups))
-    for t in np.round(np.arange(0.05, 0.95, 0.01), 2):  # the threshold tried is the one kept
-        f1s = [f1_at(probs, gold, t) for probs, gold in groups]
-        if np.mean(f1s) > np.mean(best[1]):
-            best = (float(t), f1s)
-    return best
-
-
-def synthetic_cases(cfg: BuildConfig, cs, gold_train: list[list[str]], retriever: Retriever):
-    """The data stage's first synthetic train notes (same generator, seed and CodiEsp priors),
-    as (codes, features, labels) from the retriever fitted on all of CodiEsp train: they are not
-    in it, so their candidates are those of an unseen note."""
+def synthetic_cases(cfg: BuildConfig, cs, retriever: Retriever):
+    """The data stage's first synthetic train notes (same generator, seed and CodiEsp priors, the
+    retriever's), as (codes, features, labels) from the retriever fitted on all of CodiEsp train:
+    they are not in it, so their candidates are those of an unseen note."""
     from builder.stages.data.synthetic import SyntheticNoteGenerator  # noqa: PLC0415
 
-    gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=Counter(c for g in gold_train for c in g))
+    gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=Counter(retriever.prior))
     out, gold = [], []
     for i in tqdm(range(min(cfg.data.synthetic_train, SYNTHETIC_NOTES)), desc="retriever: synthetic notes"):
         note = gen.generate(i)
@@ -166,7 +155,7 @@ def run(cfg: BuildConfig) -> dict:
             progress.update()
     progress.close()
     model = fitted_model(texts, gold_train)
-    synthetic, gold_synthetic = synthetic_cases(cfg, cs, gold_train, Retriever(cs, model))
+    synthetic, gold_synthetic = synthetic_cases(cfg, cs, Retriever(cs, model))
     n = len(cases)
     positives = sum(c[2].sum() for c in cases), sum(c[2].sum() for c in synthetic)
     weight = [1.0] * n + [SYNTHETIC_WEIGHT * positives[0] / max(positives[1], 1.0)] * len(synthetic)
@@ -221,12 +210,6 @@ def run(cfg: BuildConfig) -> dict:
                  {"codeset": cs.edition}, [out, out_dir / "metrics.json", out_dir / TRAIN_OOF_FILE],
                  time.perf_counter() - started, {"metrics": metrics})
     return metrics
-
-
-def f1_at(probs: list[list[tuple[str, float]]], gold: list[list[str]], threshold: float) -> float:
-    """Micro-F1 of the codes at or above a fixed threshold (no choice made on these notes)."""
-    return score([{"gold": g, "predicted": [c for c, p in cand if p >= threshold]}
-                  for cand, g in zip(probs, gold)])["micro_f1"]
 
 
 def for_run(run_dir: str | Path, cs) -> Retriever:

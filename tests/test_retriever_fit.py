@@ -100,3 +100,22 @@ def test_the_ranker_also_learns_from_synthetic_notes_as_an_unseen_note_gets_them
     for (codes, x, labels), true_codes in zip(cases, gold):
         assert x.shape == (len(codes), len(FEATURES)) and set(true_codes) <= set(cs.all_codes())
         assert labels.sum() == len(set(codes) & set(true_codes)) > 0  # named in the note, found
+
+
+def test_the_retriever_stage_fits_on_train_alone_and_never_reads_dev(small_codiesp, tmp_path):
+    """Every choice of the stage is made out of fold on train: a CodiEsp folder without its dev
+    split fits all the same, and each train case gets the candidates of a fold that never saw it."""
+    import json
+    import shutil
+
+    from builder.config import load_config
+    from builder.stages import retriever as stage
+
+    shutil.rmtree(small_codiesp / "dev")
+    cfg = load_config(None, [f"data.codiesp={small_codiesp}", "data.synthetic_train=5",
+                             f"run_dir={tmp_path / 'run'}"])
+    metrics = stage.run(cfg)
+    assert metrics["train_cases"] == 6 and metrics["synthetic_notes"] == 5
+    assert not any(k.startswith("dev") for k in metrics) and 0.0 < metrics["threshold"] < 1.0
+    oof = [json.loads(line) for line in (tmp_path / "run/retriever" / stage.TRAIN_OOF_FILE).read_text().splitlines()]
+    assert len(oof) == 6 and all(len(row["candidates"]) <= stage.OOF_KEEP for row in oof)

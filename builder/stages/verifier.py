@@ -238,9 +238,8 @@ def run(cfg: BuildConfig) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
 
     from builder.base_model import ensure_base_model
-    from builder.evaluation.scoring import score
+    from builder.evaluation.scoring import f1_at, score
     from builder.manifest import record_stage
-    from builder.stages.retriever import f1_at
     from builder.stages.train import (
         _HOW_LONG,
         _StopCallback,

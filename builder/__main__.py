@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     bd.add_argument("--out", help="bundle folder (default <run>/bundle)")
     bd.add_argument("--retrieval-only", action="store_true",
                     help="the retriever alone (what the package ships in models/resources/bundle)")
+    bd.add_argument("--default-system", choices=("auto", "model", "retrieval"),
+                    help="what the app runs by default (auto: the verifier only where it beat "
+                         "retrieval alone on its held-out train cases)")
     for name, text in (("evaluate", "the suggestion pipeline over a note set, scored"),
                        ("benchmark", "every runtime of a bundle on the same notes, side by side")):
         p = stage(name, text)
@@ -71,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="answer length limit")
     ev = stages.choices["evaluate"]
     ev.add_argument("--system", default="retrieval",
-                    help="`retrieval` (the bundle's ranker alone), `bundle` (its default model), "
+                    help="`retrieval` (the bundle's ranker alone), `bundle` (its default system), "
                          "`base` (the base model), or a model: .gguf, ONNX folder, merged folder, "
                          "HF id, ollama:NAME, openai:URL#MODEL")
     ev.add_argument("--model", dest="system", help="same as --system MODEL")
@@ -194,6 +197,8 @@ def _stage(module: str):
 def _bundle(cfg, args) -> dict:
     from builder.stages import bundle
 
+    if args.default_system:
+        cfg.default_system = args.default_system
     return bundle.run(cfg, args.out, args.retrieval_only)
 
 

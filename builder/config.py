@@ -91,6 +91,9 @@ class BuildConfig:
     # verifier: the model judges the retriever's candidates (`builder verifier`); generative: it
     # writes the codes it keeps (`builder data`, then `train`).
     model_kind: str = "verifier"
+    # What the bundle runs by default: "auto" (the verifier where it beat retrieval alone on the
+    # held-out train cases it was judged on, else retrieval alone), "model" or "retrieval".
+    default_system: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfigSection = field(default_factory=LoraConfigSection)
     train: TrainConfig = field(default_factory=TrainConfig)

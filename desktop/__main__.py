@@ -32,15 +32,16 @@ def choice_from_arg(value: str):
 
 
 def bundle_choice(folder: str):
-    """The default model of a bundle folder (retrieval when it has none)."""
+    """What a bundle folder runs by default (retrieval when it has no model, or says so)."""
     from desktop.model_choice import ModelChoice
     from models import bundle
 
     try:
-        default = bundle.read(folder).default_model()
+        found = bundle.read(folder)
     except bundle.BundleError as exc:
         raise SystemExit(f"error: {exc}") from exc
-    if default is None or default.format not in ("gguf", "onnx"):
+    default = found.default_model()
+    if default is None or default.format not in ("gguf", "onnx") or found.default_system == "retrieval":
         return ModelChoice("retrieval")
     return ModelChoice(default.format, str((Path(folder) / default.path).resolve()))
 

@@ -63,8 +63,16 @@ def discover(roots: list[Path] | None = None) -> list[FoundModel]:
 
 
 def default_choice(roots: list[Path] | None = None) -> ModelChoice | None:
+    """What the newest bundle with a model runs by default: its default model, or its retriever
+    alone where the bundle says the model did not beat it (`Bundle.default_system`). None: no
+    model built yet."""
     models = discover(roots)
-    return ModelChoice(models[0].kind, str(models[0].path), bundle=str(models[0].bundle)) if models else None
+    if not models:
+        return None
+    newest = models[0]
+    if bundle_mod.read(newest.bundle).default_system == "retrieval":
+        return ModelChoice("retrieval", bundle=str(newest.bundle))
+    return ModelChoice(newest.kind, str(newest.path), bundle=str(newest.bundle))
 
 
 def choose_bundle(choice: ModelChoice, cs) -> Bundle:

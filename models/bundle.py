@@ -8,7 +8,9 @@
 
 `builder bundle` writes it; the app, `builder serve`, `register`, `publish`, `evaluate` and
 `make package` read it through `load` here, and nothing else reads a run's layout by hand. A
-model is trained on its retriever's candidates, so the two travel together. A bundle of another
+model is trained on its retriever's candidates, so the two travel together. `default_system` says
+what the app runs unless told otherwise: the default model, or the retriever alone where the model
+did not beat it on notes it never saw (`builder bundle` decides, provenance says why). A bundle of another
 format or contract version, or for another code-set edition, is refused with a message; every
 file's sha256 is checked on load.
 
@@ -32,6 +34,7 @@ BUNDLE_FILE = "bundle.json"
 RUN_BUNDLE = "bundle"  # a run folder keeps its bundle here
 RETRIEVER_FILE = "retriever.json.gz"
 # How each model format runs (models/runtimes picks the class from the path).
+DEFAULT_SYSTEMS = ("model", "retrieval")  # Bundle.default_system
 RUNTIMES = {"gguf": "llama.cpp", "onnx": "onnxruntime", "safetensors": "transformers"}
 
 
@@ -86,6 +89,9 @@ class Bundle:
     files: dict = field(default_factory=dict)  # relative path -> {"sha256", "bytes"}
     format: int = BUNDLE_FORMAT
     verifier: VerifierPart | None = None  # None: the models write codes (generative)
+    # What runs by default: "model" (the default model over the ranker) or "retrieval" (the
+    # ranker alone; the models stay selectable).
+    default_system: str = "model"
 
     # --- reading -------------------------------------------------------------------------
     def path(self, rel: str) -> Path:
@@ -106,15 +112,16 @@ class Bundle:
         return next((m for m in self.models if self.path(m.path).resolve() == target), None)
 
     def runtime_spec(self, choice: str | None = None) -> str:
-        """The `open_runtime` spec for a choice: None or "bundle" (the default model), a format
+        """The `open_runtime` spec for a choice: None or "bundle" (the default system: the
+        default model, or "retrieval" where `default_system` says so), a format
         ("gguf", "onnx", "safetensors") or a variant ("Q8_0", "int8") of this bundle, "retrieval",
         or anything else `open_runtime` takes (a file, ollama:NAME, openai:URL#MODEL) as it is."""
         if choice == "retrieval":
             return "retrieval"
         if choice in (None, "", "bundle"):
             model = self.default_model()
-            if model is None:
-                return "retrieval"  # a retrieval-only bundle
+            if model is None or self.default_system == "retrieval":
+                return "retrieval"  # a retrieval-only bundle, or the model did not earn its place
             return str(self.path(model.path))
         if choice in RUNTIMES or any(choice.lower() == m.variant.lower() for m in self.models):
             model = (self.find_model(fmt=choice) if choice in RUNTIMES
@@ -224,6 +231,10 @@ def read(root: str | Path) -> Bundle:
         raise BundleError(f"{root} holds a verifier trained for verifier input {verifier.get('contract')}; "
                           f"this version builds input {VERIFIER_CONTRACT}, so its scores would be "
                           "wrong: rebuild the bundle with `make all`.")
+    if meta.get("default_system", "model") not in DEFAULT_SYSTEMS:
+        raise BundleError(f"{meta_path} names default system {meta.get('default_system')!r}; this "
+                          f"version knows {', '.join(DEFAULT_SYSTEMS)}: rebuild the bundle with "
+                          "`python -m builder bundle`.")
     if meta.get("contract_version") != CONTRACT_VERSION:
         raise BundleError(f"{root} was built for prompt contract {meta.get('contract_version')}; this "
                           f"version speaks contract {CONTRACT_VERSION}, so its model would be "
@@ -237,7 +248,8 @@ def read(root: str | Path) -> Bundle:
             models=[BundleModel(**m) for m in meta.get("models", [])],
             provenance=meta.get("provenance", {}), metrics=meta.get("metrics", {}),
             files=meta.get("files", {}), format=meta["format"],
-            verifier=VerifierPart(**meta["verifier"]) if meta.get("verifier") else None)
+            verifier=VerifierPart(**meta["verifier"]) if meta.get("verifier") else None,
+            default_system=meta.get("default_system", "model"))
     except (KeyError, TypeError) as exc:
         raise BundleError(f"{meta_path} is incomplete ({exc}): rebuild the bundle with "
                           "`python -m builder bundle`.") from None

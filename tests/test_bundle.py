@@ -132,3 +132,40 @@ def test_evaluate_labels_in_sample_figures_and_records_them_in_the_bundle(tiny_b
     report = (tmp_path / "ev2/report.md").read_text()
     assert "in-sample" in report and "T14.90" in report  # the scoring rules are in the report
     assert "ev2" in bundle_mod.read(tiny_bundle.root).metrics
+
+
+def test_the_verifier_is_the_default_only_where_it_beat_retrieval_on_held_out_cases():
+    """`builder bundle` (default_system=auto): the default GGUF's own stacker, cross-validated on
+    the held-out train cases, must beat the ranker alone and the restacked ranker there."""
+    from models.bundle import VerifierPart
+
+    models = [bundle_mod.BundleModel("gguf/icd10-coder-Q4_K_M.gguf", "gguf", "Q4_K_M", "llama.cpp", True)]
+    verifier = VerifierPart(1, {}, "codiesp train", "codiesp train held-out part")
+
+    def stages(own, ranker, restacked):
+        return {"verifier": {"metrics": {"holdout_cases": 101, "holdout_micro_f1": {
+                    "ranker_alone_at_its_threshold": ranker, "stacked_without_verifier_cross_validated": restacked,
+                    "stacked_cross_validated": 0.9}}},
+                "export": {"exports": {"gguf": {"icd10-coder-Q4_K_M.gguf": {"stacker": {"cv_micro_f1": own}}}}}}
+
+    cfg = BuildConfig()
+    assert bundle_stage.default_system(cfg, stages(0.58, 0.56, 0.57), verifier, models)[0] == "model"
+    system, why = bundle_stage.default_system(cfg, stages(0.5597, 0.5628, 0.5658), verifier, models)
+    assert system == "retrieval" and "0.5597" in why and "0.5658" in why  # the GGUF's figure, not fp32's
+    assert bundle_stage.default_system(cfg, stages(0.58, 0.56, 0.59), verifier, models)[0] == "retrieval"
+    assert bundle_stage.default_system(cfg, {}, verifier, [])[0] == "retrieval"  # nothing to run
+    cfg.default_system = "model"  # an engineer may insist, and the bundle says so
+    assert bundle_stage.default_system(cfg, stages(0.5, 0.6, 0.6), verifier, models) == (
+        "model", "set by default_system=model")
+    cfg.default_system = "best"
+    with pytest.raises(BundleError, match="auto, model or retrieval"):
+        bundle_stage.default_system(cfg, {}, verifier, models)
+
+
+def test_a_bundle_naming_an_unknown_default_system_is_refused(tiny_bundle, tmp_path, cs):
+    dest = _copy(tiny_bundle, tmp_path)
+    meta = json.loads((dest / "bundle.json").read_text())
+    assert meta["default_system"] == "model"  # a generative model: no held-out comparison
+    (dest / "bundle.json").write_text(json.dumps({**meta, "default_system": "verifier"}))
+    with pytest.raises(BundleError, match="default system 'verifier'"):
+        bundle_mod.load(dest, cs)

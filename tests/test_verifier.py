@@ -301,6 +301,7 @@ def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_ver
                  sorted(p for p in (run / "merged").rglob("*") if p.is_file()), 0.1)
     cfg = load_config(None, [])
     cfg.run_dir = str(run)
+    cfg.default_system = "model"  # what "auto" picks is checked below
     report = export.run(cfg, ["gguf"], ["Q8_0"])
     entry = report["gguf"]["icd10-coder-Q8_0.gguf"]
     assert entry["stacker"]["cases"] == 8 and "margins" in entry["verify"]
@@ -321,3 +322,19 @@ def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_ver
     assert made.stacker("openai:http://127.0.0.1:1/v1#x", served_verifier=True) == Stacker.from_dict(own)
     assert made.stacker("ollama:icd10-coder:q4_k_m") is None
     assert made.stacker("retrieval") is None
+
+    # Where the verifier did not beat retrieval alone on its held-out cases, the bundle runs the
+    # ranker alone by default (app, server, `evaluate --system bundle`); the GGUF stays selectable.
+    from desktop.model_choice import ModelChoice, default_choice
+
+    record_stage(run, "verifier", {"base_model": "tiny"}, {}, [stacker, run / "verifier" / HOLDOUT_FILE], 0.1,
+                 {"metrics": {"train_cases": 8, "holdout_cases": 8,
+                              "holdout_micro_f1": {"ranker_alone_at_its_threshold": 0.99}}})
+    cfg.default_system = "auto"
+    bundle_stage.run(cfg)
+    made = bundle_mod.load(run / "bundle", cs)
+    assert made.default_system == "retrieval" and "0.9900" in made.provenance["default_system"]["why"]
+    assert Pipeline.from_bundle(made, None, cs).selector.name == "retrieval"
+    assert made.runtime_spec("gguf") == str(run / "bundle" / "gguf" / "icd10-coder-Q8_0.gguf")
+    assert made.stacker(made.runtime_spec("gguf")) == Stacker.from_dict(own)
+    assert default_choice([run]) == ModelChoice("retrieval", bundle=str((run / "bundle").resolve()))

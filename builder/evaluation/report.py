@@ -21,8 +21,8 @@ def system_name(m: dict) -> str:
     verifier = system.startswith("verifier:")  # a model judging the ranker's candidates
     runtime, _, where = system.removeprefix("verifier:").partition(":")
     path = Path(where)
-    if label == "retrieval":
-        return "retrieval alone"
+    if system == "retrieval":  # asked for, or what the bundle runs by default
+        return "retrieval alone" + (" (the bundle's default)" if label == "bundle" else "")
     if label == "base":
         name = "base model (PyTorch fp32)"
     elif runtime == "llama.cpp":

@@ -79,6 +79,35 @@ def _verifier(run_dir: Path, stages: dict) -> VerifierPart | None:
                         metrics.get("choices_made_on", "codiesp train held-out part"), own)
 
 
+def default_system(cfg: BuildConfig, stages: dict, verifier: VerifierPart | None,
+                   models: list[BundleModel]) -> tuple[str, str]:
+    """(what the bundle runs by default, why). With `default_system` "auto", a verifier is the
+    default only where, on the held-out train cases, the default model's stacker (fitted on its
+    own margins, cross-validated) beat both the ranker alone and the same stacker without the
+    verifier: else its gain would be the refit, not the model. A generative model has no such
+    comparison in the build and stays the default (README: Accuracy measures it)."""
+    if cfg.default_system not in ("auto", *bundle_mod.DEFAULT_SYSTEMS):
+        raise BundleError(f"default_system is {cfg.default_system!r}: use auto, model or retrieval.")
+    model = next((m for m in models if m.default), None)
+    if model is None:
+        return "retrieval", "the bundle has no model"
+    if cfg.default_system != "auto":
+        return cfg.default_system, f"set by default_system={cfg.default_system}"
+    if verifier is None:
+        return "model", "a generative model (no held-out comparison in the build)"
+    held = stages.get("verifier", {}).get("metrics", {}).get("holdout_micro_f1", {})
+    own = stages.get("export", {}).get("exports", {}).get(model.format, {}).get(
+        Path(model.path).name, {}).get("stacker", {}).get("cv_micro_f1")
+    mine = own if own is not None else held.get("stacked_cross_validated")
+    bar = max(held.get("ranker_alone_at_its_threshold", 0.0), held.get("stacked_without_verifier_cross_validated", 0.0))
+    cases = stages.get("verifier", {}).get("metrics", {}).get("holdout_cases", "?")
+    if mine is None:
+        return "retrieval", "no held-out figure for the verifier"
+    verdict = "model" if mine > bar else "retrieval"
+    return verdict, (f"micro-F1 on {cases} held-out codiesp train cases: verifier {model.variant} "
+                     f"{mine:.4f}, retrieval alone (or restacked without the verifier) {bar:.4f}")
+
+
 def _provenance(cfg: BuildConfig, stages: dict) -> dict:
     data_cfg = stages.get("data", {}).get("config", {})
     train = stages.get("train", {})
@@ -139,6 +168,9 @@ def run(cfg: BuildConfig, out: str | Path | None = None, retrieval_only: bool = 
         link_or_copy(retriever, tmp / RETRIEVER_FILE)
         for rel, path in files.items():
             link_or_copy(path, tmp / rel)
+        models = _models(sorted(files))
+        verifier = None if retrieval_only else _verifier(run_dir, stages)
+        system, why = default_system(cfg, stages, verifier, models)
         made = Bundle(
             root=tmp, name=run_dir.name, created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             contract_version=CONTRACT_VERSION,
@@ -147,19 +179,22 @@ def run(cfg: BuildConfig, out: str | Path | None = None, retrieval_only: bool = 
             retriever=RetrieverPart(RETRIEVER_FILE, float(metrics.get("threshold", 0.5)),
                                     metrics.get("fitted_on", "codiesp train"),
                                     metrics.get("tuned_on", "codiesp train, out of fold")),
-            models=_models(sorted(files)),
+            models=models,
             provenance=_provenance(cfg, {} if retrieval_only else stages) | (
                 {"retriever": metrics.get("fitted_on", "codiesp train"), "base_model": None}
-                if retrieval_only else {}),
-            files=bundle_mod.checksum_tree(tmp),
-            verifier=None if retrieval_only else _verifier(run_dir, stages))
+                if retrieval_only else {}) | {"default_system": {"system": system, "why": why}},
+            files=bundle_mod.checksum_tree(tmp), verifier=verifier, default_system=system)
         made.save()
     made.root = out
+    if made.default_system == "retrieval" and made.models:
+        print(f"bundle: retrieval alone is the default ({made.provenance['default_system']['why']}); "
+              "the models stay selectable.")
     if out.resolve().is_relative_to(run_dir.resolve()):
         record_stage(run_dir, "bundle", {"retrieval_only": retrieval_only}, {"retriever": str(retriever)},
                      [out / bundle_mod.BUNDLE_FILE], time.perf_counter() - started)
     return {"bundle": str(out), "models": [m.path for m in made.models],
             "default": (made.default_model() or BundleModel("-", "", "", "")).path,
+            "default_system": made.default_system, "why": why,
             "files": len(made.files), "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -195,6 +230,7 @@ def with_gguf(source: Bundle, dest: str | Path, gguf: str | Path) -> Bundle:
         variant = gguf.stem.rsplit("-", 1)[-1] if "-" in gguf.stem else gguf.stem
         made = Bundle(**{**source.__dict__, "root": tmp, "name": gguf.stem,
                          "models": [BundleModel(rel, "gguf", variant, RUNTIMES["gguf"], True)],
+                         "default_system": "model",  # the GGUF asked for is what runs
                          "provenance": {**source.provenance, "model": f"{gguf.name}, built elsewhere"},
                          "metrics": {}, "files": bundle_mod.checksum_tree(tmp)})
         made.save()

@@ -75,6 +75,20 @@ def default_choice(roots: list[Path] | None = None) -> ModelChoice | None:
     return ModelChoice(newest.kind, str(newest.path), bundle=str(newest.bundle))
 
 
+def default_advice(roots: list[Path] | None = None) -> str:
+    """Why the newest bundle with a model runs retrieval alone by default ("" when it runs its
+    model): Settings shows it beside the choice, so a coder picking the model knows."""
+    models = discover(roots)
+    if not models:
+        return ""
+    found = bundle_mod.read(models[0].bundle)
+    if found.default_system != "retrieval":
+        return ""
+    why = found.provenance.get("default_system", {}).get("why", "")
+    return (f"The bundle {found.name} runs retrieval alone by default: its model did not beat it on "
+            f"notes it never saw{f' ({why})' if why else ''}. Its models stay selectable here.")
+
+
 def choose_bundle(choice: ModelChoice, cs) -> Bundle:
     """The bundle a choice runs over (checksums verified): the one named, the one holding the
     model, the newest found, or the package's retrieval-only bundle."""

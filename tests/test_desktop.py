@@ -448,3 +448,34 @@ def test_settings_closed_before_the_server_answers(qtbot, qapp, monkeypatch):
         qtbot.waitUntil(ollama.tags_answered.is_set, timeout=20_000)
         qtbot.waitUntil(lambda: not qapp.findChildren(QThread), timeout=10_000)
         qtbot.wait(200)
+
+
+def test_settings_says_why_a_bundle_runs_retrieval_alone_by_default(qtbot, tiny_bundle, tmp_path, monkeypatch):
+    from desktop._qt.settings_dialog import SettingsDialog
+    from desktop.model_choice import default_choice
+    from models import bundle as bundle_mod
+
+    run = tmp_path / "run1" / "bundle"
+    shutil.copytree(tiny_bundle.root, run)
+    monkeypatch.setattr(bundle_mod, "artifact_roots", lambda: [tmp_path])
+    dialog = SettingsDialog(default_choice(), False)
+    qtbot.addWidget(dialog)
+    assert dialog.kind.currentData() == "gguf" and dialog.advice.isHidden()  # it runs its model
+    meta = json.loads((run / "bundle.json").read_text())
+    meta["default_system"] = "retrieval"
+    meta["provenance"]["default_system"] = {"system": "retrieval",
+                                            "why": "verifier Q4_K_M 0.5597, retrieval alone 0.5658"}
+    (run / "bundle.json").write_text(json.dumps(meta))
+    assert default_choice() == ModelChoice("retrieval", bundle=str(run.resolve()))
+    dialog = SettingsDialog(default_choice(), False)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.kind.currentData() == "retrieval" and dialog.advice.isVisible()
+    assert "retrieval alone by default" in dialog.advice.text() and "0.5658" in dialog.advice.text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dialog.grab().save(str(SCREENSHOTS / "settings-retrieval-default.png"))
+    dialog.kind.setCurrentIndex(dialog.kind.findData("gguf"))  # the model stays one click away
+    assert dialog.value.currentText().endswith("icd10-coder-Q4_K_M.gguf") and dialog.advice.isVisible()
+    dialog.kind.setCurrentIndex(dialog.kind.findData("ollama"))
+    assert dialog.advice.isHidden()
+    qtbot.waitUntil(lambda: dialog.server_status.text() != "Looking for models…", timeout=20_000)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.model_choice import ModelChoice, discover
+from desktop.model_choice import ModelChoice, default_advice, discover
 
 from . import workers
 
@@ -58,6 +58,8 @@ class SettingsDialog(QDialog):
         self.browse = QPushButton("Browse…")
         self.server_status = QLabel(wordWrap=True)
         self.server_status.setStyleSheet("color: #555;")
+        self.advice = QLabel(default_advice(), wordWrap=True)  # why the default is what it is
+        self.advice.setStyleSheet("color: #555;")
         self.allow_remote = QCheckBox("Allow servers on other computers")
         self.warning = QLabel(PHI_WARNING, wordWrap=True)
         self.warning.setStyleSheet("color: #8a4b00;")
@@ -73,6 +75,7 @@ class SettingsDialog(QDialog):
         form.addRow("Model", self.kind)
         form.addRow("", row)
         form.addRow("", self.server_status)
+        form.addRow("", self.advice)
         form.addRow("", self.allow_remote)
         form.addRow("", self.warning)
         form.addRow("Audit log", self.store_note)
@@ -113,6 +116,7 @@ class SettingsDialog(QDialog):
         self.value.setEnabled(kind != "retrieval")
         self.browse.setVisible(kind in ("gguf", "onnx"))
         self.server_status.setVisible(kind in ("ollama", "openai"))
+        self.advice.setVisible(bool(self.advice.text()) and kind in ("gguf", "onnx", "retrieval"))
         self.allow_remote.setVisible(kind in ("ollama", "openai"))
         self.warning.setVisible(kind in ("ollama", "openai") and self.allow_remote.isChecked())
 

@@ -72,6 +72,12 @@ def test_a_verifier_bundles_card_says_what_the_model_does_and_credits_its_data(b
     assert "AUC 0.84 for the ranker, 0.62 for the verifier alone" in card
     assert "| codiesp/dev | verifier GGUF Q4_K_M (llama.cpp) over the ranker | 100 | 0.426 |" in card
     assert "Zenodo 10.5281/zenodo.3693570" in card and "best validation loss" not in card
+    assert "retriever alone by default" not in card
+    # A verifier that did not beat retrieval on its held-out cases says so on its card.
+    b.default_system = "retrieval"
+    b.provenance["default_system"] = {"system": "retrieval", "why": "verifier Q4_K_M 0.5598, retrieval alone 0.5628"}
+    card = publish.model_card("someone/icd10-verifier", b, publish.published_files(b))
+    assert "**The bundle runs the retriever alone by default**" in card and "0.5628" in card
 
 
 def test_a_file_changed_since_the_build_is_not_published(built_run, tmp_path):

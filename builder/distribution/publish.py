@@ -91,8 +91,12 @@ def _generative_limits() -> list[str]:
             "CodiEsp. Do not use it for automated billing or any decision about a patient.", ""]
 
 
-def _verifier_limits() -> list[str]:
-    return ["- It can only confirm codes the retriever proposes (its 40 best candidates): a code "
+def _verifier_limits(bundle: Bundle) -> list[str]:
+    behind = ([f"- **The bundle runs the retriever alone by default**: on the train cases it never "
+               f"trained on, this model did not beat it ({bundle.provenance['default_system']['why']}). "
+               "The model is published for those who would measure or train it further."]
+              if bundle.default_system == "retrieval" and "default_system" in bundle.provenance else [])
+    return [*behind, "- It can only confirm codes the retriever proposes (its 40 best candidates): a code "
             f"the retriever misses is never suggested. The app validates every code against "
             f"{EDITION}, finds the supporting words in the note and flags codes that are not "
             "billable, lack evidence or conflict (Excludes1).",
@@ -154,7 +158,7 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
         "## Intended use and limits", "",
         "- **Suggestions for a trained medical coder to review**, never final codes. Every code "
         "must be checked against the note and the official guidelines.",
-        *(_verifier_limits() if verifier else _generative_limits()),
+        *(_verifier_limits(bundle) if verifier else _generative_limits()),
         "## Files", "",
         "| file | for |", "|---|---|",
         "| `bundle.json`, `retriever.json.gz` | the coder bundle: the app loads this folder as it is |",

@@ -62,28 +62,32 @@ def discover(roots: list[Path] | None = None) -> list[FoundModel]:
     return found
 
 
+def _newest_in(roots: list[Path] | None) -> tuple[FoundModel, Bundle] | None:
+    """The newest bundle's first model found (see `discover`), with that bundle."""
+    models = discover(roots)
+    return (models[0], bundle_mod.read(models[0].bundle)) if models else None
+
+
 def default_choice(roots: list[Path] | None = None) -> ModelChoice | None:
     """What the newest bundle with a model runs by default: its default model, or its retriever
     alone where the bundle says the model did not beat it (`Bundle.default_system`). None: no
     model built yet."""
-    models = discover(roots)
-    if not models:
+    newest = _newest_in(roots)
+    if newest is None:
         return None
-    newest = models[0]
-    if bundle_mod.read(newest.bundle).default_system == "retrieval":
-        return ModelChoice("retrieval", bundle=str(newest.bundle))
-    return ModelChoice(newest.kind, str(newest.path), bundle=str(newest.bundle))
+    model, found = newest
+    if found.default_system == "retrieval":
+        return ModelChoice("retrieval", bundle=str(model.bundle))
+    return ModelChoice(model.kind, str(model.path), bundle=str(model.bundle))
 
 
 def default_advice(roots: list[Path] | None = None) -> str:
     """Why the newest bundle with a model runs retrieval alone by default ("" when it runs its
     model): Settings shows it beside the choice, so a coder picking the model knows."""
-    models = discover(roots)
-    if not models:
+    newest = _newest_in(roots)
+    if newest is None or newest[1].default_system != "retrieval":
         return ""
-    found = bundle_mod.read(models[0].bundle)
-    if found.default_system != "retrieval":
-        return ""
+    found = newest[1]
     why = found.provenance.get("default_system", {}).get("why", "")
     return (f"The bundle {found.name} runs retrieval alone by default: its model did not beat it on "
             f"notes it never saw{f' ({why})' if why else ''}. Its models stay selectable here.")

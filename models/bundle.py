@@ -10,9 +10,9 @@
 `make package` read it through `load` here, and nothing else reads a run's layout by hand. A
 model is trained on its retriever's candidates, so the two travel together. `default_system` says
 what the app runs unless told otherwise: the default model, or the retriever alone where the model
-did not beat it on notes it never saw (`builder bundle` decides, provenance says why). A bundle of another
-format or contract version, or for another code-set edition, is refused with a message; every
-file's sha256 is checked on load.
+did not beat it on notes it never saw (`builder bundle` decides, provenance says why). A bundle of
+another format or contract version, or for another code-set edition, is refused with a message;
+every file's sha256 is checked on load.
 
 The package ships a retrieval-only bundle (`embedded()`): the ranker fitted on CodiEsp train,
 no language model. It is what runs before anything is built.
@@ -33,8 +33,8 @@ BUNDLE_FORMAT = 1
 BUNDLE_FILE = "bundle.json"
 RUN_BUNDLE = "bundle"  # a run folder keeps its bundle here
 RETRIEVER_FILE = "retriever.json.gz"
-# How each model format runs (models/runtimes picks the class from the path).
 DEFAULT_SYSTEMS = ("model", "retrieval")  # Bundle.default_system
+# How each model format runs (models/runtimes picks the class from the path).
 RUNTIMES = {"gguf": "llama.cpp", "onnx": "onnxruntime", "safetensors": "transformers"}
 
 

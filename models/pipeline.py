@@ -45,6 +45,9 @@ class Flag(StrEnum):
     NOT_BILLABLE = "not_billable"
     MORE_SPECIFIC = "more_specific_available"
     EXCLUDES1 = "excludes1_conflict"
+    # A generic code ("unspecified", "without complications") beside a suggested code of the same
+    # condition that says more, which was the less sure of the two (models/rules.py): one is wrong.
+    SPECIFIC_SUGGESTED = "more_specific_suggested"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
 
@@ -68,6 +71,7 @@ class Suggestion:
     flags: list[str] = field(default_factory=list)
     billable_children: list[str] = field(default_factory=list)  # offered when not billable
     conflicts_with: list[str] = field(default_factory=list)  # Excludes1 partners
+    more_specific: list[str] = field(default_factory=list)  # SPECIFIC_SUGGESTED: those codes
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -199,10 +203,14 @@ class Pipeline:
                 continue
             suggestions.append(suggestion)
         if self.coding_rules:
-            kept, dropped = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
+            kept, dropped, outranked = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
             kept_codes = {code for code, _ in kept}
             suggestions = [s for s in suggestions if s.code in kept_codes]
             rejected += dropped
+            for s in suggestions:
+                if s.code in outranked:
+                    s.flags.append(Flag.SPECIFIC_SUGGESTED)
+                    s.more_specific = outranked[s.code]
         self._flag_excludes1(suggestions)
         # Codes whose words were not found in the note come last, below the supported ones.
         suggestions.sort(key=lambda s: (Flag.UNSUPPORTED in s.flags, -s.confidence))

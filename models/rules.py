@@ -3,7 +3,8 @@
 `apply(selected, cs)` is a pure function of the selected codes and the code set: no note, no
 model, no per-code list. Every decision is read from the code set's own data (descriptions, the
 hierarchy, block and chapter titles, Excludes and "Use additional code" notes). It returns the
-codes kept, in their order, and the dropped ones as `Rejected(code, reason)`.
+codes kept, in their order, the dropped ones as `Rejected(code, reason)`, and the generic codes
+kept beside a less sure specific one (`outranked`), which the pipeline flags.
 
 A code is dropped only for a code selected with at least its probability (the pipeline passes the
 confidence, halved when the note holds no evidence): a coder reports the specific diagnosis, and
@@ -17,7 +18,9 @@ The reasons are plain strings:
 `less_specific` (LESS_SPECIFIC)
     A code that says "unspecified", "without complications" or "uncomplicated" (E11.9) is dropped
     when another selected code below the same parent says more (E11.22, under E11): the specific
-    code already reports the condition. "Below the same parent" rather than "same first three
+    code already reports the condition. Where the specific code is the less sure of the two, both
+    stay and the generic one is flagged (`Applied.outranked`): they contradict each other, and the
+    coder decides. "Below the same parent" rather than "same first three
     characters": a category can hold unrelated conditions (E87.1 hyponatremia and E87.20 acidosis,
     unspecified are both E87), a parent's subtree is one condition.
 
@@ -62,6 +65,10 @@ _RANGE = re.compile(r"\s*\([^()]*\)$")  # "(J00-J99)" after a title
 class Applied(NamedTuple):
     kept: list[tuple[str, float]]
     dropped: list[Rejected]
+    # A generic code kept because the more specific code beside it is less sure: code -> those
+    # codes. The two contradict each other (E11.9 "without complications" beside E11.22): the
+    # pipeline flags both for the coder rather than guess which one the note means.
+    outranked: dict[str, list[str]] = {}
 
 
 def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
@@ -69,10 +76,13 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
     Codes the code set does not know are kept as they are (validation reports them)."""
     prob = {c: p for c, p in selected if cs.is_valid(c)}
     drop: dict[str, str] = {}
+    outranked: dict[str, list[str]] = {}
     for code in prob:
-        if any(prob[other] >= prob[code] and _more_specific(cs, other, code)
-               for other in prob if other != code):
+        specific = [other for other in prob if other != code and _more_specific(cs, other, code)]
+        if any(prob[other] >= prob[code] for other in specific):
             drop[code] = LESS_SPECIFIC
+        elif specific:
+            outranked[code] = specific
     diagnoses = [c for c in prob if c not in drop]
     for code in prob:
         systems = _symptom_systems(cs, cs.normalize(code)) if code not in drop else None
@@ -80,7 +90,9 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
                            and not _asks_for(cs, d, code) for d in diagnoses if d != code):
             drop[code] = INTEGRAL_SYMPTOM
     return Applied([(c, p) for c, p in selected if c not in drop],
-                   [Rejected(c, drop[c]) for c, _ in selected if c in drop])
+                   [Rejected(c, drop[c]) for c, _ in selected if c in drop],
+                   {c: [o for o in others if o not in drop] for c, others in outranked.items()
+                    if any(o not in drop for o in others)})
 
 
 # --- less specific --------------------------------------------------------------------------

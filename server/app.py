@@ -55,7 +55,9 @@ class SuggestionOut(BaseModel):
     evidence: EvidenceOut | None = Field(description="The words of the note that support the code.")
     flags: list[str] = Field(description=", ".join(f for f in Flag if f not in (Flag.NOT_IN_CODESET, Flag.NEGATED)))
     billable_children: list[str]
-    conflicts_with: list[str]
+    conflicts_with: list[str] = Field(description="The codes an excludes1_conflict names.")
+    more_specific: list[str] = Field(description=(
+        "With more_specific_suggested: the suggested codes of the same condition that say more."))
 
 
 class RejectedOut(BaseModel):

@@ -8,7 +8,7 @@ from models.select import open_selector
 
 
 def run(cs, *codes):
-    kept, dropped = rules.apply([(c, 0.5) for c in codes], cs)
+    kept, dropped, _ = rules.apply([(c, 0.5) for c in codes], cs)
     return [c for c, _ in kept], {r.raw: r.reason for r in dropped}
 
 
@@ -58,15 +58,20 @@ def test_a_symptom_the_diagnosis_asks_to_code_stays(cs):
 
 
 def test_both_rules_together_and_unknown_codes_pass_through(cs):
-    kept, dropped = rules.apply([("E11.9", 0.6), ("E11.22", 0.7), ("R05.9", 0.4), ("J18.9", 0.9),
+    kept, dropped, _ = rules.apply([("E11.9", 0.6), ("E11.22", 0.7), ("R05.9", 0.4), ("J18.9", 0.9),
                                  ("X99.99", 0.6)], cs)
     assert kept == [("E11.22", 0.7), ("J18.9", 0.9), ("X99.99", 0.6)]
     assert dropped == [Rejected("E11.9", rules.LESS_SPECIFIC), Rejected("R05.9", rules.INTEGRAL_SYMPTOM)]
 
 
-def test_a_less_certain_code_displaces_nothing(cs):
+def test_a_less_certain_code_displaces_nothing_and_the_contradiction_is_flagged(cs):
     selected = [("E11.9", 0.8), ("E11.22", 0.3), ("R05.9", 0.7), ("J18.9", 0.35)]
-    assert rules.apply(selected, cs) == (selected, [])
+    assert rules.apply(selected, cs) == (selected, [], {"E11.9": ["E11.22"]})
+    # CKD unspecified beside a less sure stage 4; a generic code the specific one outranks is
+    # dropped, not flagged.
+    kept, dropped, outranked = rules.apply([("N18.9", 0.7), ("N18.4", 0.3), ("I10", 0.9)], cs)
+    assert [c for c, _ in kept] == ["N18.9", "N18.4", "I10"] and outranked == {"N18.9": ["N18.4"]}
+    assert rules.apply([("E11.9", 0.3), ("E11.22", 0.8)], cs).outranked == {}
 
 
 def test_the_pipeline_reports_what_the_rules_drop(cs):
@@ -88,6 +93,26 @@ def test_the_pipeline_reports_what_the_rules_drop(cs):
     assert sorted(result.codes) == ["E11.22", "J18.9"]
     assert {(r.raw, r.reason) for r in result.rejected} >= {
         ("E11.9", rules.LESS_SPECIFIC), ("R05.9", rules.INTEGRAL_SYMPTOM)}
+
+
+def test_a_generic_code_kept_beside_a_less_sure_specific_one_is_flagged_for_the_coder(cs):
+    class Fixed:
+        name = "fixed"
+
+        def select(self, text, candidates, cancel=None, threshold=0.5):
+            from models.contract import CodedItem
+            from models.select import Selection
+
+            return Selection([CodedItem("E11.9", "", probability=0.9), CodedItem("E11.21", "", probability=0.4),
+                              CodedItem("I10", "", probability=0.9)], raw_answer="fixed")
+
+    pipeline = Pipeline(open_selector("retrieval"), cs)
+    pipeline.selector = Fixed()
+    result = pipeline.suggest("Type 2 diabetes mellitus with diabetic nephropathy. Hypertension.")
+    by_code = {s.code: s for s in result.suggestions}
+    assert set(by_code) == {"E11.9", "E11.21", "I10"}
+    assert "more_specific_suggested" in by_code["E11.9"].flags and by_code["E11.9"].more_specific == ["E11.21"]
+    assert not by_code["E11.21"].more_specific and "more_specific_suggested" not in by_code["I10"].flags
 
 
 def test_without_coding_rules_every_mention_is_coded_and_unsupported_codes_come_last(cs):

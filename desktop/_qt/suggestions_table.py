@@ -12,6 +12,7 @@ FLAG_TEXT = {
     Flag.MORE_SPECIFIC: "more specific available",
     Flag.EXCLUDES1: "Excludes1 conflict",
     Flag.UNSUPPORTED: "no evidence found",
+    Flag.SPECIFIC_SUGGESTED: "suggested too, more specific",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}
@@ -25,6 +26,8 @@ def flag_text(item) -> str:
         text = FLAG_TEXT.get(flag, flag)
         if flag == Flag.EXCLUDES1 and s.conflicts_with:
             text += f" with {', '.join(s.conflicts_with)}"
+        if flag == Flag.SPECIFIC_SUGGESTED and s.more_specific:
+            text = f"{', '.join(s.more_specific)} {text}"
         if flag == Flag.NOT_BILLABLE and s.billable_children:
             text += f" (try {', '.join(s.billable_children[:3])})"
         parts.append(text)

@@ -67,6 +67,11 @@ def test_paste_suggest_review_copy_and_audit(qtbot, make_window, audit_log):
     window.table.selectRow(row)
     highlighted = [s.cursor.selectedText() for s in window.editor.extraSelections()]
     assert highlighted and "hypertension" in highlighted[0].lower()
+    # Below the table, a code's flags in full (the Flags column may cut them short).
+    flagged = next(i for i, item in enumerate(window.review.items) if item.suggestion.flags)
+    window.table.selectRow(flagged)
+    assert "Flags: more specific available" in window.detail.text()
+    window.table.selectRow(row)
     # Accept with the keyboard, reject with the button.
     window.table.setFocus()
     qtbot.keyClick(window.table, "a")

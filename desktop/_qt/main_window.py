@@ -1,6 +1,7 @@
 """The main window: the note on the left, the suggestions and the code look-up on the right."""
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from models.notes import NoteError, read_note_file
 from . import workers
 from .lookup_panel import LookupPanel
 from .settings_dialog import SettingsDialog, load_choice, save_choice
-from .suggestions_table import COLUMNS, SuggestionsModel
+from .suggestions_table import COLUMNS, SuggestionsModel, flag_text
 
 EVIDENCE_COLOUR = QColor("#ffe58a")
 CLOSE_WAIT_S = 3.0  # on close, how long a cancelled run may take to let go of its model
@@ -339,7 +340,7 @@ class MainWindow(QMainWindow):
             self.editor.setExtraSelections([])
             return
         s = self.review.items[row].suggestion
-        text = f"<b>{s.code}</b> {s.description}"
+        text = f"<b>{s.code}</b> {html.escape(s.description)}"
         selections = []
         if s.evidence and self.editor.toPlainText() == self.review.note:
             cursor = QTextCursor(self.editor.document())
@@ -353,11 +354,14 @@ class MainWindow(QMainWindow):
             selections.append(selection)
             self.editor.setTextCursor(QTextCursor(cursor.block()))  # scroll to it
             self.editor.centerCursor()
-            text += f"<br>Evidence: “{s.evidence.text}”"
+            text += f"<br>Evidence: “{html.escape(s.evidence.text)}”"
         elif self.review.items[row].added_by_hand:
             text += "<br>Added by hand from the code look-up."
         else:
             text += "<br>No supporting words found in the note: check before accepting."
+        flags = flag_text(self.review.items[row])
+        if flags:  # whole here; the table's column may cut it short
+            text += f"<br>Flags: {html.escape(flags)}"
         self.editor.setExtraSelections(selections)
         self.detail.setText(text)
 

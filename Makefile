@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make setup`, then `make all`. Tests: `make test`.
-# `make all` builds the verifier bundle (about 50 minutes on 2 cores); PROFILE=cpu-full trains a
+# `make all` builds the verifier bundle (about 45 minutes on 2 cores); PROFILE=cpu-full trains a
 # whole epoch.
 PYTHON ?= python3
 VENV   ?= .venv

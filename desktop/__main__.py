@@ -33,17 +33,13 @@ def choice_from_arg(value: str):
 
 def bundle_choice(folder: str):
     """What a bundle folder runs by default (retrieval when it has no model, or says so)."""
-    from desktop.model_choice import ModelChoice
+    from desktop.model_choice import bundle_default
     from models import bundle
 
     try:
-        found = bundle.read(folder)
+        return bundle_default(bundle.read(folder))
     except bundle.BundleError as exc:
         raise SystemExit(f"error: {exc}") from exc
-    default = found.default_model()
-    if default is None or default.format not in ("gguf", "onnx") or found.default_system == "retrieval":
-        return ModelChoice("retrieval")
-    return ModelChoice(default.format, str((Path(folder) / default.path).resolve()))
 
 
 def self_test(window, app, timeout_s: float = 300, screenshot: str | None = None) -> int:

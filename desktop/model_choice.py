@@ -62,32 +62,37 @@ def discover(roots: list[Path] | None = None) -> list[FoundModel]:
     return found
 
 
-def _newest_in(roots: list[Path] | None) -> tuple[FoundModel, Bundle] | None:
-    """The newest bundle's first model found (see `discover`), with that bundle."""
+def _newest_in(roots: list[Path] | None) -> Bundle | None:
+    """The newest bundle with a GGUF or ONNX model (see `discover`)."""
     models = discover(roots)
-    return (models[0], bundle_mod.read(models[0].bundle)) if models else None
+    return bundle_mod.read(models[0].bundle) if models else None
+
+
+def bundle_default(found: Bundle) -> ModelChoice:
+    """What a bundle runs by default, as the app's choice: the bundle decides
+    (`Bundle.runtime_spec`), retrieval where that is not a GGUF or ONNX model of its own."""
+    spec = found.runtime_spec()
+    model = None if spec == "retrieval" else found.model_for_path(spec)
+    root = str(found.root.resolve())
+    if model is None or model.format not in ("gguf", "onnx"):
+        return ModelChoice("retrieval", bundle=root)
+    return ModelChoice(model.format, str(Path(spec).resolve()), bundle=root)
 
 
 def default_choice(roots: list[Path] | None = None) -> ModelChoice | None:
     """What the newest bundle with a model runs by default: its default model, or its retriever
     alone where the bundle says the model did not beat it (`Bundle.default_system`). None: no
     model built yet."""
-    newest = _newest_in(roots)
-    if newest is None:
-        return None
-    model, found = newest
-    if found.default_system == "retrieval":
-        return ModelChoice("retrieval", bundle=str(model.bundle))
-    return ModelChoice(model.kind, str(model.path), bundle=str(model.bundle))
+    found = _newest_in(roots)
+    return bundle_default(found) if found else None
 
 
 def default_advice(roots: list[Path] | None = None) -> str:
     """Why the newest bundle with a model runs retrieval alone by default ("" when it runs its
     model): Settings shows it beside the choice, so a coder picking the model knows."""
-    newest = _newest_in(roots)
-    if newest is None or newest[1].default_system != "retrieval":
+    found = _newest_in(roots)
+    if found is None or found.default_system != "retrieval":
         return ""
-    found = newest[1]
     why = found.provenance.get("default_system", {}).get("why", "")
     return (f"The bundle {found.name} runs retrieval alone by default: its model did not beat it on "
             f"notes it never saw{f' ({why})' if why else ''}. Its models stay selectable here.")

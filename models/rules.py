@@ -68,7 +68,7 @@ class Applied(NamedTuple):
     # A generic code kept because the more specific code beside it is less sure: code -> those
     # codes. The two contradict each other (E11.9 "without complications" beside E11.22): the
     # pipeline flags both for the coder rather than guess which one the note means.
-    outranked: dict[str, list[str]] = {}
+    outranked: dict[str, list[str]]
 
 
 def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
@@ -89,10 +89,10 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
         if systems and any(prob[d] >= prob[code] and _chapter(cs, d) in systems
                            and not _asks_for(cs, d, code) for d in diagnoses if d != code):
             drop[code] = INTEGRAL_SYMPTOM
+    kept_specific = {c: [o for o in others if o not in drop] for c, others in outranked.items() if c not in drop}
     return Applied([(c, p) for c, p in selected if c not in drop],
                    [Rejected(c, drop[c]) for c, _ in selected if c in drop],
-                   {c: [o for o in others if o not in drop] for c, others in outranked.items()
-                    if any(o not in drop for o in others)})
+                   {c: others for c, others in kept_specific.items() if others})
 
 
 # --- less specific --------------------------------------------------------------------------

@@ -56,6 +56,20 @@ def check_note(text: str, max_chars: int = MAX_NOTE_CHARS) -> CheckedNote:
     return CheckedNote(text=text, warnings=warnings)
 
 
+# The heading of a note's assessment: "ASSESSMENT:", "Assessment and plan", "A/P:", "Impression",
+# "Diagnoses:", at the start of a line. Case reports (CodiEsp) have none.
+_ASSESSMENT = re.compile(
+    r"^[ \t]*(?:assessment(?:[ \t]*(?:and|&|/)[ \t]*plan)?|impression(?:[ \t]*(?:and|&|/)[ \t]*plan)?"
+    r"|a[ \t]*/[ \t]*p|(?:final |discharge )?diagnos[ie]s)[ \t]*(?::|$)", re.I | re.M)
+
+
+def assessment_start(text: str) -> int | None:
+    """Where the note's assessment begins (its first heading), or None for a note without one.
+    The assessment runs to the end of the note: the plan, where it has its own heading, follows."""
+    m = _ASSESSMENT.search(text)
+    return m.start() if m else None
+
+
 def read_note_file(path: str | Path) -> CheckedNote:
     """Read a note from disk: UTF-8 (with or without BOM), else Windows-1252 with a warning."""
     raw = Path(path).read_bytes()

@@ -48,6 +48,9 @@ class Flag(StrEnum):
     # A generic code ("unspecified", "without complications") beside a suggested code of the same
     # condition that says more, which was the less sure of the two (models/rules.py): one is wrong.
     SPECIFIC_SUGGESTED = "more_specific_suggested"
+    # Added by the coding rules: one code that ICD-10-CM has for two suggested conditions (I12.9
+    # for I10 and N18.4), replacing the one it reports (models/rules.py).
+    COMBINATION = "combination"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
 
@@ -72,6 +75,7 @@ class Suggestion:
     billable_children: list[str] = field(default_factory=list)  # offered when not billable
     conflicts_with: list[str] = field(default_factory=list)  # Excludes1 partners
     more_specific: list[str] = field(default_factory=list)  # SPECIFIC_SUGGESTED: those codes
+    combines: list[str] = field(default_factory=list)  # COMBINATION: the codes it stands for
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -203,14 +207,8 @@ class Pipeline:
                 continue
             suggestions.append(suggestion)
         if self.coding_rules:
-            kept, dropped, outranked = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
-            kept_codes = {code for code, _ in kept}
-            suggestions = [s for s in suggestions if s.code in kept_codes]
+            suggestions, dropped = self.apply_rules(note, suggestions, candidates)
             rejected += dropped
-            for s in suggestions:
-                if s.code in outranked:
-                    s.flags.append(Flag.SPECIFIC_SUGGESTED)
-                    s.more_specific = outranked[s.code]
         self._flag_excludes1(suggestions)
         # Codes whose words were not found in the note come last, below the supported ones.
         suggestions.sort(key=lambda s: (Flag.UNSUPPORTED in s.flags, -s.confidence))
@@ -220,6 +218,37 @@ class Pipeline:
             warnings=checked.warnings, raw_answers=answers, runtime=self.selector.name,
             edition=self.cs.edition, seconds=round(time.perf_counter() - started, 3),
             prompt_tokens=tokens[0], completion_tokens=tokens[1])
+
+    def apply_rules(self, note: str, suggestions: list[Suggestion],
+                    candidates: dict[str, Candidate]) -> tuple[list[Suggestion], list[Rejected]]:
+        """models/rules.py on the suggestions: symptoms the note's assessment leaves out go, then
+        what `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
+        combines where its own words are not in the note), and the generic codes it keeps beside
+        a less sure specific one are flagged."""
+        unassessed = rules.unassessed_symptoms(self.cs, note, [s.code for s in suggestions])
+        gone = {r.raw for r in unassessed}
+        suggestions = [s for s in suggestions if s.code not in gone]
+        applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
+        by_code = {s.code: s for s in suggestions}
+        out = []
+        for code, probability in applied.kept:
+            s = by_code.get(code)
+            if s is None:  # a combination code
+                sources = [by_code[c] for c in applied.combined[code]]
+                s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
+                support = next((x.evidence for x in sources if x.evidence), None)
+                if s.evidence is None and support is not None:
+                    s.evidence, s.flags = support, [f for f in s.flags if f != Flag.UNSUPPORTED]
+                # The codes it combines chose its child (I12.9 for stage 4): "unspecified" in
+                # its title ("... or unspecified chronic kidney disease") is not a gap to fill.
+                s.flags = [f for f in s.flags if f != Flag.MORE_SPECIFIC] + [Flag.COMBINATION]
+                s.confidence = probability
+                s.combines = list(applied.combined[code])
+            if code in applied.outranked:
+                s.flags.append(Flag.SPECIFIC_SUGGESTED)
+                s.more_specific = applied.outranked[code]
+            out.append(s)
+        return out, unassessed + applied.dropped
 
     def validate(self, note: str, item: CodedItem, candidate: Candidate | None) -> Suggestion:
         """Flags from the code set, then the evidence, then the confidence."""

@@ -13,7 +13,30 @@ the generic code or the symptom does not displace them. (On CodiEsp dev, whose a
 every mention, symptoms beside their diagnosis included, the rules without this condition cost
 4.5 points of micro-F1, with it 1.1.)
 
+Before those two, `apply` forms combination codes (`Applied.combined`): ICD-10-CM reports some
+pairs of conditions with one code, and a coder who sees both in a note reports that code.
+
 The reasons are plain strings:
+
+`in_combination` (IN_COMBINATION)
+    A code whose condition a combination code reports, added (or already selected) beside it.
+    Two kinds, both read from the code set's notes:
+    - A category whose Includes note reads "any condition in <codes> due to <condition>" (I12
+      hypertensive chronic kidney disease: "any condition in N18 and N26 - due to hypertension";
+      I11 the same for heart failure) or "any condition in <category> with any condition in
+      <category>" (I13: I11 with I12). When the note holds the condition (I10, whose Includes
+      note names plain "hypertension") and a code in those ranges (N18.4), the combination's
+      billable code whose "Use additional code" notes that selection satisfies is added (I12.9,
+      which asks for N18.1-N18.4 or N18.9; I12.0 asks for N18.5-N18.6), the most covering one
+      where several do (I13.0 over I12.9 when heart failure is there too). I10 is dropped, N18.4
+      stays: the combination asks for it. A code it does not ask for, it reports, and that goes
+      too (I51.9 heart disease, unspecified beside I11.9 hypertensive heart disease).
+    - A code "without complications" (E11.9) beside a code that a "with" code of its own
+      category asks for in its "Use additional code" note (N18.4, asked for by E11.22 "with
+      diabetic chronic kidney disease"; L97.4-, by E11.621 "with foot ulcer"): the "with" code
+      replaces it. (ICD-10-CM presumes the link that "with" names unless the note says otherwise.)
+    The added code's probability is the least of those of the codes it combines. CodiEsp's
+    annotators code I10 beside N18 and E11.9 beside N18 (the Spanish practice); US coders do not.
 
 `less_specific` (LESS_SPECIFIC)
     A code that says "unspecified", "without complications" or "uncomplicated" (E11.9) is dropped
@@ -23,6 +46,15 @@ The reasons are plain strings:
     coder decides. "Below the same parent" rather than "same first three
     characters": a category can hold unrelated conditions (E87.1 hyponatremia and E87.20 acidosis,
     unspecified are both E87), a parent's subtree is one condition.
+
+`symptom_not_in_assessment` (NOT_IN_ASSESSMENT), from `unassessed_symptoms`, the one rule
+    that reads the note
+    In a note with an assessment (a heading "Assessment", "A/P", "Impression", "Diagnoses"), a
+    sign or symptom (chapter 18) that the assessment does not name, when the assessment names a
+    definitive diagnosis: the physician's assessment is where a diagnosis is established, and a
+    symptom it leaves out is either explained by that diagnosis (fever and cough in the history,
+    pneumonia in the assessment) or not addressed at this visit. Either way a coder does not
+    report it. A note without an assessment heading (every CodiEsp case report) is untouched.
 
 `integral_symptom` (INTEGRAL_SYMPTOM)
     A sign or symptom of chapter 18 (R00-R99) is dropped beside a definitive diagnosis of the body
@@ -50,16 +82,25 @@ from typing import NamedTuple
 from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
-from .text import content_words, stem
+from .notes import assessment_start
+from .text import clauses, content_words, essential_stems, key_words, stem
 
-__all__ = ["INTEGRAL_SYMPTOM", "LESS_SPECIFIC", "Applied", "apply"]
+__all__ = ["IN_COMBINATION", "INTEGRAL_SYMPTOM", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "Applied",
+           "apply", "unassessed_symptoms"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
+IN_COMBINATION = "in_combination"
+NOT_IN_ASSESSMENT = "symptom_not_in_assessment"
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
 _SYMPTOM_BLOCK = re.compile(r"^symptoms and signs involving the (.+?)(?:\s*\([^()]*\))?$", re.I)
 _RANGE = re.compile(r"\s*\([^()]*\)$")  # "(J00-J99)" after a title
+_DUE_TO = re.compile(r"^any condition in (.+?)\s*-?\s*due to (.+)$", re.I)
+_WITH_ANY = re.compile(r"^any condition in (\S+) with any condition in (\S+)$", re.I)
+_WITHOUT = re.compile(r"\bwithout complications?\b|\buncomplicated\b", re.I)
+_WITH = re.compile(r"\bwith\b", re.I)
+_PARENS = re.compile(r"\s*\([^()]*\)")
 
 
 class Applied(NamedTuple):
@@ -69,6 +110,9 @@ class Applied(NamedTuple):
     # codes. The two contradict each other (E11.9 "without complications" beside E11.22): the
     # pipeline flags both for the coder rather than guess which one the note means.
     outranked: dict[str, list[str]]
+    # A combination code added by the rules: code -> the selected codes it combines (I12.9 ->
+    # I10, N18.4). It is in `kept`, after the first of them.
+    combined: dict[str, list[str]]
 
 
 def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
@@ -77,12 +121,19 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
     prob = {c: p for c, p in selected if cs.is_valid(c)}
     drop: dict[str, str] = {}
     outranked: dict[str, list[str]] = {}
+    added, replaced = _combine(cs, prob, outranked)
+    for code in replaced:
+        drop[code] = IN_COMBINATION
+    prob.update((code, p) for code, (p, _) in added.items())
     for code in prob:
-        specific = [other for other in prob if other != code and _more_specific(cs, other, code)]
+        if code in drop:
+            continue
+        specific = [other for other in prob if other != code and other not in drop
+                    and _more_specific(cs, other, code)]
         if any(prob[other] >= prob[code] for other in specific):
             drop[code] = LESS_SPECIFIC
         elif specific:
-            outranked[code] = specific
+            outranked.setdefault(code, []).extend(specific)
     diagnoses = [c for c in prob if c not in drop]
     for code in prob:
         systems = _symptom_systems(cs, cs.normalize(code)) if code not in drop else None
@@ -90,9 +141,49 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
                            and not _asks_for(cs, d, code) for d in diagnoses if d != code):
             drop[code] = INTEGRAL_SYMPTOM
     kept_specific = {c: [o for o in others if o not in drop] for c, others in outranked.items() if c not in drop}
-    return Applied([(c, p) for c, p in selected if c not in drop],
-                   [Rejected(c, drop[c]) for c, _ in selected if c in drop],
-                   {c: others for c, others in kept_specific.items() if others})
+    kept = []
+    for c, p in selected:  # an added code goes right after the first code it combines
+        if c not in drop:
+            kept.append((c, p))
+        kept += [(a, prob[a]) for a, (_, sources) in added.items()
+                 if sources[0] == c and a not in drop and all(k != a for k, _ in kept)]
+    return Applied(kept, [Rejected(c, drop[c]) for c, _ in selected if c in drop],
+                   {c: others for c, others in kept_specific.items() if others},
+                   {a: sources for a, (_, sources) in added.items() if a not in drop})
+
+
+def unassessed_symptoms(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
+    """The signs and symptoms among `codes` that the note's assessment leaves out, where it
+    names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above)."""
+    start = assessment_start(note)
+    if start is None:
+        return []
+    assessed = [key_words(note[a:b]) for a, b in clauses(note) if b > start]
+    kinds = {c: _chapter_kind(cs, c) for c in codes if cs.is_valid(c)}
+    named = {c for c in kinds if _named(cs, c, assessed)}
+    if not any(kinds[c] == "diagnosis" for c in named):
+        return []
+    return [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
+
+
+def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
+    """Does one clause of the assessment hold at least half the essential words of one of the
+    code's wordings (its description, inclusion terms)?"""
+    for wording in [cs.description(code), *cs.inclusion_terms(code)]:
+        wanted = essential_stems(wording)
+        if wanted and any(2 * len(wanted & words) >= len(wanted) for words in assessed):
+            return True
+    return False
+
+
+def _chapter_kind(cs: CodeSet, code: str) -> str:
+    """"symptom" (chapter 18), "factor" (chapter 21, Z codes), else "diagnosis", by title."""
+    title = cs.description(_chapter(cs, code) or "").lower() if _chapter(cs, code) else ""
+    if title.startswith("symptoms, signs"):
+        return "symptom"
+    if title.startswith("factors influencing"):
+        return "factor"
+    return "diagnosis"
 
 
 # --- less specific --------------------------------------------------------------------------
@@ -181,3 +272,136 @@ def _asks_for(cs: CodeSet, diagnosis: str, symptom: str) -> bool:
             if any(lo <= key <= hi for lo, hi in note_ranges(note)):
                 return True
     return False
+
+
+# --- combination codes ----------------------------------------------------------------------
+class _Combination(NamedTuple):
+    category: str  # I12
+    needs: tuple[tuple[tuple[str, str], ...], ...]  # each: key ranges one selected code falls in
+    cause: str  # the condition the note must also hold, by name: "hypertension"
+
+
+def _combine(cs: CodeSet, prob: dict[str, float],
+             outranked: dict[str, list[str]]) -> tuple[dict[str, tuple[float, list[str]]], set[str]]:
+    """Combination codes for the selected codes: {added code: (probability, the codes it
+    combines)} and the selected codes those report (dropped). A selected code that a less sure
+    selected combination would report goes into `outranked`."""
+    added: dict[str, tuple[float, list[str]]] = {}
+    replaced: set[str] = set()
+    covered: set[str] = set()
+    for comb in _combinations(cs):  # most needs first: I13 before I11 and I12
+        causes = [c for c in prob if _names(cs, c, comb.cause)]
+        if not causes:
+            continue
+        present = [c for c in prob if comb.category in cs.ancestors(c)]
+        if present:  # I12.9 already selected beside I10: it reports the hypertension
+            for c in causes:  # unless the less sure of the two: then they contradict
+                if max(prob[p] for p in present) >= prob[c]:
+                    replaced.add(c)
+                else:
+                    outranked.setdefault(c, []).extend(present)
+            continue
+        parts = [[c for c in prob if _within(c, need)] for need in comb.needs]
+        if not all(parts) or set().union(*parts) <= covered:
+            continue
+        targets = [c for part in parts for c in part]
+        code = _best_asking(cs, cs.billable_descendants(comb.category), targets)
+        if code is None:
+            continue
+        cause = max(causes, key=prob.get)
+        p = min([prob[cause]] + [max(prob[c] for c in part) for part in parts])
+        added[code] = (p, [cause] + sorted(set(targets), key=list(prob).index))
+        # What the combination does not ask for as an additional code, it reports (I51.9 heart
+        # disease beside I11.9; I50.22 stays beside I11.0, which asks for the heart failure).
+        asked = _asked(cs, code)
+        replaced |= set(causes) | {t for t in targets if not any(_within(t, line) for line in asked)}
+        covered |= set(targets)
+    for generic in [c for c in prob if _WITHOUT.search(cs.description(c))]:
+        category = (cs.ancestors(generic) or [generic])[-1]
+        others = [c for c in prob if c != generic and category not in cs.ancestors(c) + [c]]
+        by_targets: dict[tuple[str, ...], list[str]] = {}
+        for option in _with_codes(cs, category):
+            lines = _asked(cs, option)
+            if all(any(_within(c, line) for c in others) for line in lines):
+                targets = tuple(c for c in others if any(_within(c, line) for line in lines))
+                by_targets.setdefault(targets, []).append(option)
+        for targets, options in by_targets.items():
+            if len(options) == 1 and options[0] not in prob:  # two would be a guess
+                added[options[0]] = (min([prob[generic]] + [prob[c] for c in targets]),
+                                     [generic, *targets])
+                replaced.add(generic)
+    return added, replaced
+
+
+@lru_cache(maxsize=8)
+def _combinations(cs: CodeSet) -> list[_Combination]:
+    """The categories whose Includes notes say they report one condition due to (or with)
+    another, most needs first."""
+    due: dict[str, _Combination] = {}
+    pairs: list[tuple[str, str, str]] = []
+    for code in cs.all_codes(billable_only=False):
+        record = cs.record(code)
+        if record.kind != "category":
+            continue
+        for note in record.includes:
+            if m := _DUE_TO.match(note.strip()):
+                ranges = _bare_ranges(m.group(1))
+                if ranges:
+                    due[code] = _Combination(code, (ranges,), _PARENS.sub("", m.group(2)).strip(" .").lower())
+            elif m := _WITH_ANY.match(note.strip()):
+                pairs.append((code, m.group(1).rstrip(".-"), m.group(2).rstrip(".-")))
+    both = [_Combination(code, due[a].needs + due[b].needs, due[a].cause)
+            for code, a, b in pairs if a in due and b in due and due[a].cause == due[b].cause]
+    return both + list(due.values())
+
+
+def _bare_ranges(text: str) -> tuple[tuple[str, str], ...]:
+    """"I50.- or I51.4-I51.7, I51.89" -> key ranges, as in a note's parentheses."""
+    return tuple(note_ranges("(" + re.sub(r"\s+(?:and|or)\s+", ", ", text) + ")"))
+
+
+def _within(code: str, ranges) -> bool:
+    key = code_key(code)
+    return any(lo <= key <= hi for lo, hi in ranges)
+
+
+def _names(cs: CodeSet, code: str, condition: str) -> bool:
+    """Is `code` the plain code of `condition`: its description or an Includes term, without
+    the parenthesized nonessential words, is exactly that name ("hypertension (arterial)
+    (benign) ..." on I10)?"""
+    record = cs.record(cs.normalize(code))
+    return any(_PARENS.sub("", term).strip(" .").lower() == condition
+               for term in [record.description, *record.includes])
+
+
+@lru_cache(maxsize=65536)
+def _asked_lines(cs: CodeSet, code: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """What a code's "Use additional code" notes ask for: one range list per line."""
+    record = cs.record(code)
+    lines = [line for note in record.use_additional_code for line in note.splitlines()]
+    return tuple(r for r in (tuple(note_ranges(line)) for line in lines) if r)
+
+
+def _asked(cs: CodeSet, code: str) -> list[tuple[tuple[str, str], ...]]:
+    return list(_asked_lines(cs, cs.normalize(code)))
+
+
+@lru_cache(maxsize=4096)
+def _with_codes(cs: CodeSet, category: str) -> tuple[str, ...]:
+    """The billable "with ..." codes of a category that ask for an additional code."""
+    return tuple(d for d in cs.billable_descendants(category)
+                 if _WITH.search(cs.description(d)) and _asked(cs, d))
+
+
+def _best_asking(cs: CodeSet, options: list[str], selected: list[str]) -> str | None:
+    """Of `options`, the code whose every "Use additional code" line a selected code answers,
+    covering the most selected codes; None when none does, or two tie."""
+    scored = []
+    for code in options:
+        lines = _asked(cs, code)
+        if all(any(_within(c, line) for c in selected) for line in lines):
+            scored.append((sum(any(_within(c, line) for line in lines) for c in selected), code))
+    scored.sort(reverse=True)
+    if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
+        return None
+    return scored[0][1]

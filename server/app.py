@@ -58,6 +58,9 @@ class SuggestionOut(BaseModel):
     conflicts_with: list[str] = Field(description="The codes an excludes1_conflict names.")
     more_specific: list[str] = Field(description=(
         "With more_specific_suggested: the suggested codes of the same condition that say more."))
+    combines: list[str] = Field(default_factory=list, description=(
+        "With combination: the codes of the note's conditions that this one code reports "
+        "(I12.9 for I10 and N18.4); those it does not ask for as additional codes are in rejected."))
 
 
 class RejectedOut(BaseModel):
@@ -69,7 +72,8 @@ class SuggestResponse(BaseModel):
     suggestions: list[SuggestionOut]
     rejected: list[RejectedOut] = Field(description=(
         "What did not become a suggestion, and why: not a valid code, denied in the note (negated), "
-        "or left out by a coding rule (less_specific, integral_symptom)."))
+        "or left out by a coding rule (less_specific, integral_symptom, in_combination, "
+        "symptom_not_in_assessment)."))
     warnings: list[str]
     runtime: str
     edition: str

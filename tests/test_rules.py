@@ -8,7 +8,7 @@ from models.select import open_selector
 
 
 def run(cs, *codes):
-    kept, dropped, _ = rules.apply([(c, 0.5) for c in codes], cs)
+    kept, dropped, *_ = rules.apply([(c, 0.5) for c in codes], cs)
     return [c for c, _ in kept], {r.raw: r.reason for r in dropped}
 
 
@@ -58,7 +58,7 @@ def test_a_symptom_the_diagnosis_asks_to_code_stays(cs):
 
 
 def test_both_rules_together_and_unknown_codes_pass_through(cs):
-    kept, dropped, _ = rules.apply([("E11.9", 0.6), ("E11.22", 0.7), ("R05.9", 0.4), ("J18.9", 0.9),
+    kept, dropped, *_ = rules.apply([("E11.9", 0.6), ("E11.22", 0.7), ("R05.9", 0.4), ("J18.9", 0.9),
                                  ("X99.99", 0.6)], cs)
     assert kept == [("E11.22", 0.7), ("J18.9", 0.9), ("X99.99", 0.6)]
     assert dropped == [Rejected("E11.9", rules.LESS_SPECIFIC), Rejected("R05.9", rules.INTEGRAL_SYMPTOM)]
@@ -66,12 +66,53 @@ def test_both_rules_together_and_unknown_codes_pass_through(cs):
 
 def test_a_less_certain_code_displaces_nothing_and_the_contradiction_is_flagged(cs):
     selected = [("E11.9", 0.8), ("E11.22", 0.3), ("R05.9", 0.7), ("J18.9", 0.35)]
-    assert rules.apply(selected, cs) == (selected, [], {"E11.9": ["E11.22"]})
+    assert rules.apply(selected, cs) == (selected, [], {"E11.9": ["E11.22"]}, {})
     # CKD unspecified beside a less sure stage 4; a generic code the specific one outranks is
     # dropped, not flagged.
-    kept, dropped, outranked = rules.apply([("N18.9", 0.7), ("N18.4", 0.3), ("I10", 0.9)], cs)
-    assert [c for c, _ in kept] == ["N18.9", "N18.4", "I10"] and outranked == {"N18.9": ["N18.4"]}
+    kept, _, outranked, _ = rules.apply([("N18.9", 0.7), ("N18.4", 0.3), ("E78.5", 0.9)], cs)
+    assert [c for c, _ in kept] == ["N18.9", "N18.4", "E78.5"] and outranked == {"N18.9": ["N18.4"]}
     assert rules.apply([("E11.9", 0.3), ("E11.22", 0.8)], cs).outranked == {}
+
+
+@pytest.mark.parametrize("selected, combination, dropped", [
+    # Includes notes: I12 "any condition in N18 and N26 - due to hypertension", the child by the
+    # CKD stage its "Use additional code" note asks for.
+    (["I10", "N18.4"], "I12.9", "I10"),
+    (["I10", "N18.6"], "I12.0", "I10"),
+    (["I10", "I50.22"], "I11.0", "I10"),   # with heart failure
+    (["I10", "I50.22", "N18.4"], "I13.0", "I10"),  # I13: any condition in I11 with any in I12
+    # A "with" code of the generic code's category asks for the other code.
+    (["E11.9", "N18.4"], "E11.22", "E11.9"),
+    (["E10.9", "N18.30"], "E10.22", "E10.9"),
+])
+def test_two_conditions_icd_10_cm_reports_with_one_code_get_the_combination_code(
+        cs, selected, combination, dropped):
+    applied = rules.apply([(c, 0.6) for c in selected[:1]] + [(c, 0.5) for c in selected[1:]], cs)
+    codes = [c for c, _ in applied.kept]
+    assert codes == [combination, *selected[1:]]  # in place of what it reports; the rest stay
+    assert applied.dropped == [Rejected(dropped, rules.IN_COMBINATION)]
+    assert applied.combined == {combination: selected}
+    assert dict(applied.kept)[combination] == 0.5  # as sure as the least sure of its codes
+
+
+def test_a_condition_the_combination_code_includes_but_does_not_ask_for_goes_with_it(cs):
+    # I11 includes I51.9 (heart disease, unspecified) due to hypertension; I11.9 asks for nothing.
+    assert run(cs, "I10", "I51.9") == (["I11.9"], {"I10": rules.IN_COMBINATION, "I51.9": rules.IN_COMBINATION})
+    assert run(cs, "I10", "I51.9", "N18.30") == (["I13.10", "N18.30"], {
+        "I10": rules.IN_COMBINATION, "I51.9": rules.IN_COMBINATION})
+
+
+def test_no_combination_without_both_conditions_or_where_the_choice_is_a_guess(cs):
+    assert run(cs, "I10", "E78.5") == (["I10", "E78.5"], {})
+    assert run(cs, "I10", "N26.9") == (["I10", "N26.9"], {})  # no I12 code asks for N26
+    assert run(cs, "E11.9", "I10") == (["E11.9", "I10"], {})
+    # L97.419 is a site that E11.621 (foot ulcer) and E11.622 (other skin ulcer) both ask for.
+    assert run(cs, "E11.9", "L97.419") == (["E11.9", "L97.419"], {})
+    # I12.9 selected itself reports the hypertension, when at least as sure; else both are
+    # kept and I10 flagged.
+    assert run(cs, "I10", "I12.9") == (["I12.9"], {"I10": rules.IN_COMBINATION})
+    applied = rules.apply([("I10", 0.9), ("I12.9", 0.4)], cs)
+    assert [c for c, _ in applied.kept] == ["I10", "I12.9"] and applied.outranked == {"I10": ["I12.9"]}
 
 
 def test_the_pipeline_reports_what_the_rules_drop(cs):
@@ -115,6 +156,33 @@ def test_a_generic_code_kept_beside_a_less_sure_specific_one_is_flagged_for_the_
     assert not by_code["E11.21"].more_specific and "more_specific_suggested" not in by_code["I10"].flags
 
 
+def test_the_pipeline_suggests_the_combination_with_the_words_of_its_conditions(cs):
+    class Fixed:
+        name = "fixed"
+
+        def select(self, text, candidates, cancel=None, threshold=0.5):
+            from models.contract import CodedItem
+            from models.select import Selection
+
+            return Selection([CodedItem("I10", "", probability=0.9), CodedItem("N18.4", "", probability=0.7),
+                              CodedItem("E11.9", "", probability=0.8)], raw_answer="fixed")
+
+    pipeline = Pipeline(open_selector("retrieval"), cs)
+    pipeline.selector = Fixed()
+    note = "Assessment: 1. Essential hypertension. 2. Type 2 diabetes. 3. CKD stage 4, eGFR 24."
+    result = pipeline.suggest(note)
+    by_code = {s.code: s for s in result.suggestions}
+    assert set(by_code) == {"I12.9", "E11.22", "N18.4"}
+    assert {(r.raw, r.reason) for r in result.rejected} >= {("I10", rules.IN_COMBINATION),
+                                                           ("E11.9", rules.IN_COMBINATION)}
+    i12 = by_code["I12.9"]
+    assert i12.flags == ["combination"] and i12.combines == ["I10", "N18.4"]
+    assert i12.evidence.text in ("Essential hypertension", "CKD stage 4") and i12.confidence == 0.7
+    assert by_code["E11.22"].combines == ["E11.9", "N18.4"] and by_code["E11.22"].evidence is not None
+    # Each in the place of the code it replaces (all three at 0.7).
+    assert [s.code for s in result.suggestions] == ["I12.9", "N18.4", "E11.22"]
+
+
 def test_without_coding_rules_every_mention_is_coded_and_unsupported_codes_come_last(cs):
     """`coding_rules=False` codes every supported mention (CodiEsp's convention); either way a code
     with no words in the note comes after every code that has some."""
@@ -139,3 +207,37 @@ def test_without_coding_rules_every_mention_is_coded_and_unsupported_codes_come_
     last = result.suggestions[-1]
     assert last.code == "Z79.01" and "unsupported" in last.flags
     assert all("unsupported" not in s.flags for s in result.suggestions[:-1])
+
+
+CLINIC_NOTE = (
+    "HPI: 58-year-old man with fever, productive cough and fatigue for four days.\n"
+    "Exam: crackles at the right base.\n\n"
+    "ASSESSMENT AND PLAN:\n1. Community-acquired pneumonia. Start amoxicillin.\n"
+    "2. Essential hypertension, controlled.\n")
+
+
+def test_symptoms_the_assessment_leaves_out_are_not_coded_beside_its_diagnosis(cs):
+    codes = ["J18.9", "I10", "R50.9", "R05.9", "R53.83"]
+    assert rules.unassessed_symptoms(cs, CLINIC_NOTE, codes) == [
+        Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R50.9", "R05.9", "R53.83")]
+    # A symptom the assessment names stays (a problem of its own at this visit).
+    with_headache = CLINIC_NOTE + "3. Headache, tension type suspected, ibuprofen as needed.\n"
+    assert rules.unassessed_symptoms(cs, with_headache, codes + ["R51.9"]) == [
+        Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R50.9", "R05.9", "R53.83")]
+
+
+def test_symptoms_stay_without_an_assessment_or_without_a_diagnosis_in_it(cs):
+    # A case report (CodiEsp) has no assessment heading; "assessment" in prose is not one.
+    report = CLINIC_NOTE.replace("ASSESSMENT AND PLAN:", "Cardiology assessment was normal.")
+    assert rules.unassessed_symptoms(cs, report, ["J18.9", "R50.9"]) == []
+    # Symptoms only: the physician has established no diagnosis that could explain them.
+    open_question = "HPI: fever and cough for four days.\nA/P: fatigue, likely viral. Fluids and rest.\n"
+    assert rules.unassessed_symptoms(cs, open_question, ["R50.9", "R05.9", "R53.83"]) == []
+
+
+def test_the_app_sample_note_gets_no_code_for_the_fever_its_pneumonia_explains(cs):
+    from desktop.__main__ import SAMPLE_NOTE
+
+    result = Pipeline(open_selector("retrieval"), cs).suggest(SAMPLE_NOTE)
+    assert not any(c.startswith("R") for c in result.codes)
+    assert {"I10", "E11.9"} <= set(result.codes) and any(c.startswith("J18") for c in result.codes)

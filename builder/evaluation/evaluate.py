@@ -29,10 +29,10 @@ from models.contract import note_from_messages
 from models.errors import CoderError
 from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from models.pipeline import Flag, Pipeline
-from models.rules import INTEGRAL_SYMPTOM, LESS_SPECIFIC
+from models.rules import IN_COMBINATION, INTEGRAL_SYMPTOM, LESS_SPECIFIC, NOT_IN_ASSESSMENT
 from models.select import open_selector
 
-RULE_REASONS = (INTEGRAL_SYMPTOM, LESS_SPECIFIC)
+RULE_REASONS = (INTEGRAL_SYMPTOM, LESS_SPECIFIC, IN_COMBINATION, NOT_IN_ASSESSMENT)
 
 
 class EvalDataError(CoderError, ValueError):
@@ -189,11 +189,13 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         "choices_seen": choices_seen(choices, data),  # empty: held out from every choice
         "scoring": RULES,
         **score(rows),
-        # The same run scored as if the coding rules had not dropped anything (CodiEsp's
-        # annotators code every mention, symptoms beside their diagnosis included).
+        # The same run scored as if the coding rules had neither dropped nor combined anything
+        # (CodiEsp's annotators code every mention, symptoms beside their diagnosis included,
+        # and code I10 beside N18 rather than I12).
         "micro_f1_without_coding_rules": score([
-            {"gold": r["gold"], "predicted": r["predicted"] + [x["raw"] for x in r["rejected"]
-                                                              if x["reason"] in RULE_REASONS]}
+            {"gold": r["gold"],
+             "predicted": [c for c in r["predicted"] if Flag.COMBINATION not in r["flags"].get(c, [])]
+             + [x["raw"] for x in r["rejected"] if x["reason"] in RULE_REASONS]}
             for r in rows])["micro_f1"],
         "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,
         "non_billable_rate": round(sum(Flag.NOT_BILLABLE in f for r in rows for f in r["flags"].values())

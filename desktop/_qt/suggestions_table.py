@@ -13,6 +13,7 @@ FLAG_TEXT = {
     Flag.EXCLUDES1: "Excludes1 conflict",
     Flag.UNSUPPORTED: "no evidence found",
     Flag.SPECIFIC_SUGGESTED: "suggested too, more specific",
+    Flag.COMBINATION: "one code for",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}
@@ -28,6 +29,8 @@ def flag_text(item) -> str:
             text += f" with {', '.join(s.conflicts_with)}"
         if flag == Flag.SPECIFIC_SUGGESTED and s.more_specific:
             text = f"{', '.join(s.more_specific)} {text}"
+        if flag == Flag.COMBINATION and s.combines:
+            text += f" {' + '.join(s.combines)}"
         if flag == Flag.NOT_BILLABLE and s.billable_children:
             text += f" (try {', '.join(s.billable_children[:3])})"
         parts.append(text)

@@ -221,13 +221,25 @@ class Pipeline:
 
     def apply_rules(self, note: str, suggestions: list[Suggestion],
                     candidates: dict[str, Candidate]) -> tuple[list[Suggestion], list[Rejected]]:
-        """models/rules.py on the suggestions: symptoms the note's assessment leaves out go, then
-        what `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
+        """models/rules.py on the suggestions: symptoms the note's assessment leaves out go, an
+        "unspecified" code gives way to the specific one the assessment states, then what
+        `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged."""
-        unassessed = rules.unassessed_symptoms(self.cs, note, [s.code for s in suggestions])
-        gone = {r.raw for r in unassessed}
+        dropped = rules.unassessed_symptoms(self.cs, note, [s.code for s in suggestions])
+        gone = {r.raw for r in dropped}
         suggestions = [s for s in suggestions if s.code not in gone]
+        stated = rules.specific_in_assessment(self.cs, note, [s.code for s in suggestions])
+        replaced = []
+        for s in suggestions:
+            if s.code in stated:
+                dropped.append(Rejected(s.code, rules.LESS_SPECIFIC))
+                if any(x.code == stated[s.code] for x in replaced):
+                    continue
+                s = self.validate(note, CodedItem(stated[s.code], probability=s.confidence),
+                                  candidates.get(stated[s.code]))
+            replaced.append(s)
+        suggestions = replaced
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
         by_code = {s.code: s for s in suggestions}
         out = []
@@ -248,7 +260,7 @@ class Pipeline:
                 s.flags.append(Flag.SPECIFIC_SUGGESTED)
                 s.more_specific = applied.outranked[code]
             out.append(s)
-        return out, unassessed + applied.dropped
+        return out, dropped + applied.dropped
 
     def validate(self, note: str, item: CodedItem, candidate: Candidate | None) -> Suggestion:
         """Flags from the code set, then the evidence, then the confidence."""

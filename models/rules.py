@@ -56,6 +56,11 @@ The reasons are plain strings:
     pneumonia in the assessment) or not addressed at this visit. Either way a coder does not
     report it. A note without an assessment heading (every CodiEsp case report) is untouched.
 
+`less_specific` also from `specific_in_assessment`, the other rule that reads the note
+    An "unspecified" code whose more specific sibling the assessment states word for word
+    ("Chronic kidney disease, stage 4 (severe)" for N18.9) gives way to that code, which comes
+    in with its probability.
+
 `integral_symptom` (INTEGRAL_SYMPTOM)
     A sign or symptom of chapter 18 (R00-R99) is dropped beside a definitive diagnosis of the body
     system it belongs to (R05.9 cough beside J18.9 pneumonia): signs and symptoms routinely
@@ -83,10 +88,10 @@ from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
 from .notes import assessment_start
-from .text import clauses, content_words, essential_stems, key_words, stem
+from .text import clauses, content_words, essential_stems, key_words, sentences, stem
 
 __all__ = ["IN_COMBINATION", "INTEGRAL_SYMPTOM", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "Applied",
-           "apply", "unassessed_symptoms"]
+           "apply", "specific_in_assessment", "unassessed_symptoms"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
@@ -101,6 +106,10 @@ _WITH_ANY = re.compile(r"^any condition in (\S+) with any condition in (\S+)$", 
 _WITHOUT = re.compile(r"\bwithout complications?\b|\buncomplicated\b", re.I)
 _WITH = re.compile(r"\bwith\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
+_UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
+# A residual code ("Other cirrhosis of liver", "Fever presenting with conditions classified
+# elsewhere") is not a more specific one: it holds what the named codes do not.
+_RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?)\b|\belsewhere\b", re.I)
 
 
 class Applied(NamedTuple):
@@ -164,6 +173,51 @@ def unassessed_symptoms(cs: CodeSet, note: str, codes: list[str]) -> list[Reject
     if not any(kinds[c] == "diagnosis" for c in named):
         return []
     return [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
+
+
+def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str, str]:
+    """{an "unspecified" code: the code of its category that the note's assessment states}: a
+    billable code with a wording (description or inclusion term) that holds all the essential
+    words of one of the generic code's wordings and more, every one in one affirmed sentence of
+    the assessment ("Permanent atrial fibrillation": I48.21 for I48.91; "Chronic kidney disease,
+    stage 4": N18.4 for N18.9). The one matching the most words; none where two tie. Only the
+    assessment, where the physician states the diagnosis: matched anywhere in a case report, the
+    same test picked a code its annotators did not in 3 of 4 cases (CodiEsp train)."""
+    start = assessment_start(note)
+    if start is None:
+        return {}
+    spans = [(a, b) for a, b in clauses(note) if a >= start]
+    affirmed = [words for s, e in sentences(note) if e > start
+                if (words := set().union(*(key_words(note[a:b]) for a, b in spans if s <= a and b <= e)))]
+    out = {}
+    for code in codes:
+        if cs.is_valid(code) and _UNSPECIFIED.search(cs.description(code)):
+            specific = _stated_specific(cs, cs.normalize(code), affirmed)
+            if specific and specific not in codes:
+                out[code] = specific
+    return out
+
+
+def _stated_specific(cs: CodeSet, code: str, affirmed: list[set[str]]) -> str | None:
+    category = (cs.ancestors(code) or [code])[-1]
+    own = [essential_stems(w) for w in [cs.description(code), *cs.inclusion_terms(code)]]
+    said = set().union(*own)
+    scored = []
+    for other in cs.billable_descendants(category):
+        if other == code or _RESIDUAL.search(cs.description(other)):
+            continue
+        best = 0
+        for wording in [cs.description(other), *cs.inclusion_terms(other)]:
+            wanted = essential_stems(wording)
+            if (wanted - said and any(w <= wanted for w in own)
+                    and any(wanted <= words for words in affirmed)):
+                best = max(best, len(wanted))
+        if best:
+            scored.append((best, other))
+    scored.sort(reverse=True)
+    if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
+        return None
+    return scored[0][1]
 
 
 def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:

@@ -135,6 +135,11 @@ _AFFIRMATION = re.compile(
     re.I)
 
 
+def sentences(note: str) -> list[tuple[int, int]]:
+    """(start, end) spans of the note's sentences (split at full stops, semicolons and lines)."""
+    return [m.span() for m in _SENTENCE.finditer(note)]
+
+
 def clauses(note: str):
     """(start, end) spans of the note's clauses, in order, negated ones excluded.
 

@@ -241,3 +241,44 @@ def test_the_app_sample_note_gets_no_code_for_the_fever_its_pneumonia_explains(c
     result = Pipeline(open_selector("retrieval"), cs).suggest(SAMPLE_NOTE)
     assert not any(c.startswith("R") for c in result.codes)
     assert {"I10", "E11.9"} <= set(result.codes) and any(c.startswith("J18") for c in result.codes)
+
+
+def test_an_unspecified_code_gives_way_to_the_specific_one_the_assessment_states(cs):
+    note = "HPI: palpitations.\nAssessment: permanent atrial fibrillation, rate controlled.\n"
+    assert rules.specific_in_assessment(cs, note, ["I48.91", "I10"]) == {"I48.91": "I48.21"}
+    ckd = "Assessment and plan:\n1. Chronic kidney disease, stage 4 (severe). Refer to nephrology.\n"
+    assert rules.specific_in_assessment(cs, ckd, ["N18.9"]) == {"N18.9": "N18.4"}
+    # Said only in the history, negated, or in a note without an assessment: nothing changes.
+    assert rules.specific_in_assessment(
+        cs, "HPI: permanent atrial fibrillation.\nAssessment: atrial fibrillation.\n", ["I48.91"]) == {}
+    assert rules.specific_in_assessment(
+        cs, "Assessment: atrial fibrillation, no evidence of permanent atrial fibrillation.\n", ["I48.91"]) == {}
+    assert rules.specific_in_assessment(cs, "Permanent atrial fibrillation.", ["I48.91"]) == {}
+    # A residual "other" code is not a more specific one.
+    assert rules.specific_in_assessment(cs, "Assessment: other fever.\n", ["R50.9"]) == {}
+
+
+def test_a_clinic_note_is_coded_the_way_a_coder_would(cs):
+    """Stated CKD stage, hypertension and diabetes: the specific stage, then the combination codes
+    for each (I12.9, E11.22), whatever the selector proposed in their place."""
+    class Fixed:
+        name = "fixed"
+
+        def select(self, text, candidates, cancel=None, threshold=0.5):
+            from models.contract import CodedItem
+            from models.select import Selection
+
+            return Selection([CodedItem(c, "", probability=p) for c, p in
+                              (("E11.9", 0.9), ("I10", 0.8), ("N18.9", 0.7), ("R60.9", 0.5))])
+
+    note = ("HPI: 68-year-old man with type 2 diabetes mellitus and essential hypertension. Mild ankle "
+            "swelling in the evenings.\n\nAssessment and plan:\n1. Essential hypertension, not at goal.\n"
+            "2. Chronic kidney disease, stage 4 (severe). Refer to nephrology.\n"
+            "3. Type 2 diabetes mellitus, on insulin. Continue.\n")
+    pipeline = Pipeline(open_selector("retrieval"), cs)
+    pipeline.selector = Fixed()
+    result = pipeline.suggest(note)
+    assert sorted(result.codes) == ["E11.22", "I12.9", "N18.4"]
+    assert {(r.raw, r.reason) for r in result.rejected} >= {
+        ("N18.9", rules.LESS_SPECIFIC), ("I10", rules.IN_COMBINATION), ("E11.9", rules.IN_COMBINATION),
+        ("R60.9", rules.NOT_IN_ASSESSMENT)}

@@ -2,9 +2,23 @@
 import pytest
 
 from models import rules
-from models.contract import Rejected
+from models.contract import CodedItem, Rejected
 from models.pipeline import Pipeline
-from models.select import open_selector
+from models.select import Selection, open_selector
+
+
+def fixed_pipeline(cs, chosen, coding_rules=True):
+    """The pipeline with a selector that always chooses `chosen` ((code, probability) pairs), so
+    that what the rules make of them is what is under test."""
+    class Fixed:
+        name = "fixed"
+
+        def select(self, text, candidates, cancel=None, threshold=0.5):
+            return Selection([CodedItem(c, "", probability=p) for c, p in chosen], raw_answer="fixed")
+
+    pipeline = Pipeline(open_selector("retrieval"), cs, coding_rules=coding_rules)
+    pipeline.selector = Fixed()
+    return pipeline
 
 
 def run(cs, *codes):
@@ -116,18 +130,7 @@ def test_no_combination_without_both_conditions_or_where_the_choice_is_a_guess(c
 
 
 def test_the_pipeline_reports_what_the_rules_drop(cs):
-    class Fixed:  # a selector choosing fixed codes, so the rules are what is under test
-        name = "fixed"
-
-        def select(self, text, candidates, cancel=None, threshold=0.5):
-            from models.contract import CodedItem
-            from models.select import Selection
-
-            return Selection([CodedItem(c, "", probability=0.8) for c in
-                              ("E11.9", "E11.22", "R05.9", "J18.9")], raw_answer="fixed")
-
-    pipeline = Pipeline(open_selector("retrieval"), cs)
-    pipeline.selector = Fixed()
+    pipeline = fixed_pipeline(cs, [(c, 0.8) for c in ("E11.9", "E11.22", "R05.9", "J18.9")])
     note = ("Type 2 diabetes with diabetic chronic kidney disease. Cough for a week; chest X-ray "
             "shows pneumonia.")
     result = pipeline.suggest(note)
@@ -137,18 +140,7 @@ def test_the_pipeline_reports_what_the_rules_drop(cs):
 
 
 def test_a_generic_code_kept_beside_a_less_sure_specific_one_is_flagged_for_the_coder(cs):
-    class Fixed:
-        name = "fixed"
-
-        def select(self, text, candidates, cancel=None, threshold=0.5):
-            from models.contract import CodedItem
-            from models.select import Selection
-
-            return Selection([CodedItem("E11.9", "", probability=0.9), CodedItem("E11.21", "", probability=0.4),
-                              CodedItem("I10", "", probability=0.9)], raw_answer="fixed")
-
-    pipeline = Pipeline(open_selector("retrieval"), cs)
-    pipeline.selector = Fixed()
+    pipeline = fixed_pipeline(cs, [("E11.9", 0.9), ("E11.21", 0.4), ("I10", 0.9)])
     result = pipeline.suggest("Type 2 diabetes mellitus with diabetic nephropathy. Hypertension.")
     by_code = {s.code: s for s in result.suggestions}
     assert set(by_code) == {"E11.9", "E11.21", "I10"}
@@ -157,18 +149,7 @@ def test_a_generic_code_kept_beside_a_less_sure_specific_one_is_flagged_for_the_
 
 
 def test_the_pipeline_suggests_the_combination_with_the_words_of_its_conditions(cs):
-    class Fixed:
-        name = "fixed"
-
-        def select(self, text, candidates, cancel=None, threshold=0.5):
-            from models.contract import CodedItem
-            from models.select import Selection
-
-            return Selection([CodedItem("I10", "", probability=0.9), CodedItem("N18.4", "", probability=0.7),
-                              CodedItem("E11.9", "", probability=0.8)], raw_answer="fixed")
-
-    pipeline = Pipeline(open_selector("retrieval"), cs)
-    pipeline.selector = Fixed()
+    pipeline = fixed_pipeline(cs, [("I10", 0.9), ("N18.4", 0.7), ("E11.9", 0.8)])
     note = "Assessment: 1. Essential hypertension. 2. Type 2 diabetes. 3. CKD stage 4, eGFR 24."
     result = pipeline.suggest(note)
     by_code = {s.code: s for s in result.suggestions}
@@ -186,20 +167,10 @@ def test_the_pipeline_suggests_the_combination_with_the_words_of_its_conditions(
 def test_without_coding_rules_every_mention_is_coded_and_unsupported_codes_come_last(cs):
     """`coding_rules=False` codes every supported mention (CodiEsp's convention); either way a code
     with no words in the note comes after every code that has some."""
-    class Fixed:
-        name = "fixed"
-
-        def select(self, text, candidates, cancel=None, threshold=0.5):
-            from models.contract import CodedItem
-            from models.select import Selection
-
-            return Selection([CodedItem("Z79.01", "", probability=0.9)] + [
-                CodedItem(c, "", probability=0.8) for c in ("E11.9", "E11.22", "R05.9", "J18.9")])
-
     note = ("Type 2 diabetes with diabetic chronic kidney disease. Cough for a week; chest X-ray "
             "shows pneumonia.")
-    pipeline = Pipeline(open_selector("retrieval"), cs, coding_rules=False)
-    pipeline.selector = Fixed()
+    pipeline = fixed_pipeline(cs, [("Z79.01", 0.9)] + [(c, 0.8) for c in ("E11.9", "E11.22", "R05.9", "J18.9")],
+                              coding_rules=False)
     result = pipeline.suggest(note)
     assert sorted(result.codes) == ["E11.22", "E11.9", "J18.9", "R05.9", "Z79.01"]
     assert not any(r.reason in (rules.LESS_SPECIFIC, rules.INTEGRAL_SYMPTOM) for r in result.rejected)
@@ -261,22 +232,11 @@ def test_an_unspecified_code_gives_way_to_the_specific_one_the_assessment_states
 def test_a_clinic_note_is_coded_the_way_a_coder_would(cs):
     """Stated CKD stage, hypertension and diabetes: the specific stage, then the combination codes
     for each (I12.9, E11.22), whatever the selector proposed in their place."""
-    class Fixed:
-        name = "fixed"
-
-        def select(self, text, candidates, cancel=None, threshold=0.5):
-            from models.contract import CodedItem
-            from models.select import Selection
-
-            return Selection([CodedItem(c, "", probability=p) for c, p in
-                              (("E11.9", 0.9), ("I10", 0.8), ("N18.9", 0.7), ("R60.9", 0.5))])
-
     note = ("HPI: 68-year-old man with type 2 diabetes mellitus and essential hypertension. Mild ankle "
             "swelling in the evenings.\n\nAssessment and plan:\n1. Essential hypertension, not at goal.\n"
             "2. Chronic kidney disease, stage 4 (severe). Refer to nephrology.\n"
             "3. Type 2 diabetes mellitus, on insulin. Continue.\n")
-    pipeline = Pipeline(open_selector("retrieval"), cs)
-    pipeline.selector = Fixed()
+    pipeline = fixed_pipeline(cs, [("E11.9", 0.9), ("I10", 0.8), ("N18.9", 0.7), ("R60.9", 0.5)])
     result = pipeline.suggest(note)
     assert sorted(result.codes) == ["E11.22", "I12.9", "N18.4"]
     assert {(r.raw, r.reason) for r in result.rejected} >= {

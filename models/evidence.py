@@ -5,7 +5,7 @@ that shares most meaningful words with the code's wording, narrowed to the phras
 """
 from __future__ import annotations
 
-from .text import WORD_RE, clauses, essential_stems, key_words, stem, word_stems
+from .text import WORD_RE, clauses, essential_stems, key_words, sentences, stem, word_stems
 
 
 def supports(quote: str, wordings: list[str]) -> bool:
@@ -32,6 +32,21 @@ def best_clause(note: str, phrase: str, min_overlap: float = 0.5) -> tuple[int, 
         if score > best_score:
             best, best_score = (start, end), score
     return best if best_score >= min_overlap else None
+
+
+def stated_sentence(note: str, wordings: list[str]) -> tuple[int, int] | None:
+    """The first sentence whose affirmed clauses hold every essential word of a wording, from its
+    first such clause to its last: "Chronic kidney disease, stage 4 (severe)" is two clauses, so
+    no single clause shares enough of N18.4's words for `best_clause`."""
+    spans = list(clauses(note))
+    wanted = [w for w in (essential_stems(x) for x in wordings) if w]
+    for start, end in sentences(note):
+        inside = [(a, b) for a, b in spans if start <= a and b <= end]
+        if inside:
+            words = set().union(*(key_words(note[a:b]) for a, b in inside))
+            if any(w <= words for w in wanted):
+                return inside[0][0], inside[-1][1]
+    return None
 
 
 def denied(note: str, wordings: list[str], min_overlap: float = 0.6) -> bool:

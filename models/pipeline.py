@@ -26,7 +26,7 @@ from . import codeset as codeset_mod
 from . import rules
 from .codeset import CodeSet
 from .contract import Candidate, CodedItem, Rejected, build_messages
-from .evidence import best_clause, denied, narrow, overlap, supports
+from .evidence import best_clause, denied, narrow, overlap, stated_sentence, supports
 from .notes import check_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
@@ -51,6 +51,9 @@ class Flag(StrEnum):
     # Added by the coding rules: one code that ICD-10-CM has for two suggested conditions (I12.9
     # for I10 and N18.4), replacing the one it reports (models/rules.py).
     COMBINATION = "combination"
+    # Came in because the note's assessment states it in the code set's words: a code the
+    # selector left out, or the specific code in place of its "unspecified" one (models/rules.py).
+    STATED = "stated_in_assessment"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
 
@@ -222,7 +225,8 @@ class Pipeline:
     def apply_rules(self, note: str, suggestions: list[Suggestion],
                     candidates: dict[str, Candidate]) -> tuple[list[Suggestion], list[Rejected]]:
         """models/rules.py on the suggestions: symptoms the note's assessment leaves out go, an
-        "unspecified" code gives way to the specific one the assessment states, then what
+        "unspecified" code gives way to the specific one the assessment states, a retrieved code
+        the assessment states in the code set's words comes in, then what
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged."""
@@ -238,6 +242,14 @@ class Pipeline:
                     continue
                 s = self.validate(note, CodedItem(stated[s.code], probability=s.confidence),
                                   candidates.get(stated[s.code]))
+                s.flags.append(Flag.STATED)
+            replaced.append(s)
+        pool = [c.code for c in sorted(candidates.values(), key=lambda c: -c.score)[: self.pool]]
+        for code in rules.stated_in_assessment(self.cs, note, pool, [s.code for s in replaced]):
+            # At least the threshold's probability: the assessment says it in the code set's words.
+            probability = max(candidates[code].score, self.retriever.threshold)
+            s = self.validate(note, CodedItem(code, probability=probability), candidates[code])
+            s.flags.append(Flag.STATED)
             replaced.append(s)
         suggestions = replaced
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs)
@@ -287,7 +299,8 @@ class Pipeline:
     def evidence(note: str, description: str, inclusion_terms: list[str], quote: str,
                  candidate: Candidate | None) -> tuple[int, int] | None:
         """Where the note supports the code: the chooser's quote if it is about this code, else
-        the span retrieval matched, else the clause that says it; None when nothing does."""
+        the span retrieval matched, else the clause that says it, else the sentence that holds
+        all its words; None when nothing does."""
         wordings = [description, *inclusion_terms]
         span = locate(note, quote)
         if span is not None and not supports(note[span[0]:span[1]], wordings):
@@ -296,7 +309,7 @@ class Pipeline:
                 overlap(note[candidate.start:candidate.end], w) for w in wordings) >= 0.6:
             span = narrow(note, (candidate.start, candidate.end), wordings)
         if span is None:
-            span = best_clause(note, description, min_overlap=0.6)
+            span = best_clause(note, description, min_overlap=0.6) or stated_sentence(note, wordings)
             span = span and narrow(note, span, wordings)
         return span
 

@@ -91,7 +91,7 @@ from .notes import assessment_start
 from .text import clauses, content_words, essential_stems, key_words, sentences, stem
 
 __all__ = ["IN_COMBINATION", "INTEGRAL_SYMPTOM", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "Applied",
-           "apply", "specific_in_assessment", "unassessed_symptoms"]
+           "apply", "specific_in_assessment", "stated_in_assessment", "unassessed_symptoms"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
@@ -109,7 +109,7 @@ _PARENS = re.compile(r"\s*\([^()]*\)")
 _UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
 # A residual code ("Other cirrhosis of liver", "Fever presenting with conditions classified
 # elsewhere") is not a more specific one: it holds what the named codes do not.
-_RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?)\b|\belsewhere\b", re.I)
+_RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?|sites?)\b|\belsewhere\b", re.I)
 
 
 class Applied(NamedTuple):
@@ -175,6 +175,54 @@ def unassessed_symptoms(cs: CodeSet, note: str, codes: list[str]) -> list[Reject
     return [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
 
 
+def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: list[str]) -> list[str]:
+    """The retrieved `candidates` that the note's assessment states in the code set's own words,
+    when nothing of their category is among `codes` yet: a billable code, neither "unspecified"
+    nor a residual "Other ...", with a wording of two or more essential words, every one in one
+    affirmed sentence of the assessment ("Permanent atrial fibrillation") and not all within a
+    wording of one of `codes`; of a category, the one stating most words. A coder codes the
+    diagnosis the physician states; the ranker's threshold, fitted on case reports, can leave it
+    out."""
+    affirmed = _assessment_sentences(note)
+    if not affirmed:
+        return []
+    valid = [c for c in codes if cs.is_valid(c)]
+    taken = {(cs.ancestors(c) or [c])[-1] for c in valid}
+    chosen_words = [essential_stems(w) for c in valid for w in [cs.description(c), *cs.inclusion_terms(c)]]
+    best: dict[str, list[tuple[int, str]]] = {}  # category -> (words stated, code)
+    for code in candidates:
+        description = cs.description(code)
+        if not cs.is_billable(code) or _RESIDUAL.search(description) or _UNSPECIFIED.search(description):
+            continue
+        category = (cs.ancestors(code) or [code])[-1]
+        if category in taken:
+            continue
+        # Stated, and not just part of what a chosen code says ("malignant neoplasm" is C61's
+        # "malignant neoplasm of prostate", not C80.1).
+        stated = max((len(wanted) for wording in [description, *cs.inclusion_terms(code)]
+                      if len(wanted := essential_stems(wording)) >= 2
+                      and any(wanted <= words for words in affirmed)
+                      and not any(wanted <= said for said in chosen_words)), default=0)
+        if stated:
+            best.setdefault(category, []).append((stated, code))
+    out = []
+    for options in best.values():  # the code that says most; none where two say as much
+        options.sort(reverse=True)
+        if len(options) == 1 or options[0][0] > options[1][0]:
+            out.append(options[0][1])
+    return out
+
+
+def _assessment_sentences(note: str) -> list[set[str]]:
+    """Per sentence of the note's assessment, the key words no negation covers; [] without one."""
+    start = assessment_start(note)
+    if start is None:
+        return []
+    spans = [(a, b) for a, b in clauses(note) if a >= start]
+    return [words for s, e in sentences(note) if e > start
+            if (words := set().union(*(key_words(note[a:b]) for a, b in spans if s <= a and b <= e)))]
+
+
 def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str, str]:
     """{an "unspecified" code: the code of its category that the note's assessment states}: a
     billable code with a wording (description or inclusion term) that holds all the essential
@@ -183,12 +231,9 @@ def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str
     stage 4": N18.4 for N18.9). The one matching the most words; none where two tie. Only the
     assessment, where the physician states the diagnosis: matched anywhere in a case report, the
     same test picked a code its annotators did not in 3 of 4 cases (CodiEsp train)."""
-    start = assessment_start(note)
-    if start is None:
+    affirmed = _assessment_sentences(note)
+    if not affirmed:
         return {}
-    spans = [(a, b) for a, b in clauses(note) if a >= start]
-    affirmed = [words for s, e in sentences(note) if e > start
-                if (words := set().union(*(key_words(note[a:b]) for a, b in spans if s <= a and b <= e)))]
     out = {}
     for code in codes:
         if cs.is_valid(code) and _UNSPECIFIED.search(cs.description(code)):

@@ -239,6 +239,29 @@ def test_a_clinic_note_is_coded_the_way_a_coder_would(cs):
     pipeline = fixed_pipeline(cs, [("E11.9", 0.9), ("I10", 0.8), ("N18.9", 0.7), ("R60.9", 0.5)])
     result = pipeline.suggest(note)
     assert sorted(result.codes) == ["E11.22", "I12.9", "N18.4"]
+    n18 = {s.code: s for s in result.suggestions}["N18.4"]
+    assert n18.flags == ["stated_in_assessment"]  # and supported: its words span a comma
+    assert n18.evidence.text.startswith("Chronic kidney disease, stage 4")
     assert {(r.raw, r.reason) for r in result.rejected} >= {
         ("N18.9", rules.LESS_SPECIFIC), ("I10", rules.IN_COMBINATION), ("E11.9", rules.IN_COMBINATION),
         ("R60.9", rules.NOT_IN_ASSESSMENT)}
+
+
+def test_a_retrieved_code_the_assessment_states_in_its_own_words_is_suggested(cs):
+    note = "HPI: palpitations.\nAssessment: 1. Permanent atrial fibrillation. 2. Essential hypertension.\n"
+    pool = ["I48.91", "I48.21", "I10", "R00.2"]
+    assert rules.stated_in_assessment(cs, note, pool, ["I10"]) == ["I48.21"]
+    assert rules.stated_in_assessment(cs, note, pool, ["I10", "I48.91"]) == []  # its category is taken
+    # Named only in the history, or in a note without an assessment: not added.
+    assert rules.stated_in_assessment(cs, note.replace("Permanent atrial fibrillation", "Palpitations")
+                                      .replace("palpitations", "permanent atrial fibrillation"), pool, []) == ["I10"]
+    assert rules.stated_in_assessment(cs, "Permanent atrial fibrillation.", pool, []) == []
+    # A one-word wording is too little to go on ("Hypertension" alone would be I10, but the
+    # ranker already proposes what a single word names).
+    assert rules.stated_in_assessment(cs, "Assessment: pneumonia.\n", ["J18.9"], []) == []
+
+    pipeline = fixed_pipeline(cs, [("I10", 0.9)])
+    result = pipeline.suggest(note)
+    assert "I48.21" in result.codes and "I10" in result.codes
+    by_code = {s.code: s for s in result.suggestions}
+    assert "stated_in_assessment" in by_code["I48.21"].flags and "stated_in_assessment" not in by_code["I10"].flags

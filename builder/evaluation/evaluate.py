@@ -189,12 +189,13 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         "choices_seen": choices_seen(choices, data),  # empty: held out from every choice
         "scoring": RULES,
         **score(rows),
-        # The same run scored as if the coding rules had neither dropped nor combined anything
+        # The same run scored as if the coding rules had neither dropped nor added anything
         # (CodiEsp's annotators code every mention, symptoms beside their diagnosis included,
         # and code I10 beside N18 rather than I12).
         "micro_f1_without_coding_rules": score([
             {"gold": r["gold"],
-             "predicted": [c for c in r["predicted"] if Flag.COMBINATION not in r["flags"].get(c, [])]
+             "predicted": [c for c in r["predicted"]
+                           if not {Flag.COMBINATION, Flag.STATED} & set(r["flags"].get(c, []))]
              + [x["raw"] for x in r["rejected"] if x["reason"] in RULE_REASONS]}
             for r in rows])["micro_f1"],
         "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,

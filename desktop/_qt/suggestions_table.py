@@ -14,6 +14,7 @@ FLAG_TEXT = {
     Flag.UNSUPPORTED: "no evidence found",
     Flag.SPECIFIC_SUGGESTED: "suggested too, more specific",
     Flag.COMBINATION: "one code for",
+    Flag.STATED: "stated in the assessment",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}

@@ -88,7 +88,7 @@ from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
 from .notes import assessment_start
-from .text import clauses, content_words, essential_stems, key_words, sentences, stem
+from .text import clauses, content_words, essential_stems, key_words, negated_stems, qualified_end, sentences, stem
 
 __all__ = ["IN_COMBINATION", "INTEGRAL_SYMPTOM", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "Applied",
            "apply", "specific_in_assessment", "stated_in_assessment", "unassessed_symptoms"]
@@ -201,7 +201,7 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         # "malignant neoplasm of prostate", not C80.1).
         stated = max((len(wanted) for wording in [description, *cs.inclusion_terms(code)]
                       if len(wanted := essential_stems(wording)) >= 2
-                      and any(wanted <= words for words in affirmed)
+                      and any(_states(wording, wanted, sentence) for sentence in affirmed)
                       and not any(wanted <= said for said in chosen_words)), default=0)
         if stated:
             best.setdefault(category, []).append((stated, code))
@@ -213,14 +213,32 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     return out
 
 
-def _assessment_sentences(note: str) -> list[set[str]]:
-    """Per sentence of the note's assessment, the key words no negation covers; [] without one."""
+class _Sentence(NamedTuple):
+    words: set[str]  # key words of its affirmed clauses, with their qualifiers
+    negated: frozenset[str]  # what those qualifiers say is absent ("without aura": aura)
+
+
+def _assessment_sentences(note: str) -> list[_Sentence]:
+    """The sentences of the note's assessment, read as the code set writes a condition: each
+    affirmed clause with the qualifiers after it ("Migraine" + "without aura"); [] without an
+    assessment."""
     start = assessment_start(note)
     if start is None:
         return []
-    spans = [(a, b) for a, b in clauses(note) if a >= start]
-    return [words for s, e in sentences(note) if e > start
-            if (words := set().union(*(key_words(note[a:b]) for a, b in spans if s <= a and b <= e)))]
+    spans = [(a, qualified_end(note, b)) for a, b in clauses(note) if a >= start]
+    out = []
+    for s, e in sentences(note):
+        inside = [note[a:b] for a, b in spans if s <= a and a < e]
+        if inside and (words := set().union(*(key_words(t) for t in inside))):
+            out.append(_Sentence(words, frozenset().union(*(negated_stems(t) for t in inside))))
+    return out
+
+
+def _states(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
+    """Does the sentence say the wording: every essential word, and absent what the wording says
+    is absent, present what it says is present ("Migraine without aura" is not "with aura")?"""
+    absent = negated_stems(wording)
+    return wanted <= sentence.words and absent <= sentence.negated and not (wanted - absent) & sentence.negated
 
 
 def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str, str]:
@@ -243,7 +261,7 @@ def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str
     return out
 
 
-def _stated_specific(cs: CodeSet, code: str, affirmed: list[set[str]]) -> str | None:
+def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str | None:
     category = (cs.ancestors(code) or [code])[-1]
     own = [essential_stems(w) for w in [cs.description(code), *cs.inclusion_terms(code)]]
     said = set().union(*own)
@@ -255,7 +273,7 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[set[str]]) -> str | 
         for wording in [cs.description(other), *cs.inclusion_terms(other)]:
             wanted = essential_stems(wording)
             if (wanted - said and any(w <= wanted for w in own)
-                    and any(wanted <= words for words in affirmed)):
+                    and any(_states(wording, wanted, sentence) for sentence in affirmed)):
                 best = max(best, len(wanted))
         if best:
             scored.append((best, other))

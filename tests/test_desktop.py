@@ -19,6 +19,7 @@ from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication  # noqa: E402
 from desktop.__main__ import SAMPLE_NOTE  # noqa: E402
 from desktop.model_choice import ModelChoice, ModelChoiceError, discover, open_pipeline, runtime_spec  # noqa: E402
 from desktop.review import Decision  # noqa: E402
+from models.contract import parse_answer  # noqa: E402
 from models.net import is_loopback  # noqa: E402
 
 from .conftest import ROOT, run_module  # noqa: E402
@@ -242,7 +243,9 @@ def test_app_codes_through_a_local_ollama_model(qtbot, make_window, contract_tin
         assert window.pipeline is not None, window.last_error
         suggest_and_wait(qtbot, window, CHECK_NOTES[0])
         codes = [window.table_model.index(r, 0).data() for r in range(window.table_model.rowCount())]
-        assert codes == ["I10"] and window.review.result.runtime.startswith("ollama:")
+        # The model answered I10; E11.9 the coding rules add, since the assessment states it.
+        assert parse_answer(window.review.result.raw_answers[0]).codes == ["I10"]
+        assert codes == ["I10", "E11.9"] and window.review.result.runtime.startswith("ollama:")
         assert ollama.chat_bodies and ollama.chat_bodies[-1]["messages"][1]["content"].count(CHECK_NOTES[0]) == 1
 
 

@@ -256,6 +256,12 @@ def test_a_retrieved_code_the_assessment_states_in_its_own_words_is_suggested(cs
     assert rules.stated_in_assessment(cs, note.replace("Permanent atrial fibrillation", "Palpitations")
                                       .replace("palpitations", "permanent atrial fibrillation"), pool, []) == ["I10"]
     assert rules.stated_in_assessment(cs, "Permanent atrial fibrillation.", pool, []) == []
+    # A wording that says what is absent is stated only where the note says it is absent.
+    migraine = "Assessment: 1. Migraine without aura, two attacks a month.\n"
+    pool = ["G43.909", "G43.109", "G43.009"]
+    assert rules.stated_in_assessment(cs, migraine, pool, []) == ["G43.009"]
+    assert rules.stated_in_assessment(cs, migraine.replace("without", "with"), pool, []) == ["G43.109"]
+    assert rules.specific_in_assessment(cs, migraine, ["G43.909"]) == {"G43.909": "G43.009"}
     # A one-word wording is too little to go on ("Hypertension" alone would be I10, but the
     # ranker already proposes what a single word names).
     assert rules.stated_in_assessment(cs, "Assessment: pneumonia.\n", ["J18.9"], []) == []

@@ -33,8 +33,10 @@ The reasons are plain strings:
       too (I51.9 heart disease, unspecified beside I11.9 hypertensive heart disease).
     - A code "without complications" (E11.9) beside a code that a "with" code of its own
       category asks for in its "Use additional code" note (N18.4, asked for by E11.22 "with
-      diabetic chronic kidney disease"; L97.4-, by E11.621 "with foot ulcer"): the "with" code
-      replaces it. (ICD-10-CM presumes the link that "with" names unless the note says otherwise.)
+      diabetic chronic kidney disease"): the "with" code replaces it. (ICD-10-CM presumes the
+      link that "with" names unless the note says otherwise.) Where two "with" codes ask for the
+      same code, nothing changes: a foot ulcer's site (L97.4-) is asked for by both E11.621
+      (foot ulcer) and E11.622 (other skin ulcer), and which one the note means is a guess.
     The added code's probability is the least of those of the codes it combines. CodiEsp's
     annotators code I10 beside N18 and E11.9 beside N18 (the Spanish practice); US coders do not.
 

@@ -297,7 +297,8 @@ def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
 
 def _chapter_kind(cs: CodeSet, code: str) -> str:
     """"symptom" (chapter 18), "factor" (chapter 21, Z codes), else "diagnosis", by title."""
-    title = cs.description(_chapter(cs, code) or "").lower() if _chapter(cs, code) else ""
+    chapter = _chapter(cs, code)
+    title = cs.description(chapter).lower() if chapter else ""
     if title.startswith("symptoms, signs"):
         return "symptom"
     if title.startswith("factors influencing"):

@@ -60,6 +60,7 @@ class NeighbourIndex:
         self.idf = idf
         # Phrase -> the training notes (rows) holding it; phrases of a single note are left out.
         self.phrase_notes = phrase_notes or {}
+        self._phrase_cache: dict[str, list[tuple[str, int, float]]] = {}
         self.vocab = {t: i for i, t in enumerate(idf)}
         self.codes = codes
         self.matrix = np.zeros((len(vectors), len(self.vocab)), dtype=np.float32)
@@ -105,14 +106,7 @@ class NeighbourIndex:
         affirmed = affirmed_phrases(note)
         out: dict[str, tuple[float, int, float]] = {}
         for phrase in phrases(note) | affirmed:
-            rows = self.phrase_notes.get(phrase)
-            if not rows:
-                continue
-            carried = Counter(code for row in rows for code in self.codes[row])
-            for code, k in carried.items():
-                share = k / (len(rows) + 2)
-                if share < _PHRASE_MIN_SHARE:
-                    continue
+            for code, k, share in self._phrase_codes(phrase):
                 best, notes, best_affirmed = out.get(code, (0.0, 0, 0.0))
                 if (share, k) > (best, notes):  # ties go to the larger k, whatever the set order
                     best, notes = share, k
@@ -120,6 +114,18 @@ class NeighbourIndex:
                     best_affirmed = max(best_affirmed, share)
                 out[code] = (best, notes, best_affirmed)
         return out
+
+    def _phrase_codes(self, phrase: str) -> list[tuple[str, int, float]]:
+        """(code, k, share) of the codes the training notes holding `phrase` carry, share at
+        least _PHRASE_MIN_SHARE; the same for every note, so counted once per phrase."""
+        rows = self.phrase_notes.get(phrase)
+        if not rows:
+            return []
+        if phrase not in self._phrase_cache:  # bounded: phrases of the training notes only
+            carried = Counter(code for row in rows for code in self.codes[row])
+            self._phrase_cache[phrase] = [(code, k, k / (len(rows) + 2)) for code, k in carried.items()
+                                          if k / (len(rows) + 2) >= _PHRASE_MIN_SHARE]
+        return self._phrase_cache[phrase]
 
     def centroid_scores(self, note: str) -> dict[str, float]:
         """Cosine of the note with each code's centroid (codes seen in training only)."""

@@ -306,7 +306,7 @@ class CodeSet:
         wanted = stems(text)
         absent = negated_stems(text)
         best_bm25 = -rows[0][2] or 1.0
-        scored: dict[str, SearchHit] = {}
+        best: dict[str, tuple[float, str, str, int]] = {}  # code -> its best-scoring entry
         for code, matched, bm25, description, billable in rows:
             if billable_only and not billable:
                 continue
@@ -321,10 +321,12 @@ class CodeSet:
             # "pneumonia" is coded J18.9, not typhoid pneumonia).
             score = (2.0 * common / len(wanted) + 1.0 * len(wanted & needed) / len(needed)
                      + 0.5 * (-bm25) / best_bm25 + 0.05 * billable)
-            if code not in scored or score > scored[code].score:
-                scored[code] = SearchHit(code, description, round(score, 4), matched,
-                                         bool(billable), self._covered(matched, wanted))
-        return sorted(scored.values(), key=lambda h: -h.score)[:limit]
+            if code not in best or score > best[code][0]:
+                best[code] = (round(score, 4), matched, description, billable)
+        # Coverage only for the hits returned: it costs more than the score.
+        top = sorted(best.items(), key=lambda kv: -kv[1][0])[:limit]
+        return [SearchHit(code, description, score, matched, bool(billable), self._covered(matched, wanted))
+                for code, (score, matched, description, billable) in top]
 
     @lru_cache(maxsize=262144)
     def _weighted_stems(self, text: str) -> tuple[tuple[str, float], ...]:

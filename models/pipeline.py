@@ -234,10 +234,17 @@ class Pipeline:
         gone = {r.raw for r in dropped}
         suggestions = [s for s in suggestions if s.code not in gone]
         stated = rules.specific_in_assessment(self.cs, note, [s.code for s in suggestions])
+        present = {s.code: s for s in suggestions}
         replaced = []
         for s in suggestions:
             if s.code in stated:
                 dropped.append(Rejected(s.code, rules.LESS_SPECIFIC))
+                if (kept := present.get(stated[s.code])) is not None:
+                    # Already suggested, less sure than the generic code: the assessment settles it.
+                    kept.confidence = max(kept.confidence, s.confidence)
+                    if Flag.STATED not in kept.flags:
+                        kept.flags.append(Flag.STATED)
+                    continue
                 if any(x.code == stated[s.code] for x in replaced):
                     continue
                 s = self.validate(note, CodedItem(stated[s.code], probability=s.confidence),

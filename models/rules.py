@@ -59,9 +59,10 @@ The reasons are plain strings:
     report it. A note without an assessment heading (every CodiEsp case report) is untouched.
 
 `less_specific` also from `specific_in_assessment`, the other rule that reads the note
-    An "unspecified" code whose more specific sibling the assessment states word for word
-    ("Chronic kidney disease, stage 4 (severe)" for N18.9) gives way to that code, which comes
-    in with its probability.
+    A generic code ("unspecified", "without complications") whose more specific sibling the
+    assessment states word for word ("Chronic kidney disease, stage 4 (severe)" for N18.9; "Type 2
+    diabetes mellitus with hyperglycemia" for E11.9) gives way to that code, which comes in with
+    its probability.
 
 `integral_symptom` (INTEGRAL_SYMPTOM)
     A sign or symptom of chapter 18 (R00-R99) is dropped beside a definitive diagnosis of the body
@@ -75,7 +76,10 @@ The reasons are plain strings:
     stays beside I10 (hypertension); a code whose notes point at neither system stays. It is kept
     whenever the diagnosis (or an ancestor) asks for it ("Use additional code for associated
     symptoms ... urinary retention (R33.8)" on N40.1).
-    Not dropped: the blocks whose titles name no system, among them R50-R69 "General symptoms and
+    A sign or symptom whose own Excludes1 note names a selected diagnosis goes too, whatever its
+    block (R73.9 hyperglycemia beside E11.65: R73 excludes diabetes mellitus, E08-E13): Excludes1
+    means never coded together, and the diagnosis is what a coder reports.
+    Otherwise not dropped: the blocks whose titles name no system, among them R50-R69 "General symptoms and
     signs" (fever, fatigue, pain, edema: which disease makes them integral is not in the data),
     R40-R46 (cognition, emotional state: suicidal ideation is coded beside depression) and the
     abnormal findings R70-R99, which their titles already limit to "without diagnosis".
@@ -150,6 +154,9 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet) -> Applied:
         systems = _symptom_systems(cs, cs.normalize(code)) if code not in drop else None
         if systems and any(prob[d] >= prob[code] and _chapter(cs, d) in systems
                            and not _asks_for(cs, d, code) for d in diagnoses if d != code):
+            drop[code] = INTEGRAL_SYMPTOM
+        elif code not in drop and _chapter_kind(cs, code) == "symptom" and any(
+                prob[d] >= prob[code] and _excludes(cs, code, d) for d in diagnoses if d != code):
             drop[code] = INTEGRAL_SYMPTOM
     kept_specific = {c: [o for o in others if o not in drop] for c, others in outranked.items() if c not in drop}
     kept = []
@@ -244,7 +251,8 @@ def _states(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
 
 
 def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str, str]:
-    """{an "unspecified" code: the code of its category that the note's assessment states}: a
+    """{a generic code ("unspecified", "without complications"): the code of its category that
+    the note's assessment states}: a
     billable code with a wording (description or inclusion term) that holds all the essential
     words of one of the generic code's wordings and more, every one in one affirmed sentence of
     the assessment ("Permanent atrial fibrillation": I48.21 for I48.91; "Chronic kidney disease,
@@ -256,9 +264,9 @@ def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str
         return {}
     out = {}
     for code in codes:
-        if cs.is_valid(code) and _UNSPECIFIED.search(cs.description(code)):
+        if cs.is_valid(code) and _GENERIC.search(cs.description(code)):
             specific = _stated_specific(cs, cs.normalize(code), affirmed)
-            if specific and specific not in codes:
+            if specific:  # also where it is among `codes`: the generic code beside it goes
                 out[code] = specific
     return out
 
@@ -377,6 +385,16 @@ def _excluded_chapters(cs: CodeSet, code: str, groups: list[str]) -> set[str]:
                     if chapter and chapter != groups[-1]:
                         out.add(chapter)
     return out
+
+
+def _excludes(cs: CodeSet, symptom: str, diagnosis: str) -> bool:
+    """Does an Excludes1 note on the symptom (or an ancestor) name the diagnosis ("R73
+    hyperglycemia" excludes "diabetes mellitus (E08-E13)")? Not one on the diagnosis: that a
+    diagnosis excludes a symptom says nothing about the symptom being part of it."""
+    if _chapter_kind(cs, diagnosis) != "diagnosis":
+        return False
+    hit = cs.excludes1_conflict(symptom, diagnosis)
+    return hit is not None and hit.source in (cs.normalize(symptom), *cs.ancestors(symptom, include_groups=True))
 
 
 def _asks_for(cs: CodeSet, diagnosis: str, symptom: str) -> bool:

@@ -51,12 +51,23 @@ _ABBREVIATIONS = {
     "pad": "peripheral arterial disease", "pvd": "peripheral vascular disease",
     "lbp": "low back pain", "bmi": "body mass index",
 }
-_EXPANSIONS = {abbr: tuple(words.split()) for abbr, words in _ABBREVIATIONS.items()}
+# Words clinicians write where the code set writes others: ICD-10-CM names the ends of a long
+# bone "lower end" and "upper end" ("Fracture of lower end of radius"), a note "distal radius".
+# The word stays beside its synonym: "distal phalanx" is the code set's own wording.
+_SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end"}
+_EXPANSIONS = {abbr: tuple(words.split()) for abbr, words in (_ABBREVIATIONS | _SYNONYMS).items()}
 
 
 def expand(word: str) -> tuple[str, ...]:
     """A lower-cased word, or the words its abbreviation stands for ("copd" -> chronic ...)."""
     return _EXPANSIONS.get(word, (word,))
+
+
+def synonym_phrases(text: str) -> list[str]:
+    """The code set's wordings of a text's words, where one is several words ("distal" ->
+    "lower end"), for a phrase search: each of "lower" and "end" is in thousands of entries."""
+    return [" ".join(_EXPANSIONS[w][1:]) for w in dict.fromkeys(WORD_RE.findall(text.lower()))
+            if w in _SYNONYMS]
 
 
 def content_words(text: str) -> list[str]:

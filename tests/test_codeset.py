@@ -116,6 +116,18 @@ def test_billable_only_search(cs):
     assert all(h.billable for h in cs.search("headache", billable_only=True))
 
 
+def test_distal_and_proximal_find_the_code_sets_lower_and_upper_end(cs):
+    """ICD-10-CM writes "lower end"/"upper end" of a long bone where a note writes distal and
+    proximal; "distal phalanx" is the code set's own wording and is still found as such."""
+    def codes(query):
+        return [h.code for h in cs.search(query, billable_only=True)[:5]]
+
+    assert "S52.501A" in codes("Closed displaced fracture of distal right radius, initial encounter")
+    assert codes("Closed fracture of proximal left humerus, initial encounter")[0].startswith("S42.2")
+    assert codes("Fracture of distal left tibia, initial encounter for closed fracture")[0].startswith("S82.3")
+    assert codes("displaced fracture of distal phalanx of right thumb, initial encounter")[0] == "S62.521A"
+
+
 def test_cli_record_json():
     out = run_module("models.codeset", "e1122", "--json")
     assert out.returncode == 0, out.stderr

@@ -65,6 +65,16 @@ def test_symptoms_of_another_system_or_general_ones_stay(cs):
     assert run(cs, "R45.851", "F32.A") == (["R45.851", "F32.A"], {})  # no body system named
 
 
+def test_a_symptom_whose_excludes1_names_the_diagnosis_is_dropped_whatever_its_block(cs):
+    # R73 (abnormal blood findings, no body system in its block's title): Excludes1 diabetes
+    # mellitus (E08-E13), so never coded beside it.
+    assert run(cs, "R73.9", "E11.65") == (["E11.65"], {"R73.9": rules.INTEGRAL_SYMPTOM})
+    assert run(cs, "R73.9", "E78.5") == (["R73.9", "E78.5"], {})  # named by no Excludes1
+    # Only beside a diagnosis at least as sure.
+    kept, dropped, *_ = rules.apply([("R73.9", 0.8), ("E11.65", 0.3)], cs)
+    assert [c for c, _ in kept] == ["R73.9", "E11.65"] and dropped == []
+
+
 def test_a_symptom_the_diagnosis_asks_to_code_stays(cs):
     # N40.1: "Use additional code for associated symptoms ... urinary retention (R33.8)"
     assert run(cs, "R33.8", "N40.1") == (["R33.8", "N40.1"], {})
@@ -227,6 +237,24 @@ def test_an_unspecified_code_gives_way_to_the_specific_one_the_assessment_states
     assert rules.specific_in_assessment(cs, "Permanent atrial fibrillation.", ["I48.91"]) == {}
     # A residual "other" code is not a more specific one.
     assert rules.specific_in_assessment(cs, "Assessment: other fever.\n", ["R50.9"]) == {}
+
+
+def test_without_complications_gives_way_to_the_complication_the_assessment_states(cs):
+    note = ("HPI: follow-up of diabetes; glucose in the 300s.\n\nAssessment:\n"
+            "1. Type 2 diabetes mellitus with hyperglycemia. Continues long-term insulin.\n2. Hyperlipidemia.\n")
+    assert rules.specific_in_assessment(cs, note, ["E11.9"]) == {"E11.9": "E11.65"}
+    # The selector suggested both, the complication the less sure: the assessment settles it,
+    # and the hyperglycemia it explains goes with the generic code.
+    pipeline = fixed_pipeline(cs, [("E11.9", 0.9), ("R73.9", 0.7), ("E78.5", 0.6), ("E11.65", 0.3)])
+    result = pipeline.suggest(note)
+    assert result.codes == ["E11.65", "E78.5"]
+    e11 = result.suggestions[0]
+    assert e11.confidence == pytest.approx(0.9) and "stated_in_assessment" in e11.flags
+    assert {(r.raw, r.reason) for r in result.rejected} >= {
+        ("E11.9", rules.LESS_SPECIFIC), ("R73.9", rules.INTEGRAL_SYMPTOM)}
+    # Without an assessment stating it, the two stay, flagged for the coder.
+    plain = fixed_pipeline(cs, [("E11.9", 0.9), ("E11.65", 0.3)]).suggest("Type 2 diabetes with high sugars.")
+    assert sorted(plain.codes) == ["E11.65", "E11.9"]
 
 
 def test_a_clinic_note_is_coded_the_way_a_coder_would(cs):

@@ -81,10 +81,13 @@ def test_an_entry_asks_only_for_its_essential_words():
 
 def test_clinical_abbreviations_read_as_the_code_set_spells_them(cs):
     from models.evidence import narrow
-    from models.text import content_words
+    from models.text import content_words, synonym_phrases
 
     assert content_words("COPD, HTN") == ["chronic", "obstructive", "pulmonary", "disease", "hypertension"]
     assert content_words("PE") == ["pe"]  # pulmonary embolism or physical exam: left as written
+    # distal/proximal read also as the code set's "lower end"/"upper end", searched as a phrase.
+    assert content_words("distal radius") == ["distal", "lower", "end", "radius"]
+    assert synonym_phrases("Distal radius, distal ulna; proximal humerus") == ["lower end", "upper end"]
     assert cs.search("COPD with acute exacerbation", billable_only=True)[0].code == "J44.1"
     assert cs.search("CKD stage 4", billable_only=True)[0].code == "N18.4"
     note = "Assessment: COPD with acute exacerbation, stable."

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import CoderError
 from ..files import atomic_path, cache_dir
-from ..text import content_words, essential_stems, negated_stems, stem, stems
+from ..text import content_words, essential_stems, negated_stems, stem, stems, synonym_phrases
 from . import _schema
 
 EDITION = _schema.EDITION
@@ -294,7 +294,7 @@ class CodeSet:
             return []
         # Words in thousands of entries (left, right, acute) cost much and rank little: match on
         # the rarer words, and let the re-ranking below still reward covering the frequent ones.
-        unique = sorted(dict.fromkeys(words), key=self._doc_freq)
+        unique = sorted(dict.fromkeys(words + synonym_phrases(text)), key=self._doc_freq)
         kept = [w for w in unique if self._doc_freq(w) <= _MAX_MATCH_DF] or unique[:1]
         query = " OR ".join(f'"{w}"' for w in kept)
         rows = self._con.execute(

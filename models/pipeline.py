@@ -240,7 +240,7 @@ class Pipeline:
             if s.code in stated:
                 dropped.append(Rejected(s.code, rules.LESS_SPECIFIC))
                 if (kept := present.get(stated[s.code])) is not None:
-                    # Already suggested, less sure than the generic code: the assessment settles it.
+                    # Already suggested beside it: the assessment settles which; the surer confidence.
                     kept.confidence = max(kept.confidence, s.confidence)
                     if Flag.STATED not in kept.flags:
                         kept.flags.append(Flag.STATED)

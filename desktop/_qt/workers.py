@@ -6,6 +6,7 @@ which Qt delivers on the UI thread.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -60,6 +61,11 @@ class SuggestWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        # What exists now (the code set, the retriever, the model, the libraries) lives as long as
+        # the app: out of the cyclic collector's full passes, which hold the GIL, and so freeze the
+        # UI, for a time that grows with everything ever loaded. The run's own objects stay
+        # collected; results are freed by reference counting when the next run replaces them.
+        gc.freeze()
         try:
             result = self.pipeline.suggest(self.note, cancel=self.cancel_event,
                                            progress=lambda done, total: self.progress.emit(done, total))

@@ -30,7 +30,27 @@ def test_benchmark_compares_every_runtime_of_a_bundle(tiny_bundle, tmp_path):
     bound = report["compute_bound"]
     assert bound["prompt_gflop"] > 0 and report["machine"]["peak_gflops"] > 0
     assert set(bound["measured_gflops"]) == {"1", "2"} and all(g > 0 for g in bound["measured_gflops"].values())
+    # The bound is the fastest arithmetic the CPU has: bf16 too where it reports bf16 instructions.
+    from builder.benchmarks.runtimes import arithmetic_dtypes
+
+    by_dtype = bound["measured_gflops_by_dtype"]
+    assert list(by_dtype) == arithmetic_dtypes() and by_dtype["fp32"]["2"] > 0
+    assert bound["measured_gflops"]["2"] == max(per["2"] for per in by_dtype.values())
+    assert by_dtype[bound["bound_dtype"]["2"]]["2"] == bound["measured_gflops"]["2"]
     # Each model runtime's p50 is stated as a multiple of what its prompt's arithmetic needs.
     assert gguf["bound_s"] > 0 and gguf["x_bound"] == pytest.approx(gguf["p50_s"] / gguf["bound_s"], rel=0.02)
+    assert gguf["x_bound_fp32"] <= gguf["x_bound"] + 0.01  # the fp32 bound is never the tighter one
     assert (run / "benchmark/benchmark.png").stat().st_size > 10_000
     assert "| GGUF Q4_K_M x2 |" in (run / "benchmark/benchmark.md").read_text()
+
+
+@pytest.mark.parametrize("flags, dtypes", [(["avx2", "fma"], ["fp32"]),
+                                           (["avx512f", "avx512_bf16"], ["fp32", "bf16"]),
+                                           (["amx_tile", "amx_bf16"], ["fp32", "bf16"])])
+def test_bound_counts_bf16_only_where_the_cpu_has_it(monkeypatch, flags, dtypes):
+    # Without bf16 instructions torch emulates bf16 (slower than fp32): no bf16 bound there.
+    import models.runtimes
+    from builder.benchmarks.runtimes import arithmetic_dtypes
+
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: flags)
+    assert arithmetic_dtypes() == dtypes

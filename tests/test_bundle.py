@@ -169,3 +169,26 @@ def test_a_bundle_naming_an_unknown_default_system_is_refused(tiny_bundle, tmp_p
     (dest / "bundle.json").write_text(json.dumps({**meta, "default_system": "verifier"}))
     with pytest.raises(BundleError, match="default system 'verifier'"):
         bundle_mod.load(dest, cs)
+
+
+@pytest.mark.parametrize("flags, runs", [(["avx2", "fma"], "Q4_K_M"), (["avx512f", "avx512_bf16"], "BF16"),
+                                         (["amx_bf16"], "BF16")])
+def test_the_bf16_gguf_runs_by_default_only_on_a_cpu_with_native_bf16(tmp_path, monkeypatch, flags, runs):
+    """Same weights, faster where bf16 is native; elsewhere the default GGUF stays."""
+    import models.runtimes
+    from models.bundle import Bundle, RetrieverPart, VerifierPart
+
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: flags)
+    q4 = bundle_mod.BundleModel("gguf/icd10-coder-Q4_K_M.gguf", "gguf", "Q4_K_M", "llama.cpp", True)
+    bf16 = bundle_mod.BundleModel("gguf/icd10-coder-BF16.gguf", "gguf", "BF16", "llama.cpp", False)
+    own = {m.path: {"inputs": ["verifier_margin"], "weights": [1.0], "bias": bias, "threshold": 0.5}
+           for m, bias in ((q4, -1.0), (bf16, -2.0))}
+    b = Bundle(tmp_path, "b", "now", CONTRACT_VERSION, {}, RetrieverPart("r.json.gz", 0.2, "", ""),
+               models=[q4, bf16], verifier=VerifierPart(1, {}, "", "", own))
+    assert b.runtime_spec(None) == str(tmp_path / f"gguf/icd10-coder-{runs}.gguf")
+    assert b.runtime_spec("Q4_K_M") == str(tmp_path / q4.path)  # an explicit choice stands
+    assert b.stacker(b.runtime_spec(None)).bias == own[f"gguf/icd10-coder-{runs}.gguf"]["bias"]
+    b.models = [q4]  # a bundle without BF16 runs its default everywhere
+    assert b.runtime_spec(None) == str(tmp_path / q4.path)
+    b.models, b.default_system = [q4, bf16], "retrieval"
+    assert b.runtime_spec(None) == "retrieval"

@@ -11,9 +11,12 @@ benchmark.md and benchmark.png in the output folder.
 The compute bound of a note: its prompt costs 2 x (parameters outside the vocabulary projection)
 FLOPs per token plus causal attention (2 x layers x width x tokens^2); the answer's projection is
 computed for the last token only. What the cores can do is measured here, not assumed: the best of
-a few fp32 matrix products of the model's own shape (prompt tokens x width @ width x MLP width)
-through torch at each thread count. bound s = prompt FLOPs / measured FLOP/s; the report gives
-each runtime's p50 as a multiple of it. The theoretical peak from /proc/cpuinfo is shown beside.
+a few matrix products of the model's own shape (prompt tokens x width @ width x MLP width) through
+torch at each thread count, in fp32 and, where the CPU reports bf16 instructions (AVX512_BF16,
+AMX), in bf16 too: the bound is the faster of the two, since a runtime may read the prompt in
+either. bound s = prompt FLOPs / measured FLOP/s; the report gives each runtime's p50 as a
+multiple of it (and of the fp32-only bound). The theoretical peak from /proc/cpuinfo is shown
+beside.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from builder.stages.export import GGUF_TYPES
 from models import codeset as codeset_mod
 from models.files import write_json_atomic, write_text_atomic
 from models.pipeline import Pipeline
-from models.runtimes import RuntimeUnavailable
+from models.runtimes import RuntimeUnavailable, cpu_flags, cpu_has_native_bf16
 from models.select import open_selector
 
 
@@ -84,11 +87,16 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+def arithmetic_dtypes() -> list[str]:
+    """The dtypes whose matrix products the CPU runs natively: fp32 always, bf16 where it reports
+    bf16 dot-product instructions (elsewhere torch emulates bf16, slower than fp32)."""
+    return ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
+
+
 def cpu_peak_gflops() -> dict:
     """What the cores could do at most, from /proc/cpuinfo (fp32, FMA counted as 2 FLOPs)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
-                  if line.startswith("flags")), [])
+    flags = cpu_flags()
     mhz = [float(line.split(":", 1)[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
     per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags and "avx2" in flags else 16
     cores = len(os.sched_getaffinity(0))
@@ -120,14 +128,16 @@ def prompt_gflop(geometry: dict, tokens: float) -> float:
             + 2 * g["vocab"] * g["hidden"]) / 1e9
 
 
-def measured_gflops(threads: int, rows: int, width: int, inner: int, repeats: int = 12) -> float:
-    """Best fp32 GFLOP/s of a (rows x width) @ (width x inner) product on `threads` threads."""
+def measured_gflops(threads: int, rows: int, width: int, inner: int, repeats: int = 12,
+                    dtype: str = "fp32") -> float:
+    """Best GFLOP/s of a (rows x width) @ (width x inner) product on `threads` threads."""
     import torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(rows, width), torch.randn(width, inner)
+        kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        a, b = torch.randn(rows, width, dtype=kind), torch.randn(width, inner, dtype=kind)
         for _ in range(3):
             a @ b
         best = float("inf")
@@ -192,8 +202,13 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
         raise RuntimeUnavailable("No runtime could be loaded for the benchmark.")
     geometry = model_geometry(bundle)
     thread_counts = sorted({n for pair in threads for n in pair})
-    before_gflops = {n: measured_gflops(n, 800, geometry["hidden"], geometry["intermediate"])
-                     for n in thread_counts} if geometry else {}
+    dtypes = arithmetic_dtypes()
+
+    def measure(rows: int) -> dict:
+        return {d: {n: measured_gflops(n, rows, geometry["hidden"], geometry["intermediate"], dtype=d)
+                    for n in thread_counts} for d in dtypes}
+
+    before_gflops = measure(800) if geometry else {}
     for i, note in enumerate(tqdm(notes, desc="benchmark", unit="note")):
         gold, _ = gold_codes(note.gold_raw, cs)
         for c in loaded[i % len(loaded):] + loaded[: i % len(loaded)]:  # rotate the order
@@ -209,18 +224,23 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
     bound = {}
     if geometry:
         typical = statistics.median(r["prompt_tokens_per_note"] for r in rows if r["prompt_tokens_per_note"])
-        # What the cores can do: the best of a measurement before the notes and one after.
-        measured = {n: max(before_gflops.get(n, 0.0), measured_gflops(
-            n, int(typical), geometry["hidden"], geometry["intermediate"])) for n in thread_counts}
+        # What the cores can do: the best of a measurement before the notes and one after, per
+        # dtype; the bound is the fastest dtype's.
+        after = measure(int(typical))
+        by_dtype = {d: {n: max(before_gflops[d][n], after[d][n]) for n in thread_counts} for d in dtypes}
+        measured = {n: max(by_dtype[d][n] for d in dtypes) for n in thread_counts}
         typical_gflop = prompt_gflop(geometry, typical)
         bound = {**geometry, "prompt_tokens": typical, "prompt_gflop": round(typical_gflop, 1),
-                 "measured_gflops": measured,
+                 "measured_gflops": measured, "measured_gflops_by_dtype": by_dtype,
+                 "bound_dtype": {n: max(dtypes, key=lambda d: by_dtype[d][n]) for n in thread_counts},
                  "bound_s": {n: float(f"{typical_gflop / g:.4g}") for n, g in measured.items()}}
         for r in rows:
             if r["prompt_tokens_per_note"]:
                 n = r["batch_threads"] or r["threads"]  # the prompt's threads
-                floor = prompt_gflop(geometry, r["prompt_tokens_per_note"]) / measured[n]
+                gflop = prompt_gflop(geometry, r["prompt_tokens_per_note"])
+                floor = gflop / measured[n]
                 r["bound_s"], r["x_bound"] = float(f"{floor:.4g}"), round(r["p50_s"] / floor, 2)
+                r["x_bound_fp32"] = round(r["p50_s"] * by_dtype["fp32"][n] / gflop, 2)
     report = {"data": data, "notes": len(notes), "max_tokens": max_tokens, "machine": machine,
               "compute_bound": bound, "runtimes": rows,
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -239,18 +259,22 @@ def markdown(report: dict) -> str:
              f"{report['max_tokens']} tokens, interleaved. Machine: {m['cores']} cores at "
              f"{m['ghz']} GHz, {m['simd']}, peak {m['peak_gflops']} GFLOP/s fp32.", ""]
     if b:
-        measured = ", ".join(f"{g} on {n} thread{'s' if int(n) > 1 else ''}"
-                             for n, g in b["measured_gflops"].items())
+        by_dtype = b.get("measured_gflops_by_dtype") or {"fp32": b["measured_gflops"]}
+        measured = "; ".join(f"{d} " + ", ".join(f"{g} on {n} thread{'s' if int(n) > 1 else ''}"
+                                                 for n, g in per.items())
+                             for d, per in by_dtype.items())
         lines += [f"Compute bound: a {b['prompt_tokens']:.0f}-token prompt of this "
-                  f"{b['parameters'] / 1e6:.0f}M-parameter model is {b['prompt_gflop']} GFLOP; measured fp32 "
-                  f"matrix products of its shape: {measured} GFLOP/s, so it cannot take less than "
-                  + ", ".join(f"{s} s ({n} threads)" for n, s in b["bound_s"].items())
-                  + ". `x bound` is each runtime's p50 over that.", ""]
-    lines += ["| runtime | p50 s | p95 s | x transformers | x bound | tokens/s | prompt tok | answer tok "
-              "| load s | memory MB | micro-F1 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  f"{b['parameters'] / 1e6:.0f}M-parameter model is {b['prompt_gflop']} GFLOP; measured "
+                  f"matrix products of its shape: {measured} GFLOP/s, so at the fastest it cannot take "
+                  "less than " + ", ".join(f"{s} s ({n} threads)" for n, s in b["bound_s"].items())
+                  + ". `x bound` is each runtime's p50 over that, `x fp32` over the fp32 bound.", ""]
+    lines += ["| runtime | p50 s | p95 s | x transformers | x bound | x fp32 | tokens/s | prompt tok "
+              "| answer tok | load s | memory MB | micro-F1 |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["runtimes"]:
         lines.append(f"| {r['label']} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
                      f"{r.get('speedup_vs_transformers', '-')} | {r.get('x_bound', '-')} | "
+                     f"{r.get('x_bound_fp32', '-')} | "
                      f"{r['tokens_per_s'] or '-'} | {r['prompt_tokens_per_note']:.0f} | "
                      f"{r['answer_tokens_per_note']:.0f} | {r['load_s']:.2f} | {r['memory_mb']:.0f} | "
                      f"{r['micro_f1']:.3f} |")
@@ -266,9 +290,16 @@ def _plot(path: Path, report: dict) -> None:
     ax1.barh(labels, [r["p50_s"] for r in rows], color="#1f5f99")
     ax1.errorbar([r["p50_s"] for r in rows], labels,
                  xerr=[[0] * len(rows), [r["p95_s"] - r["p50_s"] for r in rows]], fmt="none", ecolor="#333")
-    for n, floor in (report["compute_bound"].get("bound_s") or {}).items():
+    b = report["compute_bound"]
+    for n, floor in (b.get("bound_s") or {}).items():
+        threads = f"{n} thread{'s' if int(n) > 1 else ''}"
+        dtype = (b.get("bound_dtype") or {}).get(n, "fp32")
         ax1.axvline(floor, color="#c0392b", linestyle="--" if int(n) > 1 else ":", linewidth=1,
-                    label=f"compute bound of the prompt, {n} thread{'s' if int(n) > 1 else ''}")
+                    label=f"compute bound of the prompt ({dtype}), {threads}")
+        if dtype != "fp32":
+            fp32 = b["prompt_gflop"] / b["measured_gflops_by_dtype"]["fp32"][n]
+            ax1.axvline(fp32, color="#e67e22", linestyle="--" if int(n) > 1 else ":", linewidth=1,
+                        label=f"fp32 bound, {threads}")
     if report["compute_bound"].get("bound_s"):
         ax1.legend(loc="upper right", fontsize=8)
     ax1.set_xlabel("seconds per note (p50, bar to p95)")

@@ -25,7 +25,7 @@ from builder.llama_cpp_tools import converter_env, ensure_converter
 from models.errors import CoderError
 from models.files import atomic_dir, atomic_path, sha256_file, write_text_atomic
 
-GGUF_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_0", "Q2_K")
+GGUF_TYPES = ("F16", "BF16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_0", "Q2_K")
 DEFAULT_GGUF = "Q4_K_M"
 ONNX_TYPES = ("fp32", "int8")
 MODEL_NAME = "icd10-coder"

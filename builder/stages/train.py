@@ -27,6 +27,7 @@ from pathlib import Path
 
 from builder.config import BuildConfig
 from models.errors import CoderError
+from models.runtimes import cpu_has_native_bf16
 
 
 class TrainError(CoderError, RuntimeError):
@@ -44,17 +45,6 @@ def resolve_quantization(requested: str) -> str:
     if requested not in ("nf4", "none"):
         raise TrainError(f"quantization must be auto, nf4 or none, not {requested!r}")
     return requested
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matrix products run about 2x fp32 there (without them, bf16 is
-    emulated and 3-8x slower, measured on an AVX2-only CPU)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line.split() for line in fh if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def precision(name: str, cuda: bool | None = None):

@@ -23,6 +23,22 @@ from typing import Protocol
 from ..errors import CoderError
 
 
+def cpu_flags() -> list[str]:
+    """The instruction-set flags the CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matrix products run about 2x fp32 there (without them, bf16 is
+    emulated and 3-8x slower, measured on an AVX2-only CPU)."""
+    flags = cpu_flags()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class Cancelled(Exception):
     """The user cancelled; runtimes raise it mid-generation when `request.cancel` is set."""
 

@@ -477,17 +477,13 @@ def _combinations(cs: CodeSet) -> list[_Combination]:
     another, most needs first."""
     due: dict[str, _Combination] = {}
     pairs: list[tuple[str, str, str]] = []
-    for code in cs.all_codes(billable_only=False):
-        record = cs.record(code)
-        if record.kind != "category":
-            continue
-        for note in record.includes:
-            if m := _DUE_TO.match(note.strip()):
-                ranges = _bare_ranges(m.group(1))
-                if ranges:
-                    due[code] = _Combination(code, (ranges,), _PARENS.sub("", m.group(2)).strip(" .").lower())
-            elif m := _WITH_ANY.match(note.strip()):
-                pairs.append((code, m.group(1).rstrip(".-"), m.group(2).rstrip(".-")))
+    for code, note in cs.notes_of("includes", "category"):
+        if m := _DUE_TO.match(note.strip()):
+            ranges = _bare_ranges(m.group(1))
+            if ranges:
+                due[code] = _Combination(code, (ranges,), _PARENS.sub("", m.group(2)).strip(" .").lower())
+        elif m := _WITH_ANY.match(note.strip()):
+            pairs.append((code, m.group(1).rstrip(".-"), m.group(2).rstrip(".-")))
     both = [_Combination(code, due[a].needs + due[b].needs, due[a].cause)
             for code, a, b in pairs if a in due and b in due and due[a].cause == due[b].cause]
     return both + list(due.values())

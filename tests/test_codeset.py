@@ -73,6 +73,21 @@ def test_inclusion_terms(cs):
     assert "Facial pain NOS" in cs.inclusion_terms("R51.9")
 
 
+def test_notes_of_a_kind_are_what_each_record_holds(cs):
+    # The combination-code rules read every category's Includes notes through this one query.
+    notes = cs.notes_of("includes", "category")
+    by_code: dict[str, list[str]] = {}
+    for code, text in notes:
+        by_code.setdefault(code, []).append(text)
+    assert by_code["I12"] == cs.record("I12").includes and "I12" in by_code
+    assert all(cs.record(code).kind == "category" for code in list(by_code)[::50])
+    position = {c: i for i, c in enumerate(cs.all_codes(billable_only=False))}
+    ordered = [position[c] for c in by_code]
+    assert ordered == sorted(ordered)  # code order, as the rules' "most needs first" relies on
+    for code in ("I10", "I11", "I13", "E11", "N18", "J44"):
+        assert by_code.get(code, []) == cs.record(code).includes
+
+
 def test_record_has_everything_the_lookup_panel_shows(cs):
     rec = cs.record("E11.22")
     assert rec.billable and rec.parent == "E11.2" and rec.children == []

@@ -214,6 +214,14 @@ class CodeSet:
         return [r[0] for r in self._con.execute(
             "SELECT text FROM notes WHERE code = ? AND field = ? ORDER BY rowid", (code, field_name))]
 
+    def notes_of(self, field_name: str, kind: str) -> list[tuple[str, str]]:
+        """(code, note) for every note of one field on the codes of one kind ("category"), in
+        code order and each code's notes in order: in one query what reading `record` of every
+        code would give (that takes seconds)."""
+        return self._con.execute(
+            "SELECT c.code, n.text FROM notes n JOIN codes c ON c.code = n.code "
+            "WHERE n.field = ? AND c.kind = ? ORDER BY c.ord, n.rowid", (field_name, kind)).fetchall()
+
     def inclusion_terms(self, code: str) -> list[str]:
         return self._notes(self._lookup(code)[0], "inclusion_term")
 

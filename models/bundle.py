@@ -147,9 +147,10 @@ class Bundle:
 
     def stacker(self, spec: str, served_verifier: bool = False):
         """The verifier's stacker for a model spec: this bundle's own model, or a server when
-        `served_verifier` says it serves the bundle's default GGUF (as `register` puts it there;
-        a server's model cannot be told apart otherwise). None: a generative bundle, retrieval,
-        a server running a generative model, or a model file from elsewhere."""
+        `served_verifier` says it serves the GGUF the bundle runs here (`model_to_run`, as
+        `register` puts it there; a server's model cannot be told apart otherwise). None: a
+        generative bundle, retrieval, a server running a generative model, or a model file from
+        elsewhere."""
         from .select import Stacker  # noqa: PLC0415
 
         if self.verifier is None or spec == "retrieval":
@@ -157,7 +158,7 @@ class Bundle:
         if spec.startswith(("ollama:", "openai:")):
             if not served_verifier:
                 return None
-            model = self.default_model()
+            model = self.model_to_run()
         else:
             model = self.model_for_path(spec)
             if model is None:

@@ -188,6 +188,13 @@ def test_the_bf16_gguf_runs_by_default_only_on_a_cpu_with_native_bf16(tmp_path, 
     assert b.runtime_spec(None) == str(tmp_path / f"gguf/icd10-coder-{runs}.gguf")
     assert b.runtime_spec("Q4_K_M") == str(tmp_path / q4.path)  # an explicit choice stands
     assert b.stacker(b.runtime_spec(None)).bias == own[f"gguf/icd10-coder-{runs}.gguf"]["bias"]
+    # `register` serves the same file, and a served verifier is read with that file's stacker.
+    from builder.distribution.register import bundle_gguf
+
+    assert bundle_gguf(b) == tmp_path / f"gguf/icd10-coder-{runs}.gguf"
+    assert bundle_gguf(b, "Q4_K_M") == tmp_path / q4.path
+    assert b.stacker("openai:http://127.0.0.1:1/v1#m", served_verifier=True).bias == own[
+        f"gguf/icd10-coder-{runs}.gguf"]["bias"]
     b.models = [q4]  # a bundle without BF16 runs its default everywhere
     assert b.runtime_spec(None) == str(tmp_path / q4.path)
     b.models, b.default_system = [q4, bf16], "retrieval"

@@ -36,7 +36,8 @@ class RegisterError(CoderError, RuntimeError):
 
 
 def bundle_gguf(bundle: Bundle, name: str | None = None) -> Path:
-    """The bundle's default GGUF, or the one named (a file name, a path inside the bundle, or a
+    """The GGUF the bundle runs here (its default, or its BF16 on a CPU with native bf16:
+    `Bundle.model_to_run`), or the one named (a file name, a path inside the bundle, or a
     quantization type such as Q8_0)."""
     ggufs = [m for m in bundle.models if m.format == "gguf"]
     if name:
@@ -44,7 +45,8 @@ def bundle_gguf(bundle: Bundle, name: str | None = None) -> Path:
         model = next((m for m in ggufs if name.lower() == m.variant.lower() or wanted.name == Path(m.path).name
                       or (wanted.is_absolute() and bundle.path(m.path).resolve() == wanted.resolve())), None)
     else:
-        model = next((m for m in ggufs if m.default), ggufs[0] if ggufs else None)
+        runs = bundle.model_to_run()
+        model = runs if runs in ggufs else next((m for m in ggufs if m.default), ggufs[0] if ggufs else None)
     if model is None:
         have = ", ".join(Path(m.path).name for m in ggufs) or "none"
         raise RegisterError(f"The bundle {bundle.root} has no {name or 'GGUF'} (GGUF files: {have}): "

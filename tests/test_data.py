@@ -159,6 +159,22 @@ def test_hub_id_offline_fails_fast_with_advice(monkeypatch):
 
 
 # --- config --------------------------------------------------------------------------------
+def test_cpu_full_is_cpu_default_without_time_limits():
+    # So a cpu-default run goes on under cpu-full from its checkpoint ("train longer").
+    from dataclasses import asdict
+
+    from builder.stages.train import _HOW_LONG
+
+    default, full = asdict(load_config(profile="cpu-default")), asdict(load_config(profile="cpu-full"))
+    for section in ("train", "verifier"):
+        assert full[section]["time_budget_minutes"] == 0.0 < default[section]["time_budget_minutes"]
+        assert ({k: v for k, v in full[section].items() if k not in _HOW_LONG}
+                == {k: v for k, v in default[section].items() if k not in _HOW_LONG})
+    assert full["evaluate"]["limit"] == 0  # every dev note at the end of `all`
+    assert {k: v for k, v in full.items() if k not in ("train", "verifier", "evaluate")} == {
+        k: v for k, v in default.items() if k not in ("train", "verifier", "evaluate")}
+
+
 def test_config_overrides_are_typed_and_checked(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('run_dir = "x"\n[data]\nseed = 3\nsynthetic_train = 4\n')

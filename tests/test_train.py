@@ -330,3 +330,13 @@ def test_checkpoints_of_other_inputs_are_never_resumed(tmp_path, capsys):
     assert train.resumable_checkpoint(ckpts, {"train": [1, 2], "lr": 3e-4}).endswith("checkpoint-10")
     assert train.resumable_checkpoint(ckpts, {"train": [1, 3], "lr": 3e-4}) is None
     assert "starting afresh" in capsys.readouterr().out and not (ckpts / "checkpoint-10").exists()
+
+
+def test_a_resumed_run_reports_the_mean_loss_of_every_step():
+    # The trainer's own figure divides a resumed run's losses by all steps (6 of 50: 0.07).
+    from builder.stages.train import mean_train_loss
+
+    history = [{"step": s, "loss": 0.8} for s in range(1, 45)] + [{"step": 44, "eval_loss": 0.9}]
+    history += [{"step": s, "loss": 0.5} for s in range(45, 51)]
+    assert mean_train_loss(history, fallback=0.07) == round((44 * 0.8 + 6 * 0.5) / 50, 4)
+    assert mean_train_loss([], fallback=0.31234) == 0.3123  # nothing logged: the trainer's figure

@@ -57,6 +57,23 @@ def test_gguf_export_quantizes_verifies_and_writes_the_modelfile(exported_run):
         export.gguf_path(exported_run, "Q4_K_M"))
 
 
+def test_earlier_exports_stay_listed_only_for_the_same_merged_model(exported_run):
+    from safetensors.torch import load_file, save_file
+
+    cfg = BuildConfig(run_dir=str(exported_run), model_kind="generative")
+    export.run(cfg, ["gguf"], ["Q8_0"])
+    report = export.run(cfg, ["gguf"], ["Q4_K_M"])  # another type of the same model: both listed
+    assert set(report["gguf"]) == {"icd10-coder-Q8_0.gguf", "icd10-coder-Q4_K_M.gguf"}
+    # Merged again (a retrain): the Q8_0 on disk is of the old model and must not pass for the new.
+    weights = exported_run / "merged/model.safetensors"
+    save_file(load_file(weights), weights, metadata={"format": "pt", "merged": "again"})
+    report = export.run(cfg, ["gguf"], ["Q4_K_M"])
+    assert set(report["gguf"]) == {"icd10-coder-Q4_K_M.gguf"}
+    assert report["not_kept"]["files"] == ["gguf/icd10-coder-Q8_0.gguf"]
+    listed = json.loads((exported_run / "manifest.json").read_text())["stages"]["export"]["outputs"]
+    assert "gguf/icd10-coder-Q8_0.gguf" not in listed and "gguf/icd10-coder-Q4_K_M.gguf" in listed
+
+
 def test_failed_quantize_leaves_no_file(tmp_path):
     bad = tmp_path / "in.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)

@@ -10,6 +10,7 @@ tokens on a fixed prompt set. An Ollama Modelfile is written next to the default
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import shutil
 import subprocess
@@ -150,6 +151,36 @@ def _previous_export(run_dir: Path) -> dict:
         return read(run_dir)["stages"].get("export") or {}
     except (OSError, ValueError, KeyError):
         return {}
+
+
+def merged_fingerprint(run_dir: Path, merged: Path) -> str:
+    """sha256 over the merged model's weight files: the checksums `merge` recorded in the run
+    manifest when it has them (hashing an 8B model again takes a minute), else computed."""
+    from builder.manifest import read
+
+    try:
+        recorded = read(run_dir)["stages"].get("merge", {}).get("outputs", {})
+    except (OSError, ValueError, KeyError):
+        recorded = {}
+    weights = sorted(merged.glob("*.safetensors"))
+    sums = []
+    for path in weights:
+        entry = recorded.get(str(path.relative_to(run_dir))) if path.is_relative_to(run_dir) else None
+        fresh = entry and entry.get("bytes") == path.stat().st_size
+        sums.append(f"{path.name}:{entry['sha256'] if fresh else sha256_file(path)}")
+    return hashlib.sha256("\n".join(sums).encode()).hexdigest()
+
+
+def _made_from(run_dir: Path, previous: dict, fingerprint: str) -> bool:
+    """Were the exports of this earlier record made from the merged model `fingerprint` names?
+    A record written before fingerprints were kept: when it is newer than the last merge."""
+    recorded = previous.get("inputs", {}).get("merged_sha256")
+    if recorded:
+        return recorded == fingerprint
+    from builder.manifest import read
+
+    merged_at = read(run_dir)["stages"].get("merge", {}).get("finished_at", "")
+    return bool(merged_at) and previous.get("finished_at", "") >= merged_at
 
 
 def _is_byte_level(merged: Path) -> bool:
@@ -335,9 +366,22 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
         if "fp32" not in onnx_types:  # made only to quantize from
             shutil.rmtree(onnx_path(run_dir, "fp32"), ignore_errors=True)
 
-    # Exports made earlier (another format or type) stay listed while their files exist: the app
-    # finds models through this manifest.
+    # Exports made earlier (another format or type) stay listed while their files exist, when
+    # they were made from this same merged model: the app finds models through this manifest.
+    # After a retrain, an old file would pass for the new model: it is left out, and said so.
     previous = _previous_export(run_dir)
+    made_from = merged_fingerprint(run_dir, merged)
+    if previous and not _made_from(run_dir, previous, made_from):
+        stale = sorted(rel for rel in previous.get("outputs", {})
+                       if (run_dir / rel).is_file() and run_dir / rel not in outputs
+                       and Path(rel).name not in ("Modelfile",) and not rel.endswith(STACKER_SUFFIX)
+                       and (rel.endswith(".gguf") or rel.endswith("model.onnx")))
+        if stale:
+            report["not_kept"] = {"files": stale, "why": "made from another merged model: export "
+                                  "them again (--format, --quantize) to keep them"}
+            print(f"export: not listing {', '.join(stale)}: made from another merged model "
+                  "(export them again to keep them).", file=sys.stderr)
+        previous = {}
     for rel in previous.get("outputs", {}):
         path = run_dir / rel
         if path.is_file() and path not in outputs:
@@ -348,6 +392,7 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
             if name not in report[fmt] and kept.exists():
                 report[fmt][name] = entry
     record_stage(run_dir, "export", {"formats": formats, "gguf_types": gguf_types,
-                                     "onnx_types": onnx_types}, {"merged": str(merged)}, outputs,
+                                     "onnx_types": onnx_types},
+                 {"merged": str(merged), "merged_sha256": made_from}, outputs,
                  time.perf_counter() - started, {"exports": report})
     return report

@@ -46,7 +46,7 @@ def bundle_gguf(bundle: Bundle, name: str | None = None) -> Path:
                       or (wanted.is_absolute() and bundle.path(m.path).resolve() == wanted.resolve())), None)
     else:
         runs = bundle.model_to_run()
-        model = runs if runs in ggufs else next((m for m in ggufs if m.default), ggufs[0] if ggufs else None)
+        model = runs if runs in ggufs else bundle.find_model(fmt="gguf")
     if model is None:
         have = ", ".join(Path(m.path).name for m in ggufs) or "none"
         raise RegisterError(f"The bundle {bundle.root} has no {name or 'GGUF'} (GGUF files: {have}): "

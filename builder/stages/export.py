@@ -144,42 +144,34 @@ def export_gguf(merged: Path, run_dir: Path, qtypes: list[str], threads: int = 0
     return written
 
 
-def _previous_export(run_dir: Path) -> dict:
+def _recorded_stages(run_dir: Path) -> dict:
     from builder.manifest import read
 
     try:
-        return read(run_dir)["stages"].get("export") or {}
+        return read(run_dir)["stages"]
     except (OSError, ValueError, KeyError):
         return {}
 
 
-def merged_fingerprint(run_dir: Path, merged: Path) -> str:
-    """sha256 over the merged model's weight files: the checksums `merge` recorded in the run
-    manifest when it has them (hashing an 8B model again takes a minute), else computed."""
-    from builder.manifest import read
-
-    try:
-        recorded = read(run_dir)["stages"].get("merge", {}).get("outputs", {})
-    except (OSError, ValueError, KeyError):
-        recorded = {}
-    weights = sorted(merged.glob("*.safetensors"))
+def merged_fingerprint(merged: Path, merge_record: dict) -> str:
+    """sha256 over the merged model's weight files: the checksums `merge` recorded (hashing an
+    8B model again takes a minute) where the file is still the size recorded, else computed."""
+    recorded = merge_record.get("outputs", {})
     sums = []
-    for path in weights:
-        entry = recorded.get(str(path.relative_to(run_dir))) if path.is_relative_to(run_dir) else None
+    for path in sorted(merged.glob("*.safetensors")):
+        entry = recorded.get(f"{merged.name}/{path.name}")
         fresh = entry and entry.get("bytes") == path.stat().st_size
         sums.append(f"{path.name}:{entry['sha256'] if fresh else sha256_file(path)}")
     return hashlib.sha256("\n".join(sums).encode()).hexdigest()
 
 
-def _made_from(run_dir: Path, previous: dict, fingerprint: str) -> bool:
+def _made_from(previous: dict, merge_record: dict, fingerprint: str) -> bool:
     """Were the exports of this earlier record made from the merged model `fingerprint` names?
     A record written before fingerprints were kept: when it is newer than the last merge."""
     recorded = previous.get("inputs", {}).get("merged_sha256")
     if recorded:
         return recorded == fingerprint
-    from builder.manifest import read
-
-    merged_at = read(run_dir)["stages"].get("merge", {}).get("finished_at", "")
+    merged_at = merge_record.get("finished_at", "")
     return bool(merged_at) and previous.get("finished_at", "") >= merged_at
 
 
@@ -369,13 +361,13 @@ def run(cfg: BuildConfig, formats: list[str] | None = None, gguf_types: list[str
     # Exports made earlier (another format or type) stay listed while their files exist, when
     # they were made from this same merged model: the app finds models through this manifest.
     # After a retrain, an old file would pass for the new model: it is left out, and said so.
-    previous = _previous_export(run_dir)
-    made_from = merged_fingerprint(run_dir, merged)
-    if previous and not _made_from(run_dir, previous, made_from):
+    stages = _recorded_stages(run_dir)
+    previous, merge_record = stages.get("export") or {}, stages.get("merge") or {}
+    made_from = merged_fingerprint(merged, merge_record)
+    if previous and not _made_from(previous, merge_record, made_from):
         stale = sorted(rel for rel in previous.get("outputs", {})
-                       if (run_dir / rel).is_file() and run_dir / rel not in outputs
-                       and Path(rel).name not in ("Modelfile",) and not rel.endswith(STACKER_SUFFIX)
-                       and (rel.endswith(".gguf") or rel.endswith("model.onnx")))
+                       if rel.endswith((".gguf", "model.onnx")) and (run_dir / rel).is_file()
+                       and run_dir / rel not in outputs)
         if stale:
             report["not_kept"] = {"files": stale, "why": "made from another merged model: export "
                                   "them again (--format, --quantize) to keep them"}

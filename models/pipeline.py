@@ -224,13 +224,16 @@ class Pipeline:
 
     def apply_rules(self, note: str, suggestions: list[Suggestion],
                     candidates: dict[str, Candidate]) -> tuple[list[Suggestion], list[Rejected]]:
-        """models/rules.py on the suggestions: symptoms the note's assessment leaves out go, an
+        """models/rules.py on the suggestions: codes for a side the note does not name go,
+        symptoms the note's assessment leaves out go, an
         "unspecified" code gives way to the specific one the assessment states, a retrieved code
         the assessment states in the code set's words comes in, then what
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged."""
-        dropped = rules.unassessed_symptoms(self.cs, note, [s.code for s in suggestions])
+        dropped = rules.wrong_side(self.cs, note, [s.code for s in suggestions])
+        dropped += rules.unassessed_symptoms(self.cs, note, [s.code for s in suggestions
+                                                             if s.code not in {r.raw for r in dropped}])
         gone = {r.raw for r in dropped}
         suggestions = [s for s in suggestions if s.code not in gone]
         stated = rules.specific_in_assessment(self.cs, note, [s.code for s in suggestions])

@@ -88,6 +88,15 @@ def test_notes_of_a_kind_are_what_each_record_holds(cs):
         assert by_code.get(code, []) == cs.record(code).includes
 
 
+def test_descriptions_containing_finds_text_in_any_case_and_literally(cs):
+    # The laterality rule learns which body parts have sides from these descriptions.
+    found = dict(cs.descriptions_containing("LEFT KNEE"))
+    assert found["M25.562"] == "Pain in left knee" and "M25.561" not in found
+    assert all("left knee" in d.lower() for d in found.values())
+    assert cs.descriptions_containing("100%") == []  # % and _ are not wildcards
+    assert all("_" in d for _, d in cs.descriptions_containing("_"))
+
+
 def test_record_has_everything_the_lookup_panel_shows(cs):
     rec = cs.record("E11.22")
     assert rec.billable and rec.parent == "E11.2" and rec.children == []

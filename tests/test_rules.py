@@ -299,3 +299,35 @@ def test_a_retrieved_code_the_assessment_states_in_its_own_words_is_suggested(cs
     assert "I48.21" in result.codes and "I10" in result.codes
     by_code = {s.code: s for s in result.suggestions}
     assert "stated_in_assessment" in by_code["I48.21"].flags and "stated_in_assessment" not in by_code["I10"].flags
+
+
+def test_a_code_for_the_side_the_note_does_not_name_is_not_suggested(cs):
+    """A left-knee note: the right-knee code goes, the left-knee one stays; a bilateral code needs
+    both sides ("both eyes" counts, "both diabetes and..." does not); a note naming no side, or a
+    code whose category has no sides (I50.1 "Left ventricular failure"), is left alone."""
+    left_knee = "Pain in the left knee for three months, worse with stairs."
+    assert rules.wrong_side(cs, left_knee, ["M25.561", "M25.562", "M25.569", "I10", "I50.1"]) == [
+        Rejected("M25.561", rules.WRONG_SIDE)]
+    assert rules.wrong_side(cs, "Knee pain for three months.", ["M25.561"]) == []
+    assert rules.wrong_side(cs, "Cortical cataract of the left eye.", ["H25.013", "H25.012"]) == [
+        Rejected("H25.013", rules.WRONG_SIDE)]
+    for both in ("Cortical cataract in both eyes; left worse.", "Bilateral cortical cataract, left worse."):
+        assert rules.wrong_side(cs, both, ["H25.013", "H25.011", "H25.012"]) == []
+    assert rules.wrong_side(cs, "Both diabetes and a left eye cataract.", ["H25.013"]) == [
+        Rejected("H25.013", rules.WRONG_SIDE)]
+    # Through the pipeline: reported with its reason, whatever the selector's confidence.
+    result = fixed_pipeline(cs, [("M25.561", 0.9), ("M25.562", 0.5)]).suggest(left_knee)
+    assert result.codes == ["M25.562"]
+    assert Rejected("M25.561", rules.WRONG_SIDE) in result.rejected
+
+
+def test_one_named_side_states_a_unilateral_code(cs):
+    """ICD-10-CM writes "Unilateral primary osteoarthritis, left knee"; a physician writes "primary
+    osteoarthritis of left knee". One side named is unilateral; "both knees" is bilateral."""
+    note = "HPI: knee pain.\nAssessment and plan:\n1. Primary osteoarthritis of left knee: physical therapy.\n"
+    pool = ["M25.562", "M17.9", "M17.12", "M17.0", "M17.11"]
+    assert rules.stated_in_assessment(cs, note, pool, []) == ["M17.12"]
+    assert rules.specific_in_assessment(cs, note, ["M17.9"]) == {"M17.9": "M17.12"}
+    assert rules.stated_in_assessment(cs, note.replace("left knee", "both knees"), pool, []) == ["M17.0"]
+    # Two sides of two different joints are not "bilateral" knee.
+    assert rules.stated_in_assessment(cs, note.replace("left knee", "right knee and left hip"), pool, []) == []

@@ -29,10 +29,10 @@ from models.contract import note_from_messages
 from models.errors import CoderError
 from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from models.pipeline import Flag, Pipeline
-from models.rules import IN_COMBINATION, INTEGRAL_SYMPTOM, LESS_SPECIFIC, NOT_IN_ASSESSMENT
+from models.rules import IN_COMBINATION, INTEGRAL_SYMPTOM, LESS_SPECIFIC, NOT_IN_ASSESSMENT, WRONG_SIDE
 from models.select import open_selector
 
-RULE_REASONS = (INTEGRAL_SYMPTOM, LESS_SPECIFIC, IN_COMBINATION, NOT_IN_ASSESSMENT)
+RULE_REASONS = (INTEGRAL_SYMPTOM, LESS_SPECIFIC, IN_COMBINATION, NOT_IN_ASSESSMENT, WRONG_SIDE)
 
 
 class EvalDataError(CoderError, ValueError):

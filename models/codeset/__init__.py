@@ -222,6 +222,13 @@ class CodeSet:
             "SELECT c.code, n.text FROM notes n JOIN codes c ON c.code = n.code "
             "WHERE n.field = ? AND c.kind = ? ORDER BY c.ord, n.rowid", (field_name, kind)).fetchall()
 
+    def descriptions_containing(self, text: str) -> list[tuple[str, str]]:
+        """(code, description) of every code whose description holds `text`, any case, in one
+        query."""
+        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return self._con.execute("SELECT code, description FROM codes WHERE description LIKE ? "
+                                 "ESCAPE '\\' ORDER BY ord", (f"%{pattern}%",)).fetchall()
+
     def inclusion_terms(self, code: str) -> list[str]:
         return self._notes(self._lookup(code)[0], "inclusion_term")
 

@@ -93,8 +93,9 @@ def test_descriptions_containing_finds_text_in_any_case_and_literally(cs):
     found = dict(cs.descriptions_containing("LEFT KNEE"))
     assert found["M25.562"] == "Pain in left knee" and "M25.561" not in found
     assert all("left knee" in d.lower() for d in found.values())
-    assert cs.descriptions_containing("100%") == []  # % and _ are not wildcards
-    assert all("_" in d for _, d in cs.descriptions_containing("_"))
+    # % and _ are not wildcards: "100%-200% displacement" is found, "1_0%" is not.
+    assert cs.descriptions_containing("100%") and all("100%" in d for _, d in cs.descriptions_containing("100%"))
+    assert cs.descriptions_containing("1_0%") == [] and cs.descriptions_containing("left%knee") == []
 
 
 def test_record_has_everything_the_lookup_panel_shows(cs):

@@ -331,3 +331,28 @@ def test_one_named_side_states_a_unilateral_code(cs):
     assert rules.stated_in_assessment(cs, note.replace("left knee", "both knees"), pool, []) == ["M17.0"]
     # Two sides of two different joints are not "bilateral" knee.
     assert rules.stated_in_assessment(cs, note.replace("left knee", "right knee and left hip"), pool, []) == []
+
+
+def test_pain_at_the_site_of_a_diagnosis_is_integral_to_it(cs):
+    """Knee pain is part of the osteoarthritis of that knee (guideline I.B.5): "Pain in left knee"
+    goes beside M17.12, stays beside the other knee's disease, beside a finding of its own
+    category (M25.451 effusion of the hip) and beside a diagnosis of another site."""
+    assert run(cs, "M25.562", "M17.12") == (["M17.12"], {"M25.562": rules.INTEGRAL_SYMPTOM})
+    assert run(cs, "M25.561", "M17.12")[1] == {}            # right knee pain, left knee arthritis
+    assert run(cs, "M25.569", "M17.12")[1] == {"M25.569": rules.INTEGRAL_SYMPTOM}  # side unsaid
+    assert run(cs, "M25.551", "M25.451")[1] == {}           # both findings of the hip (M25)
+    assert run(cs, "M25.551", "M17.12")[1] == {}            # hip pain, knee arthritis
+    assert run(cs, "M25.551", "M16.11", "I10")[0] == ["M16.11", "I10"]  # hip arthritis: hip pain goes
+
+
+def test_a_diagnosis_the_assessment_states_displaces_the_pain_at_its_site(cs):
+    """The left-knee clinic note: the ranker is surer of "Pain in left knee" than of the
+    osteoarthritis, but the assessment establishes the osteoarthritis, so the pain is not coded."""
+    note = ("HPI: pain in the left knee for 3 months, worse with stairs.\n"
+            "Assessment and plan:\n1. Primary osteoarthritis of left knee: physical therapy.\n")
+    result = fixed_pipeline(cs, [("M25.562", 0.6), ("M17.12", 0.2)]).suggest(note)
+    assert result.codes == ["M17.12"]
+    assert Rejected("M25.562", rules.INTEGRAL_SYMPTOM) in result.rejected
+    # Without the assessment the surer pain code stays beside the less sure diagnosis.
+    plain = fixed_pipeline(cs, [("M25.562", 0.6), ("M17.12", 0.2)]).suggest(note.split("Assessment")[0])
+    assert set(plain.codes) == {"M25.562", "M17.12"}

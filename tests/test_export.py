@@ -132,6 +132,9 @@ def test_modelfile_templates_follow_the_chat_format():
     assert "<|im_start|>{{ .Role }}" in chatml and SYSTEM_PROMPT.splitlines()[0] in chatml
     llama3 = render_modelfile("./m.gguf", "<|start_header_id|>{{ role }}")
     assert 'PARAMETER stop "<|eot_id|>"' in llama3
+    from builder.base_gemma import GEMMA_CHAT_TEMPLATE  # the template the Gemma base is given
+    gemma = render_modelfile("./m.gguf", GEMMA_CHAT_TEMPLATE)
+    assert "<start_of_turn>model\n" in gemma and 'PARAMETER stop "<end_of_turn>"' in gemma
     with pytest.raises(UnknownChatFormat):
         render_modelfile("./m.gguf", "[INST] {{ content }} [/INST]")
     assert "raw prompts" not in chatml  # a generative model is prompted through its template

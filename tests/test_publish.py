@@ -80,6 +80,19 @@ def test_a_verifier_bundles_card_says_what_the_model_does_and_credits_its_data(b
     assert "**The bundle runs the retriever alone by default**" in card and "0.5628" in card
 
 
+@pytest.mark.parametrize("base, front, credit", [
+    ("embedded:gemma3-270m", "license: gemma\nbase_model: google/gemma-3-270m", "Gemma Terms of Use"),
+    ("meta-llama/Meta-Llama-3-8B-Instruct", "license: other\nbase_model: meta-llama/Meta-Llama-3-8B-Instruct",
+     "its own license applies"),
+])
+def test_a_card_carries_the_license_of_the_base_its_model_was_trained_from(built_run, base, front, credit):
+    """A model trained from Gemma or Llama 3 is not Apache-2.0: the card says whose terms apply."""
+    b = bundle_mod.read(built_run / "bundle")
+    b.provenance["base_model"] = base
+    card = publish.model_card("someone/icd10", b, publish.published_files(b))
+    assert front in card.split("---")[1] and credit in card and "Apache-2.0" not in card
+
+
 def test_a_file_changed_since_the_build_is_not_published(built_run, tmp_path):
     gguf = built_run / "bundle/gguf/icd10-coder-Q4_K_M.gguf"
     gguf.write_bytes(gguf.read_bytes()[:1000])  # truncated after export

@@ -2,7 +2,7 @@
 its stop tokens, greedy decoding, and the contract's system prompt.
 
 Ollama renders templates in Go's text/template; the model's own template is Jinja. We recognise
-the two chat formats our profiles use (ChatML: SmolLM2, Qwen; Llama 3 headers) and refuse others
+the chat formats our bases use (ChatML: SmolLM2, Qwen; Llama 3 headers; Gemma turns) and refuse others
 rather than guess, since a wrong template silently ruins answers.
 """
 from __future__ import annotations
@@ -20,9 +20,14 @@ LLAMA3_TEMPLATE = """<|begin_of_text|>{{- range .Messages }}<|start_header_id|>{
 {{- end }}<|start_header_id|>assistant<|end_header_id|>
 
 """
+GEMMA_TEMPLATE = """{{- range .Messages }}<start_of_turn>{{ if eq .Role "assistant" }}model{{ else }}user{{ end }}
+{{ .Content }}<end_of_turn>
+{{ end }}<start_of_turn>model
+"""
 CHAT_FORMATS = {
     "chatml": ("<|im_start|>", CHATML_TEMPLATE, ["<|im_end|>", "<|im_start|>"]),
     "llama3": ("<|start_header_id|>", LLAMA3_TEMPLATE, ["<|eot_id|>", "<|start_header_id|>"]),
+    "gemma": ("<start_of_turn>", GEMMA_TEMPLATE, ["<end_of_turn>", "<start_of_turn>"]),
 }
 
 
@@ -34,7 +39,7 @@ def chat_format(jinja_template: str) -> str:
     for name, (marker, _, _) in CHAT_FORMATS.items():
         if marker in jinja_template:
             return name
-    raise UnknownChatFormat("The model's chat template is neither ChatML nor Llama 3; write the "
+    raise UnknownChatFormat("The model's chat template is not ChatML, Llama 3 or Gemma; write the "
                             "Modelfile TEMPLATE by hand (https://ollama.com/blog/modelfile).")
 
 

@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from builder.base_gemma import GEMMA
 from builder.base_model import EMBEDDED
 from builder.evaluation.report import system_name
 from models.bundle import BUNDLE_FILE, Bundle
@@ -29,6 +30,13 @@ from models.errors import CoderError
 from models.files import atomic_dir, link_or_copy
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# base_model -> (hub id, the card's license tag, the credit line): a model trained from a base
+# carries that base's license. Any other base: "other", and its own license applies.
+BASE_LICENSES = {
+    EMBEDDED: (EMBEDDED_HUB_ID, "apache-2.0", "Apache-2.0"),
+    GEMMA: ("google/gemma-3-270m", "gemma",
+            "Gemma Terms of Use, https://ai.google.dev/gemma/terms; they apply to this model too"),
+}
 CODIESP_CREDIT = (
     "CodiEsp corpus (CLEF eHealth 2020): Miranda-Escalada A., Gonzalez-Agirre A., Armengol-Estapé "
     "J., Krallinger M. \"Overview of automatic clinical coding: annotations, guidelines, and "
@@ -124,7 +132,8 @@ def _verifier_training(summary: dict) -> str:
 def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
     data = bundle.provenance.get("data", {})
     base = bundle.provenance.get("base_model", EMBEDDED)
-    base_id = EMBEDDED_HUB_ID if base == EMBEDDED else base
+    base_id, license_tag, license_line = BASE_LICENSES.get(
+        base, (base, "other", "its own license applies to this model too"))
     summary = bundle.provenance.get("train_summary", {})
     lora_r = bundle.provenance.get("lora", {}).get("r", "?")
     ggufs = sorted(p for p in files if p.endswith(".gguf"))
@@ -148,7 +157,7 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
     table += [f"| {r['data']} | {r['model']} | {r['notes']} | {r['micro_f1']:.3f} | "
               f"{r['precision']:.3f} | {r['recall']:.3f} | {_seconds(r['p50_s'])} |" for r in rows]
     verifier = bundle.verifier is not None
-    front = ["---", "license: apache-2.0", f"base_model: {base_id}", "language:", "- en",
+    front = ["---", f"license: {license_tag}", f"base_model: {base_id}", "language:", "- en",
              "pipeline_tag: text-generation", "library_name: transformers",
              "tags:", "- icd-10-cm", "- medical-coding", "- clinical", "- gguf", "- onnx", "---"]
     lines = [
@@ -196,7 +205,7 @@ def model_card(repo_id: str, bundle: Bundle, files: dict) -> str:
            "the prompt with the candidate codes and validates the answer; used bare, the model needs "
            "the same prompt (see `bundle.json` and the project's `models/contract.py`)."), "",
         "## Credits and licenses", "",
-        f"- Base model: {base_id} (Apache-2.0).",
+        f"- Base model: {base_id} ({license_line}).",
         f"- {EDITION}: the official code set (public domain, CDC/NCHS), through `simple-icd-10-cm`.",
         *([f"- {CODIESP_CREDIT}"] if credit_codiesp else []), "",
     ]

@@ -146,6 +146,20 @@ _AFFIRMATION = re.compile(
     re.I)
 
 
+# A normal finding: a body part or test, then "clear", "normal", "unremarkable", "negative" or
+# "within normal limits" ("Lungs clear to auscultation bilaterally", "Chest X-ray: normal",
+# "the lungs were clear"). The clause says the part is healthy, so it names no condition of it.
+# The part is one to three words, none of them a link ("leukocytosis with normal formula" is
+# leukocytosis); what follows "and"/"but"/"with"/"showed" after the finding is read as a clause
+# of its own ("The ECG was normal and chest X-ray showed cardiomegaly").
+_LINK_WORDS = r"(?:with|and|or|of|in|on|to|for|by|without|but|while|showed|shows|revealed)"
+_NORMAL_FINDING = re.compile(
+    rf"^\W*(?:the\s+)?(?:(?!{_LINK_WORDS}\b)[\w-]+\s+){{0,2}}(?!{_LINK_WORDS}\b)[\w-]+"
+    r"(?:\s*:\s*|\s+(?:(?:is|are|was|were)\s+)?)"
+    r"(?:clear|normal|unremarkable|negative|within normal limits|wnl)\b", re.I)
+_AFTER_FINDING = re.compile(r"\b(?:and|but|while|whereas|with|showed|shows|revealed)\b", re.I)
+
+
 def sentences(note: str) -> list[tuple[int, int]]:
     """(start, end) spans of the note's sentences (split at full stops, semicolons and lines)."""
     return [m.span() for m in _SENTENCE.finditer(note)]
@@ -158,7 +172,8 @@ def clauses(note: str):
     pain, dysphagia or weight loss" excludes all three, until a contrast word ("but", "however",
     "although", "except", ...), a clause or words that start anew ("and he reports cough", "who
     underwent ...", "presented with ...", any clause of more than six words) or the end of the
-    sentence.
+    sentence. A normal finding ("Lungs clear to auscultation", "Chest X-ray: normal") is negated
+    too, up to an "and"/"with"/"showed" that starts a statement of its own.
     """
     for sent in _SENTENCE.finditer(note):
         offset, negated = sent.start(), False
@@ -168,6 +183,12 @@ def clauses(note: str):
             if _CLAUSE_SPLIT.fullmatch(piece):
                 negated = negated and piece == ","  # a contrast word ends the negation's reach
                 continue
+            if finding := _NORMAL_FINDING.match(piece):
+                negated = False
+                rest = _AFTER_FINDING.search(piece, finding.end())
+                if rest is None or not key_words(piece[rest.end():]):
+                    continue
+                idx, piece = idx + rest.end(), piece[rest.end():]
             listed = negated and not _AFFIRMATION.match(piece) and len(
                 WORD_RE.findall(piece.lower())) <= _LIST_ITEM_WORDS
             spans, negated = _affirmed(piece, listed)

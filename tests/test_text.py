@@ -21,6 +21,21 @@ def test_each_cue_negates_its_list(cue):
     assert kept(f"{cue} pulmonary embolism, pneumonia or pleural effusion.") == []
 
 
+def test_a_normal_finding_names_no_condition_of_its_part():
+    """"Lungs clear to auscultation" is a healthy lung, not "Other disorders of lung" (J98.4);
+    a condition named beside it, or one whose name holds "normal" or "clear", stays."""
+    for finding in ("Lungs clear to auscultation bilaterally.", "Chest X-ray: normal.",
+                    "The lungs were clear.", "Blood cultures negative.", "Renal function within normal limits."):
+        assert kept(finding) == [], finding
+    assert kept("Patient with pneumonia, lungs clear today.") == ["Patient with pneumonia"]
+    assert kept("Left knee normal, right knee swollen.") == ["right knee swollen."]
+    for condition in ("Abnormal weight loss.", "Normal pregnancy.", "Clear cell carcinoma of the kidney.",
+                      "Leukocytosis with normal formula."):
+        assert kept(condition) == [condition]
+    # What follows the finding is a statement of its own.
+    assert kept("The ECG was normal and chest X-ray showed cardiomegaly.") == ["chest X-ray showed cardiomegaly."]
+
+
 def test_the_next_sentence_is_not_negated():
     assert kept("No fever. Cough for 3 days.") == ["Cough for 3 days."]
     assert kept("Denies chest pain, dyspnea\nHypertension") == ["Hypertension"]

@@ -144,18 +144,9 @@ def ensure_gemma_model() -> str:
     """The HF folder of Gemma 3 270M (fp32 safetensors and the rebuilt tokenizer), made once."""
     folder = gemma_folder() / "model"
     if not (folder / "model.safetensors").exists():
-        from transformers import AutoModelForCausalLM  # noqa: PLC0415
+        from builder.base_model import save_dequantized  # noqa: PLC0415 - it imports this module
 
         gguf = gemma_gguf()
         with atomic_dir(folder) as tmp:
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            # As for SmolLM2: the weights are dequantized already, the model no longer quantized.
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            tokenizer = write_tokenizer(gguf, Path(tmp))
-            for config in (model.config, model.generation_config):
-                config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
-                config.pad_token_id = tokenizer.pad_token_id
-            model.save_pretrained(tmp, safe_serialization=True)
+            save_dequantized(gguf, Path(tmp), write_tokenizer(gguf, Path(tmp)))
     return str(folder)

@@ -140,21 +140,27 @@ def ensure_base_model(base: str = EMBEDDED) -> str:
         return base if Path(base).exists() else hub_model(base)
     folder = embedded_folder() / "model"
     if not (folder / "model.safetensors").exists():
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+        from transformers import AutoTokenizer  # noqa: PLC0415
 
         gguf = embedded_gguf()
         with atomic_dir(folder) as tmp:
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            # transformers refuses to save a GGUF-loaded model while it still looks quantized;
-            # the weights are already dequantized to fp32.
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            tok = _fix_tokenizer(AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name))
-            model.config.eos_token_id = tok.eos_token_id
-            model.config.pad_token_id = tok.pad_token_id
-            model.generation_config.eos_token_id = tok.eos_token_id
-            model.generation_config.pad_token_id = tok.pad_token_id
-            model.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
+            save_dequantized(gguf, tmp, _fix_tokenizer(
+                AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)))
     return str(folder)
+
+
+def save_dequantized(gguf: Path, folder: Path, tokenizer) -> None:
+    """The GGUF's model as an fp32 safetensors folder, with `tokenizer` and its eos and pad
+    written into the model's configs."""
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # transformers refuses to save a GGUF-loaded model while it still looks quantized; the
+    # weights are already dequantized to fp32.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    for config in (model.config, model.generation_config):
+        config.eos_token_id, config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

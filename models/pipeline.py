@@ -262,9 +262,8 @@ class Pipeline:
             s.flags.append(Flag.STATED)
             replaced.append(s)
         suggestions = replaced
-        codes = [s.code for s in suggestions]
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
-                              rules.established_in_assessment(self.cs, note, codes))
+                              rules.established_in_assessment(self.cs, note, [s.code for s in suggestions]))
         by_code = {s.code: s for s in suggestions}
         out = []
         for code, probability in applied.kept:

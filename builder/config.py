@@ -73,6 +73,10 @@ class VerifierConfig:
     grad_accum: int = 8
     learning_rate: float = 3e-4
     positive_weight: float = 2.0  # about 1 candidate in 8 is right: weigh the yes slots up
+    # Learn what the ranker lacks: the loss reads the verifier's margin added to the ranker's
+    # out-of-fold logit, so the model is pushed only where the ranker is wrong or unsure. Off: in
+    # 25 CPU minutes it added nothing either (README, "A residual verifier").
+    residual: bool = False
     max_cases: int = 0  # 0: every train case
 
 

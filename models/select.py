@@ -116,6 +116,12 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def ranker_logit(candidate: Candidate) -> float:
+    """The ranker's probability as a logit (clipped): what the stacker and the residual verifier
+    add the verifier's margin to."""
+    return _logit(candidate.score)
+
+
 STACKER_INPUTS = ("ranker_logit", "verifier_margin", "margin_x_ranker") + FEATURES
 
 
@@ -132,7 +138,7 @@ class Stacker:
 
     @staticmethod
     def row(candidate: Candidate, margin: float) -> dict[str, float]:
-        ranker = _logit(candidate.score)
+        ranker = ranker_logit(candidate)
         return {"ranker_logit": ranker, "verifier_margin": margin, "margin_x_ranker": margin * ranker,
                 **dict(zip(FEATURES, candidate.features))}
 

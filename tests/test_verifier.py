@@ -152,18 +152,27 @@ def test_slot_loss_reads_only_the_decision_slots(tiny_llama_folder, hf_tokenize)
     rows = []
     for note, labels in ((NOTE, [1.0, 1.0, 0.0]), ("Chest pain at rest.", [0.0, 0.0, 1.0])):
         inp = build_verifier_input(note, CANDIDATES, tokenize)
-        rows.append({"input_ids": inp.ids, "slots": inp.slots, "slot_labels": labels})
-    batch = collate(rows, tok.pad_token_id)
-    loss, _ = slot_loss(model, batch, choices, positive_weight=2.0)
+        rows.append({"input_ids": inp.ids, "slots": inp.slots, "slot_labels": labels,
+                     "slot_offsets": [0.0] * len(labels)})
+    loss, _ = slot_loss(model, collate(rows, tok.pad_token_id), choices, positive_weight=2.0)
     # The same loss from the full logits of each row on its own (no padding involved).
     margins, labels = [], []
     for r in rows:
         logits = model(input_ids=torch.tensor([r["input_ids"]])).logits[0]
         margins += (logits[r["slots"], choices[0]] - logits[r["slots"], choices[1]]).tolist()
         labels += r["slot_labels"]
-    expected = F.binary_cross_entropy_with_logits(torch.tensor(margins), torch.tensor(labels),
-                                                  pos_weight=torch.tensor(2.0))
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+    def bce(z):
+        return F.binary_cross_entropy_with_logits(torch.tensor(z), torch.tensor(labels),
+                                                  pos_weight=torch.tensor(2.0)).item()
+
+    assert loss.item() == pytest.approx(bce(margins), rel=1e-4)
+    # Learning the ranker's residual: the loss reads margin + the ranker's logit at each slot.
+    rows[0]["slot_offsets"], rows[1]["slot_offsets"] = [2.0, 1.0, -3.0], [-2.0, -0.5, 1.5]
+    residual, _ = slot_loss(model, collate(rows, tok.pad_token_id), choices, positive_weight=2.0)
+    offsets = rows[0]["slot_offsets"] + rows[1]["slot_offsets"]
+    assert residual.item() == pytest.approx(bce([m + o for m, o in zip(margins, offsets)]), rel=1e-4)
+    assert residual.item() < loss.item()  # offsets that agree with the labels leave less to learn
 
 
 def test_verifier_stage_trains_scores_the_holdout_and_fits_the_stacker(tiny_llama_folder, tmp_path, cs):

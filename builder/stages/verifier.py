@@ -81,15 +81,18 @@ def load_cases(run_dir: Path, cs, max_cases: int = 0) -> list[dict]:
 
 def encode(case: dict, tokenize, vc) -> dict:
     from models.contract import build_verifier_input
+    from models.select import ranker_logit
 
     inp = build_verifier_input(case["text"], case["candidates"], tokenize,
                                max_note_tokens=vc.max_note_tokens, max_candidates=vc.candidates)
     return {"input_ids": inp.ids, "slots": inp.slots, "candidates": inp.candidates,
-            "slot_labels": [case["labels"][c.code] for c in inp.candidates]}
+            "slot_labels": [case["labels"][c.code] for c in inp.candidates],
+            "slot_offsets": [ranker_logit(c) if vc.residual else 0.0 for c in inp.candidates]}
 
 
 def slot_loss(model, inputs: dict, choices: tuple[int, int], positive_weight: float):
-    """Binary cross-entropy of logit(yes) - logit(no) at the decision slots only."""
+    """Binary cross-entropy of logit(yes) - logit(no) at the decision slots only, added to each
+    slot's offset (the ranker's logit when the verifier learns the ranker's residual)."""
     import torch
     import torch.nn.functional as F
 
@@ -99,7 +102,7 @@ def slot_loss(model, inputs: dict, choices: tuple[int, int], positive_weight: fl
                 use_cache=False, logits_to_keep=keep)
     col = torch.searchsorted(keep, slot_pos)
     logits = out.logits[slot_batch, col][:, list(choices)].float()
-    margin = logits[:, 0] - logits[:, 1]
+    margin = logits[:, 0] - logits[:, 1] + inputs["slot_offsets"].to(logits.device)
     weight = torch.tensor(positive_weight, device=margin.device)
     return F.binary_cross_entropy_with_logits(margin, inputs["slot_labels"].to(margin.device),
                                               pos_weight=weight), out
@@ -111,15 +114,17 @@ def collate(rows: list[dict], pad_id: int) -> dict:
     n = max(len(r["input_ids"]) for r in rows)
     ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), n), dtype=torch.long)
-    sb, sp, sl = [], [], []
+    sb, sp, sl, so = [], [], [], []
     for b, r in enumerate(rows):
         ids[b, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
         mask[b, : len(r["input_ids"])] = 1
         sb += [b] * len(r["slots"])
         sp += r["slots"]
         sl += r["slot_labels"]
+        so += r["slot_offsets"]
     return {"input_ids": ids, "attention_mask": mask, "slot_batch": torch.tensor(sb),
-            "slot_pos": torch.tensor(sp), "slot_labels": torch.tensor(sl, dtype=torch.float32)}
+            "slot_pos": torch.tensor(sp), "slot_labels": torch.tensor(sl, dtype=torch.float32),
+            "slot_offsets": torch.tensor(so, dtype=torch.float32)}
 
 
 def _trainer_class(choices: tuple[int, int], positive_weight: float):
@@ -291,7 +296,8 @@ def run(cfg: BuildConfig) -> dict:
     model = get_peft_model(model, lora_config(cfg))
 
     rows = [encode(c, tokenize, vc) for c in tqdm(train_cases, desc="verifier: encode")]
-    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "slots", "slot_labels")} for r in rows])
+    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "slots", "slot_labels", "slot_offsets")}
+                           for r in rows])
     ds = ds.shuffle(seed=cfg.train.seed)
     optim = cfg.train.optim if cfg.train.optim != "auto" else (
         "paged_adamw_32bit" if quant == "nf4" else "adamw_torch")
@@ -310,7 +316,7 @@ def run(cfg: BuildConfig) -> dict:
         model=model, args=args, train_dataset=ds, callbacks=[stop],
         data_collator=lambda batch: collate(batch, tokenizer.pad_token_id))
     last = resumable_checkpoint(ckpt_dir, {
-        "train": [[r["input_ids"], r["slots"], r["slot_labels"]] for r in rows],
+        "train": [[r["input_ids"], r["slots"], r["slot_labels"], r["slot_offsets"]] for r in rows],
         "settings": {k: v for k, v in asdict(vc).items() if k not in _HOW_LONG},
         "train_settings": {k: v for k, v in asdict(cfg.train).items() if k not in _HOW_LONG},
         "lora": asdict(cfg.lora), "base": str(base), "quantization": quant})

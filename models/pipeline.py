@@ -54,6 +54,9 @@ class Flag(StrEnum):
     # Came in because the note's assessment states it in the code set's words: a code the
     # selector left out, or the specific code in place of its "unspecified" one (models/rules.py).
     STATED = "stated_in_assessment"
+    # Added by the coding rules: a drug therapy code (Z79.4 insulin) that a suggested code's "Use
+    # additional code" note asks for (E11.65), where the note names a current drug of its class.
+    ADDITIONAL = "additional_code"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
 
@@ -79,6 +82,7 @@ class Suggestion:
     conflicts_with: list[str] = field(default_factory=list)  # Excludes1 partners
     more_specific: list[str] = field(default_factory=list)  # SPECIFIC_SUGGESTED: those codes
     combines: list[str] = field(default_factory=list)  # COMBINATION: the codes it stands for
+    asked_by: list[str] = field(default_factory=list)  # ADDITIONAL: the codes whose notes ask for it
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -230,7 +234,8 @@ class Pipeline:
         the assessment states in the code set's words comes in, then what
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
-        a less sure specific one are flagged."""
+        a less sure specific one are flagged. Last come the drug therapy codes the kept codes
+        ask for (Z79.84 for E11.65 where the note names metformin), the drug as their evidence."""
         dropped = rules.wrong_side(self.cs, note, [s.code for s in suggestions])
         dropped += rules.unassessed_symptoms(self.cs, note, [s.code for s in suggestions
                                                              if s.code not in {r.raw for r in dropped}])
@@ -282,6 +287,14 @@ class Pipeline:
             if code in applied.outranked:
                 s.flags.append(Flag.SPECIFIC_SUGGESTED)
                 s.more_specific = applied.outranked[code]
+            out.append(s)
+        for code, (span, asking) in rules.drug_therapy(self.cs, note, [s.code for s in out]).items():
+            # As sure as the surest code asking for it; the drug's name is its evidence.
+            probability = max(s.confidence for s in out if s.code in asking)
+            s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
+            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
+            s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.ADDITIONAL]
+            s.confidence, s.asked_by = probability, asking
             out.append(s)
         return out, dropped + applied.dropped
 

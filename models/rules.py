@@ -98,6 +98,14 @@ The reasons are plain strings:
     signs" (fever, fatigue, pain, edema: which disease makes them integral is not in the data),
     R40-R46 (cognition, emotional state: suicidal ideation is coded beside depression) and the
     abnormal findings R70-R99, which their titles already limit to "without diagnosis".
+
+`drug_therapy`, the one rule that adds a code the note does not name as a condition
+    A long-term drug therapy code (Z79.-) that a selected code's "Use additional code" note asks
+    for by its class ("code to identify control using: insulin (Z79.4), oral antidiabetic drugs
+    (Z79.84)" on E11; "long-term (current) use of anticoagulants (Z79.01)" on I82.5), where the
+    note names a drug of that class (models/drugs.py) in an affirmed clause that does not stop,
+    refuse or only plan it. So no Z79.4 with type 1 diabetes (E10 asks for none), and nothing for
+    a metformin on the list of a patient without diabetes.
 """
 from __future__ import annotations
 
@@ -108,6 +116,7 @@ from typing import NamedTuple
 from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
+from .drugs import current_drug, drug_class
 from .notes import assessment_start
 from .text import (
     clauses,
@@ -122,8 +131,8 @@ from .text import (
 )
 
 __all__ = ["IN_COMBINATION", "INTEGRAL_SYMPTOM", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "WRONG_SIDE",
-           "Applied", "apply", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
-           "unassessed_symptoms", "wrong_side"]
+           "Applied", "apply", "drug_therapy", "established_in_assessment", "specific_in_assessment",
+           "stated_in_assessment", "unassessed_symptoms", "wrong_side"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
@@ -700,3 +709,39 @@ def _best_asking(cs: CodeSet, options: list[str], selected: list[str]) -> str | 
     if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
         return None
     return scored[0][1]
+
+
+# --- long-term drug therapy -----------------------------------------------------------------
+_PARENTHESIZED_CODE = re.compile(r"\(([A-Z]\d\d(?:\.\w+)?)\)")
+
+
+def drug_therapy(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tuple[int, int], list[str]]]:
+    """The drug therapy codes the `codes` ask for in their "Use additional code" notes whose drug
+    class the note names as current: {code: (where the note names the drug, the codes asking)}.
+    None that is among `codes` already."""
+    out: dict[str, tuple[tuple[int, int], list[str]]] = {}
+    for code in codes:
+        if not cs.is_valid(code):
+            continue
+        for asked, drugs in _asked_drug_codes(cs, cs.normalize(code)):
+            if asked in codes:
+                continue
+            if asked in out:
+                out[asked][1].append(code)
+            elif (span := current_drug(note, drugs)) is not None:
+                out[asked] = (span, [code])
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _asked_drug_codes(cs: CodeSet, code: str) -> tuple[tuple[str, str], ...]:
+    """(billable code, drug class) for each line of the "Use additional code" notes of `code` and
+    its ancestors that asks for a drug class by name ("insulin (Z79.4)" on E11)."""
+    out = []
+    for link in [code, *cs.ancestors(code)]:
+        for note in cs.record(link).use_additional_code:
+            for line in note.splitlines():
+                asked, drugs = _PARENTHESIZED_CODE.search(line), drug_class(line)
+                if asked and drugs and cs.is_billable(asked.group(1)):
+                    out.append((cs.normalize(asked.group(1)), drugs))
+    return tuple(dict.fromkeys(out))

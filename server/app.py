@@ -61,6 +61,9 @@ class SuggestionOut(BaseModel):
     combines: list[str] = Field(default_factory=list, description=(
         "With combination: the codes of the note's conditions that this one code reports "
         "(I12.9 for I10 and N18.4); those it does not ask for as additional codes are in rejected."))
+    asked_by: list[str] = Field(default_factory=list, description=(
+        "With additional_code: the suggested codes whose \"Use additional code\" notes ask for "
+        "this one (E11.65 for Z79.84, where the note names metformin)."))
 
 
 class RejectedOut(BaseModel):

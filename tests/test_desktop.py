@@ -487,3 +487,18 @@ def test_settings_says_why_a_bundle_runs_retrieval_alone_by_default(qtbot, tiny_
     dialog.kind.setCurrentIndex(dialog.kind.findData("ollama"))
     assert dialog.advice.isHidden()
     qtbot.waitUntil(lambda: dialog.server_status.text() != "Looking for models…", timeout=20_000)
+
+
+def test_the_flags_name_the_codes_behind_an_added_code(cs):
+    """A coder sees why a code they did not find in the note came in: the codes that ask for it
+    (a drug therapy code) or that it reports (a combination code)."""
+    from desktop._qt.suggestions_table import flag_text
+    from desktop.review import ReviewItem
+    from models.pipeline import Evidence, Flag, Suggestion
+
+    z79 = Suggestion("Z79.84", cs.description("Z79.84"), 0.9, Evidence(0, 9, "metformin"),
+                     flags=[Flag.ADDITIONAL], asked_by=["E11.65"])
+    i129 = Suggestion("I12.9", cs.description("I12.9"), 0.8, None, flags=[Flag.COMBINATION],
+                      combines=["I10", "N18.4"])
+    assert flag_text(ReviewItem(z79)) == "additional code for E11.65"
+    assert flag_text(ReviewItem(i129)) == "one code for I10 + N18.4"

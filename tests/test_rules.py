@@ -356,3 +356,40 @@ def test_a_diagnosis_the_assessment_states_displaces_the_pain_at_its_site(cs):
     # Without the assessment the surer pain code stays beside the less sure diagnosis.
     plain = fixed_pipeline(cs, [("M25.562", 0.6), ("M17.12", 0.2)]).suggest(note.split("Assessment")[0])
     assert set(plain.codes) == {"M25.562", "M17.12"}
+
+
+@pytest.mark.parametrize("codes, note, added", [
+    (["E11.65"], "Medications: metformin 1000 mg BID, lisinopril 20 mg daily.", {"Z79.84"}),
+    (["E11.9"], "On insulin glargine 20 units nightly and Januvia 100 mg daily.", {"Z79.4", "Z79.84"}),
+    (["E11.9"], "Takes Ozempic 1 mg weekly.", {"Z79.85"}),
+    (["I82.501"], "Chronic DVT of the right leg, on apixaban 5 mg twice daily.", {"Z79.01"}),
+    (["E10.9"], "Type 1 diabetes on an insulin pump.", set()),            # E10 asks for no Z79.4
+    (["I10"], "Medications: metformin 500 mg BID.", set()),               # no code asks for it
+    (["E11.9"], "Metformin was discontinued last year.", set()),          # stopped
+    (["E11.9"], "Plan: start metformin 500 mg daily.", set()),            # begun at this visit
+    (["E11.9"], "Allergic to metformin.", set()),                         # refused
+    (["E11.9"], "Insulin resistance; anti-insulin antibodies negative.", set()),  # not the drug
+    (["E11.9"], "He denies taking metformin.", set()),                    # negated
+    (["E11.9", "Z79.84"], "On metformin.", set()),                        # already suggested
+])
+def test_a_code_asks_for_the_drug_therapy_the_note_names(cs, codes, note, added):
+    """ICD-10-CM's "Use additional code" notes ask for the long-term drug therapy by its class
+    (E11: insulin Z79.4, oral antidiabetic drugs Z79.84; I82.5: anticoagulants Z79.01); a coder
+    adds it when the note names a current drug of that class."""
+    found = rules.drug_therapy(cs, note, codes)
+    assert set(found) == added
+    for span, asking in found.values():  # the drug's name is the evidence
+        assert asking == [codes[0]]
+        assert note[span[0]:span[1]].lower() in {"metformin", "insulin", "januvia", "ozempic", "apixaban"}
+
+
+def test_the_pipeline_adds_the_drug_therapy_with_the_drug_as_evidence(cs):
+    note = ("HPI: type 2 diabetes, takes metformin 1000 mg twice daily.\n"
+            "Assessment and plan:\n1. Type 2 diabetes mellitus with hyperglycemia: increase metformin.\n")
+    result = fixed_pipeline(cs, [("E11.65", 0.9)]).suggest(note)
+    assert result.codes == ["E11.65", "Z79.84"]
+    z79 = result.suggestions[1]
+    assert z79.flags == ["additional_code"] and z79.asked_by == ["E11.65"]
+    assert z79.evidence.text == "metformin" and z79.confidence == pytest.approx(0.9)
+    # Without coding rules, only what was selected.
+    assert fixed_pipeline(cs, [("E11.65", 0.9)], coding_rules=False).suggest(note).codes == ["E11.65"]

@@ -15,6 +15,7 @@ FLAG_TEXT = {
     Flag.SPECIFIC_SUGGESTED: "suggested too, more specific",
     Flag.COMBINATION: "one code for",
     Flag.STATED: "stated in the assessment",
+    Flag.ADDITIONAL: "additional code for",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}
@@ -32,6 +33,8 @@ def flag_text(item) -> str:
             text = f"{', '.join(s.more_specific)} {text}"
         if flag == Flag.COMBINATION and s.combines:
             text += f" {' + '.join(s.combines)}"
+        if flag == Flag.ADDITIONAL and s.asked_by:
+            text += f" {', '.join(s.asked_by)}"
         if flag == Flag.NOT_BILLABLE and s.billable_children:
             text += f" (try {', '.join(s.billable_children[:3])})"
         parts.append(text)

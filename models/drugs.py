@@ -1,0 +1,77 @@
+"""Drugs the note says the patient takes, by class.
+
+ICD-10-CM asks for a long-term drug therapy code in "Use additional code" notes, by the class's
+name: E11 "code to identify control using: insulin (Z79.4), oral antidiabetic drugs (Z79.84),
+injectable non-insulin antidiabetic drugs (Z79.85)", I82.5 "long-term (current) use of
+anticoagulants (Z79.01)". The code set names the class, not its drugs: this module holds what a
+coder knows, the generic and common brand names of each class those notes name, and finds them
+in a note's affirmed clauses.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .text import clauses
+
+# The class as a "Use additional code" line names it (checked in this order: "injectable
+# non-insulin antidiabetic drugs" holds "insulin"), and the names a note gives its drugs.
+DRUG_CLASSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("injectable non-insulin antidiabetic drugs", r"\binjectable non-insulin antidiabetic",
+     ("liraglutide", "dulaglutide", "exenatide", "lixisenatide", "tirzepatide", "pramlintide",
+      "semaglutide injection", "Victoza", "Trulicity", "Byetta", "Bydureon", "Mounjaro", "Ozempic")),
+    ("oral antidiabetic drugs", r"\boral (?:antidiabetic|hypoglycemic)",
+     ("metformin", "glipizide", "glyburide", "glibenclamide", "glimepiride", "gliclazide",
+      "sitagliptin", "linagliptin", "saxagliptin", "alogliptin", "vildagliptin", "pioglitazone",
+      "rosiglitazone", "empagliflozin", "dapagliflozin", "canagliflozin", "ertugliflozin",
+      "repaglinide", "nateglinide", "acarbose", "oral semaglutide", "Glucophage", "Januvia",
+      "Janumet", "Tradjenta", "Jardiance", "Farxiga", "Invokana", "Actos", "Rybelsus",
+      "oral antidiabetic", "oral antidiabetics", "oral hypoglycemic", "oral hypoglycemics")),
+    ("insulin", r"\binsulin\b",
+     ("insulin", "glargine", "detemir", "degludec", "lispro", "aspart", "glulisine", "Lantus",
+      "Levemir", "Tresiba", "Toujeo", "Basaglar", "Humalog", "Novolog", "Humulin", "Novolin")),
+    ("anticoagulants", r"\banticoagulants?\b",
+     ("warfarin", "acenocoumarol", "phenprocoumon", "apixaban", "rivaroxaban", "dabigatran",
+      "edoxaban", "Coumadin", "Sintrom", "Eliquis", "Xarelto", "Pradaxa", "Savaysa",
+      "anticoagulant", "anticoagulants", "anticoagulation", "anticoagulated")),
+)
+
+# A drug stopped, refused or only planned is no current therapy: "warfarin was discontinued",
+# "allergic to metformin", "start metformin 500 mg" (a drug begun at this visit is not yet
+# long-term), "insulin if A1c rises".
+_NOT_CURRENT = re.compile(
+    r"\b(?:stop|stopped|stopping|discontinu\w*|d/c|held|hold|holding|off|ceased|withdrawn|"
+    r"allerg\w*|intoleran\w*|contraindicat\w*|refus\w*|declin\w*|previously|formerly|former|"
+    r"start|starting|initiate|initiating|begin|add|adding|consider|considering|if|would|may)\b",
+    re.I)
+
+
+# A drug's name used for something else: "insulin resistance", "anti-insulin antibodies",
+# "insulin-dependent", "heparin-induced".
+_NOT_THE_DRUG = (r"(?!\s*-?\s*(?:resistan|sensitiv|levels?\b|secret|antibod|autoantibod|dependen|deficien|"
+                 r"receptor|induced|like\b|analog))")
+
+
+@lru_cache(maxsize=8)
+def _name_pattern(names: tuple[str, ...]) -> re.Pattern:
+    alternatives = sorted((re.escape(n).replace(r"\ ", r"\s+") for n in names), key=len, reverse=True)
+    return re.compile(rf"(?<!anti-)(?<!anti)\b(?:{'|'.join(alternatives)})\b{_NOT_THE_DRUG}", re.I)
+
+
+def drug_class(line: str) -> str | None:
+    """The class a "Use additional code" line names ("oral hypoglycemic drugs (Z79.84)" ->
+    "oral antidiabetic drugs"), None for any other line."""
+    return next((name for name, wording, _ in DRUG_CLASSES if re.search(wording, line, re.I)), None)
+
+
+def current_drug(note: str, class_name: str) -> tuple[int, int] | None:
+    """Where the note names a drug of the class as one the patient takes: in an affirmed clause
+    that does not say it was stopped, refused or is only planned (a clause, not the sentence: one
+    item of a medication list may be stopped). None if nowhere."""
+    names = next(n for name, _, n in DRUG_CLASSES if name == class_name)
+    pattern = _name_pattern(names)
+    for start, end in clauses(note):
+        hit = pattern.search(note, start, end)
+        if hit is not None and not _NOT_CURRENT.search(note, start, end):
+            return hit.span()
+    return None

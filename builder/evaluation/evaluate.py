@@ -195,7 +195,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         "micro_f1_without_coding_rules": score([
             {"gold": r["gold"],
              "predicted": [c for c in r["predicted"]
-                           if not {Flag.COMBINATION, Flag.STATED} & set(r["flags"].get(c, []))]
+                           if not {Flag.COMBINATION, Flag.STATED, Flag.ADDITIONAL} & set(r["flags"].get(c, []))]
              + [x["raw"] for x in r["rejected"] if x["reason"] in RULE_REASONS]}
             for r in rows])["micro_f1"],
         "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,

@@ -76,6 +76,19 @@ def test_evaluate_scores_the_coding_rules_both_ways(tmp_path):
         assert with_rules["micro_f1"] != without["micro_f1"]
 
 
+def test_the_score_without_rules_leaves_out_the_drug_therapy_they_add(tmp_path):
+    path = tmp_path / "notes.jsonl"
+    note = "Type 2 diabetes mellitus with hyperglycemia. She takes metformin 1000 mg twice daily."
+    path.write_text(json.dumps({"id": "a", "note": note, "codes": ["E11.65", "Z79.84"]}) + "\n")
+    with_rules = evaluate.run(load_config(None, []), str(path), "retrieval", str(tmp_path / "a"))
+    without = evaluate.run(load_config(None, []), str(path), "retrieval", str(tmp_path / "b"),
+                           coding_rules=False)
+    rows = [json.loads(line) for line in (tmp_path / "a/predictions.jsonl").read_text().splitlines()]
+    assert "additional_code" in rows[0]["flags"]["Z79.84"]
+    assert with_rules["micro_recall"] == 1.0 and without["micro_recall"] == 0.5
+    assert with_rules["micro_f1_without_coding_rules"] == without["micro_f1"]
+
+
 def test_evaluate_cli_bad_data_is_a_clear_error(tmp_path):
     out = run_module("builder", "evaluate", "--data", "nonsense", "--run-dir", str(tmp_path))
     assert out.returncode == 1 and "codiesp:FOLDER" in out.stderr and "Traceback" not in out.stderr

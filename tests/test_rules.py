@@ -244,10 +244,10 @@ def test_without_complications_gives_way_to_the_complication_the_assessment_stat
             "1. Type 2 diabetes mellitus with hyperglycemia. Continues long-term insulin.\n2. Hyperlipidemia.\n")
     assert rules.specific_in_assessment(cs, note, ["E11.9"]) == {"E11.9": "E11.65"}
     # The selector suggested both, the complication the less sure: the assessment settles it,
-    # and the hyperglycemia it explains goes with the generic code.
+    # and the hyperglycemia it explains goes with the generic code. E11 asks for the insulin.
     pipeline = fixed_pipeline(cs, [("E11.9", 0.9), ("R73.9", 0.7), ("E78.5", 0.6), ("E11.65", 0.3)])
     result = pipeline.suggest(note)
-    assert result.codes == ["E11.65", "E78.5"]
+    assert result.codes == ["E11.65", "Z79.4", "E78.5"]
     e11 = result.suggestions[0]
     assert e11.confidence == pytest.approx(0.9) and "stated_in_assessment" in e11.flags
     assert {(r.raw, r.reason) for r in result.rejected} >= {
@@ -258,15 +258,16 @@ def test_without_complications_gives_way_to_the_complication_the_assessment_stat
 
 
 def test_a_clinic_note_is_coded_the_way_a_coder_would(cs):
-    """Stated CKD stage, hypertension and diabetes: the specific stage, then the combination codes
-    for each (I12.9, E11.22), whatever the selector proposed in their place."""
+    """Stated CKD stage, hypertension and diabetes on insulin: the specific stage, then the
+    combination codes for each (I12.9, E11.22), whatever the selector proposed in their place, and
+    the long-term insulin E11 asks for (Z79.4)."""
     note = ("HPI: 68-year-old man with type 2 diabetes mellitus and essential hypertension. Mild ankle "
             "swelling in the evenings.\n\nAssessment and plan:\n1. Essential hypertension, not at goal.\n"
             "2. Chronic kidney disease, stage 4 (severe). Refer to nephrology.\n"
             "3. Type 2 diabetes mellitus, on insulin. Continue.\n")
     pipeline = fixed_pipeline(cs, [("E11.9", 0.9), ("I10", 0.8), ("N18.9", 0.7), ("R60.9", 0.5)])
     result = pipeline.suggest(note)
-    assert sorted(result.codes) == ["E11.22", "I12.9", "N18.4"]
+    assert sorted(result.codes) == ["E11.22", "I12.9", "N18.4", "Z79.4"]
     n18 = {s.code: s for s in result.suggestions}["N18.4"]
     assert n18.flags == ["stated_in_assessment"]  # and supported: its words span a comma
     assert n18.evidence.text.startswith("Chronic kidney disease, stage 4")

@@ -47,7 +47,7 @@ _NOT_CURRENT = re.compile(
 
 
 # A drug's name used for something else: "insulin resistance", "anti-insulin antibodies",
-# "insulin-dependent", "heparin-induced".
+# "insulin-dependent", "warfarin-induced".
 _NOT_THE_DRUG = (r"(?!\s*-?\s*(?:resistan|sensitiv|levels?\b|secret|antibod|autoantibod|dependen|deficien|"
                  r"receptor|induced|like\b|analog))")
 

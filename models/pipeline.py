@@ -290,7 +290,7 @@ class Pipeline:
             out.append(s)
         for code, (span, asking) in rules.drug_therapy(self.cs, note, [s.code for s in out]).items():
             # As sure as the surest code asking for it; the drug's name is its evidence.
-            probability = max(s.confidence for s in out if s.code in asking)
+            probability = max(x.confidence for x in out if x.code in asking)
             s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
             s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
             s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.ADDITIONAL]

@@ -78,6 +78,13 @@ class VerifierConfig:
     # 25 CPU minutes it added nothing either (README, "A residual verifier").
     residual: bool = False
     max_cases: int = 0  # 0: every train case
+    # "lora": fine-tune the model through the slot loss (above). "head": keep the base frozen,
+    # cut it after the best of `head_layers` (chosen out of fold) and fit only the decision
+    # head, the " yes" row of its output layer, on every train case (builder/stages/verifier_head.py).
+    method: str = "lora"
+    head_layers: str = "12,15,18,21,24"
+    head_components: int = 256  # principal components of the hidden state the head reads
+    head_l2: float = 0.03
 
 
 @dataclass
@@ -149,7 +156,9 @@ PROFILES: dict[str, dict] = {
         "train": {"quantization": "auto", "max_length": 1280, "max_steps": 60,
                   "time_budget_minutes": 20.0, "batch_size": 2, "grad_accum": 4,
                   "learning_rate": 4e-4, "eval_steps": 20, "eval_examples": 24},
-        "verifier": {"candidates": 40, "max_note_tokens": 512, "epochs": 1.0,
+        # The decision head on the frozen base: it adds to the ranker where 25 CPU minutes of
+        # LoRA did not (README, "The verifier"). The LoRA settings serve cpu-full.
+        "verifier": {"method": "head", "candidates": 40, "max_note_tokens": 512, "epochs": 1.0,
                      "time_budget_minutes": 25.0, "batch_size": 1, "grad_accum": 8,
                      "learning_rate": 3e-4},
         # No LoRA dropout on CPU: its masks cost a quarter of a verifier step (profiled: 222 ->
@@ -180,13 +189,12 @@ def _merged(base: dict, changes: dict) -> dict:
                        for k, v in changes.items()}}
 
 
-# The embedded default with no time limit: one whole epoch of the verifier over every training
-# case (50 steps, about 29 minutes of training on 2 cores with AVX512-BF16). Everything else as
-# cpu-default, so a cpu-default run continues under cpu-full from its last checkpoint ("train
-# longer") instead of starting again.
+# The embedded default with the LoRA verifier and no time limit: one whole epoch over every
+# training case (50 steps, about 29 minutes of training on 2 cores with AVX512-BF16), and the
+# evaluation on all of dev. Everything else as cpu-default.
 PROFILES["cpu-full"] = _merged(PROFILES["cpu-default"], {
     "train": {"time_budget_minutes": 0.0},
-    "verifier": {"time_budget_minutes": 0.0},
+    "verifier": {"method": "lora", "time_budget_minutes": 0.0},
     "evaluate": {"limit": 0},
 })
 

@@ -159,17 +159,19 @@ def test_hub_id_offline_fails_fast_with_advice(monkeypatch):
 
 
 # --- config --------------------------------------------------------------------------------
-def test_cpu_full_is_cpu_default_without_time_limits():
-    # So a cpu-default run goes on under cpu-full from its checkpoint ("train longer").
+def test_cpu_full_is_cpu_default_without_time_limits_and_with_the_lora_verifier():
+    # So a run goes on under cpu-full from its checkpoint ("train longer"); cpu-default fits
+    # the verifier's decision head, cpu-full trains the LoRA verifier over every case.
     from dataclasses import asdict
 
     from builder.stages.train import _HOW_LONG
 
     default, full = asdict(load_config(profile="cpu-default")), asdict(load_config(profile="cpu-full"))
+    assert (default["verifier"]["method"], full["verifier"]["method"]) == ("head", "lora")
     for section in ("train", "verifier"):
         assert full[section]["time_budget_minutes"] == 0.0 < default[section]["time_budget_minutes"]
-        assert ({k: v for k, v in full[section].items() if k not in _HOW_LONG}
-                == {k: v for k, v in default[section].items() if k not in _HOW_LONG})
+        assert ({k: v for k, v in full[section].items() if k not in (*_HOW_LONG, "method")}
+                == {k: v for k, v in default[section].items() if k not in (*_HOW_LONG, "method")})
     assert full["evaluate"]["limit"] == 0  # every dev note at the end of `all`
     assert {k: v for k, v in full.items() if k not in ("train", "verifier", "evaluate")} == {
         k: v for k, v in default.items() if k not in ("train", "verifier", "evaluate")}

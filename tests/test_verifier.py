@@ -347,3 +347,157 @@ def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_ver
     assert made.runtime_spec("gguf") == str(run / "bundle" / "gguf" / "icd10-coder-Q8_0.gguf")
     assert made.stacker(made.runtime_spec("gguf")) == Stacker.from_dict(own)
     assert default_choice([run]) == ModelChoice("retrieval", bundle=str((run / "bundle").resolve()))
+
+
+# --- the decision head on a frozen base (verifier.method = "head") ---------------------------
+
+def test_the_head_learns_what_the_ranker_does_not_know():
+    """Labels that follow one direction of the hidden state and the ranker's logit: the head's
+    direction ranks unseen rows by the part the ranker misses, and carries no ranker weight."""
+    import numpy as np
+
+    from builder.stages.verifier import auc
+    from builder.stages.verifier_head import fit_head
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=32)
+
+    def rows(n):
+        x = rng.normal(size=(n, 32)) * rng.uniform(0.5, 3.0, size=32) + 5.0  # scaled, offset
+        ranker = rng.normal(size=n)
+        y = (rng.random(n) < 1 / (1 + np.exp(-(x - 5.0) @ truth / 3 - 2 * ranker))).astype(float)
+        return x, ranker, y
+
+    x, ranker, y = rows(4000)
+    direction, bias = fit_head(x, ranker, y, components=32, l2=1e-3)
+    x2, ranker2, y2 = rows(2000)
+    assert np.corrcoef(x2 @ direction, x2 @ truth)[0, 1] > 0.95  # the direction that decides
+    assert auc(x2 @ direction + bias, y2) > 0.6
+    assert abs(np.corrcoef(x2 @ direction, ranker2)[0, 1]) < 0.1  # the ranker's part left out
+
+
+def test_the_head_model_scores_what_the_head_says_in_transformers_and_llama_cpp(
+        tiny_llama_folder, hf_tokenize, tmp_path):
+    """The base cut after a layer with the head in its untied output layer: logit(yes) -
+    logit(no) at each slot is the head's score of that slot's hidden state, in transformers and
+    in its GGUF through llama.cpp; the other tokens' rows are the embeddings as before."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from builder.config import BuildConfig
+    from builder.stages import export
+    from builder.stages.verifier_head import build_head_model, slot_features
+    from models.runtimes.llamacpp_runtime import LlamaCppRuntime
+    from models.runtimes.transformers_runtime import slot_margins
+
+    tokenize, _ = hf_tokenize
+    choices = decision_token_ids(tokenize)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_folder, dtype=torch.float32).eval()
+    inp = build_verifier_input(NOTE, CANDIDATES, tokenize)
+    hidden = slot_features(base, inp.ids, inp.slots, [1])[1]
+    direction = np.random.default_rng(1).normal(size=hidden.shape[1]).astype(np.float32)
+    run = tmp_path / "run"
+    build_head_model(tiny_llama_folder, 1, direction, choices, run / "merged")
+
+    head = AutoModelForCausalLM.from_pretrained(run / "merged", dtype=torch.float32).eval()
+    assert head.config.num_hidden_layers == 1 and not head.config.tie_word_embeddings
+    margins = slot_margins(head, inp.ids, inp.slots, choices)
+    assert np.allclose(margins, hidden @ direction, atol=1e-3)
+    assert torch.equal(head.lm_head.weight[5], base.lm_head.weight[5])
+
+    export.run(BuildConfig(run_dir=str(run), model_kind="verifier"), ["gguf"], ["F16"])
+    judged, _ = VerifierSelector(LlamaCppRuntime(str(export.gguf_path(run, "F16")), threads=1),
+                                 Stacker.verifier_alone()).judge(NOTE, CANDIDATES)
+    by_code = dict(zip([c.code for c in inp.candidates], hidden @ direction))
+    for candidate, margin, _ in judged:
+        assert abs(margin - by_code[candidate.code]) < 0.05 * max(1.0, abs(by_code[candidate.code]))
+
+
+def test_verifier_stage_fits_a_head_whose_merged_model_gives_its_held_out_margins(
+        tiny_llama_folder, tmp_path, cs):
+    """`verifier.method=head`: the layer chosen out of fold, the head and stacker written, and
+    `merge` builds the cut model whose margins are those the stage fitted the stacker on."""
+    import numpy as np
+
+    from builder.config import load_config
+    from builder.stages import merge, verifier
+    from builder.stages.data import codiesp
+    from builder.stages.data.codes import map_codes
+    from builder.stages.retriever import TRAIN_OOF_FILE
+    from builder.stages.verifier_head import HEAD_FILE, load_head
+    from models.retrieve import default_retriever
+    from models.runtimes.transformers_runtime import TransformersRuntime
+
+    retriever = default_retriever(cs)
+    cases = codiesp.read_split(codiesp.embedded_dir() / "train").cases[:16]
+    rows = []
+    for case in cases:
+        ranked = retriever.retrieve(case.text, k=12)
+        rows.append({"case_id": case.case_id, "gold": map_codes(case.codes, cs)[0],
+                     "candidates": [[c.code, c.score, list(c.features)] for c in ranked]})
+    (tmp_path / "retriever").mkdir()
+    (tmp_path / "retriever" / TRAIN_OOF_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shipped = __import__("models.bundle", fromlist=["embedded"]).embedded()
+    (tmp_path / "retriever" / "retriever.json.gz").write_bytes(shipped.path(shipped.retriever.path).read_bytes())
+    # A final norm whose weights are not all 1, as in a trained model: the head reads the norm's
+    # output at every layer, and the cut model applies the same norm.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_folder, dtype=torch.float32)
+    with torch.no_grad():
+        base.model.norm.weight.uniform_(0.5, 2.0)
+    base.save_pretrained(tmp_path / "base")
+    AutoTokenizer.from_pretrained(tiny_llama_folder).save_pretrained(tmp_path / "base")
+    cfg = load_config(None, ["verifier.method=head", "verifier.head_layers=1,2", "verifier.candidates=12",
+                             "verifier.holdout_fraction=0.4", "verifier.head_components=8"])
+    cfg.run_dir, cfg.base_model = str(tmp_path), str(tmp_path / "base")
+    metrics = verifier.run(cfg)
+    assert metrics["method"] == "head" and metrics["layer"] in (1, 2)
+    assert set(metrics["layers_cross_validated_micro_f1"]) == {1, 2}
+    assert metrics["train_cases"] + metrics["holdout_cases"] == 16
+    layer, direction, _, lift = load_head(tmp_path / "verifier" / HEAD_FILE)
+    assert layer == metrics["layer"] and direction.shape == (64,)
+    Stacker.from_dict(json.loads((tmp_path / "verifier/stacker.json").read_text()))
+
+    merge.run(cfg)
+    model = TransformersRuntime(str(tmp_path / "merged"))
+    assert model.model.config.num_hidden_layers == layer
+    held = json.loads((tmp_path / "verifier" / verifier.HOLDOUT_FILE).read_text().splitlines()[0])
+    text = next(c.text for c in cases if c.case_id == held["case_id"])
+    listed = [Candidate(c, cs.description(c), p, features=tuple(f)) for c, p, f in held["candidates"]]
+    judged, _ = VerifierSelector(model, Stacker.verifier_alone()).judge(text, listed)
+    assert np.allclose([m for _, m, _ in judged], held["margins"], atol=0.05)
+
+    assert np.allclose([m for _, m, _ in judged], held["margins"], rtol=0.05, atol=0.05)
+
+    deeper = load_config(None, ["verifier.method=head", "verifier.head_layers=3"])
+    deeper.run_dir, deeper.base_model = str(tmp_path), str(tmp_path / "base")
+    with pytest.raises(verifier.VerifierError, match="head_layers"):
+        verifier.run(deeper)  # the tiny model has 2 layers
+
+
+def test_the_server_lift_puts_yes_and_no_first_without_moving_the_margin():
+    """A server shows only the top log-probabilities of the token it generates: after the lift,
+    " yes" and " no" lead every other token at every slot, and their difference is the head's."""
+    import numpy as np
+
+    from builder.stages.verifier_head import server_lift
+
+    rng = np.random.default_rng(2)
+    common = rng.normal(size=48)
+    features = 6.0 * common / np.linalg.norm(common) + rng.normal(size=(3000, 48)) * 0.3
+    rows = rng.normal(size=(400, 48))
+    direction = rng.normal(size=48).astype(np.float32) * 0.5
+    choices = (7, 9)
+    lift = server_lift(features, rows, choices, direction, room=5.0)
+    head = rows.copy()
+    head[9] += lift
+    head[7] = head[9] + direction
+    logits = features @ head.T
+    others = np.delete(logits, list(choices), axis=1).max(1)
+    assert (np.minimum(logits[:, 7], logits[:, 9]) > others + 4.0).all()
+    assert np.allclose(logits[:, 7] - logits[:, 9], features @ direction, atol=1e-6)
+    # Hidden states that share no direction: no lift rather than a wrong one.
+    assert not server_lift(rng.normal(size=(300, 48)), rows, choices, direction).any()

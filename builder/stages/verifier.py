@@ -243,8 +243,6 @@ def run(cfg: BuildConfig) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
 
     from builder.base_model import ensure_base_model
-    from builder.evaluation.scoring import f1_at, score
-    from builder.manifest import record_stage
     from builder.stages.train import (
         _HOW_LONG,
         _StopCallback,
@@ -256,9 +254,8 @@ def run(cfg: BuildConfig) -> dict:
         resumable_checkpoint,
     )
     from models import codeset as codeset_mod
-    from models.contract import VERIFIER_CONTRACT, decision_token_ids
-    from models.files import atomic_dir, write_json_atomic, write_jsonl_atomic
-    from models.retrieve import Retriever
+    from models.contract import decision_token_ids
+    from models.files import atomic_dir
     from models.runtimes.transformers_runtime import slot_margins
 
     started = time.perf_counter()
@@ -285,6 +282,10 @@ def run(cfg: BuildConfig) -> dict:
         return tokenizer(text, add_special_tokens=bos).input_ids
 
     choices = decision_token_ids(tokenize)
+    if vc.method == "head":
+        return _run_head(cfg, cs, base, tokenize, choices, train_cases, holdout, started)
+    if vc.method != "lora":
+        raise VerifierError(f"verifier.method is {vc.method!r}: use \"lora\" or \"head\".")
     model_kwargs = {"dtype": dtype}
     if quant == "nf4":
         model_kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -339,6 +340,117 @@ def run(cfg: BuildConfig) -> dict:
         r = encode(case, tokenize, vc)
         r["margins"] = slot_margins(model, r["input_ids"], r["slots"], choices)
         scored.append(r)
+    adapter = out_dir / "adapter"
+    with atomic_dir(adapter) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    history = list(state.log_history)
+    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+    plot = plot_loss(out_dir / "loss.png", history, "loss (decision slots)", "Verifier training loss")
+    training = {
+        "method": "lora", "quantization": quant, "bf16_compute": bf16, "optim": optim,
+        "train_cases": len(train_cases),
+        "steps": state.global_step, "max_steps": state.max_steps, "stopped_early": stop.reason,
+        "resumed_from_step": resumed_step,
+        "train_loss": mean_train_loss(state.log_history, result.training_loss),
+        "train_seconds": round(train_seconds, 1),
+        "tokens_per_second": round(tokens_trained / max(train_seconds, 1e-9), 1),
+        "mean_tokens_per_case": round(float(np.mean([len(r["input_ids"]) for r in rows])), 1),
+    }
+    outputs = sorted(p for p in adapter.iterdir() if p.is_file()) + [plot]
+    return _report(cfg, cs, base, holdout, scored, training, outputs, started)
+
+
+def _run_head(cfg: BuildConfig, cs, base: str, tokenize, choices: tuple[int, int],
+              train_cases: list[dict], holdout: list[dict], started: float) -> dict:
+    """`verifier.method = "head"`: the decision head fitted on the frozen base model, its layer
+    chosen out of fold on the train cases (builder/stages/verifier_head.py)."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM
+
+    from builder.stages.train import precision
+    from builder.stages.verifier_head import (
+        HEAD_FILE,
+        choose_layer,
+        fit_head,
+        save_head,
+        server_lift,
+        slot_features,
+    )
+    from models.contract import VERIFIER_NOTE_TOKENS, build_verifier_input
+    from models.select import ranker_logit
+
+    vc = cfg.verifier
+    out_dir = Path(cfg.run_dir) / "verifier"
+    dtype, bf16 = precision(cfg.train.dtype)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).eval()
+    depth = model.config.num_hidden_layers
+    layers = sorted({int(v) for v in str(vc.head_layers).split(",") if v.strip()})
+    if not layers or layers[0] < 1 or layers[-1] > depth:
+        raise VerifierError(f"verifier.head_layers is {vc.head_layers!r}: give layers from 1 to "
+                            f"{depth}, the depth of {base}, separated by commas.")
+    model.model.layers = model.model.layers[: layers[-1]]  # nothing above the last is read
+    device = next(model.parameters()).device.type
+
+    def read(case: dict, layers: list[int]) -> dict:
+        """The head's inputs for one case, as the app lays them out (whole notes)."""
+        inp = build_verifier_input(case["text"], case["candidates"], tokenize,
+                                   max_note_tokens=VERIFIER_NOTE_TOKENS, max_candidates=vc.candidates)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            features = slot_features(model, inp.ids, inp.slots, layers)
+        return {"candidates": inp.candidates, "features": features, "tokens": len(inp.ids),
+                "slot_labels": [case["labels"][c.code] for c in inp.candidates],
+                "ranker": np.array([ranker_logit(c) for c in inp.candidates])}
+
+    t0 = time.perf_counter()
+    rows = [read(case, layers) for case in tqdm(train_cases, desc="verifier head: read train cases")]
+    read_seconds = time.perf_counter() - t0
+    labels = [np.array(r["slot_labels"]) for r in rows]
+    ranker = [r["ranker"] for r in rows]
+    t0 = time.perf_counter()
+    layer, tried = choose_layer({layer: [r["features"][layer] for r in rows] for layer in layers},
+                                ranker, labels, [[c.code for c in r["candidates"]] for r in rows],
+                                [c["gold"] for c in train_cases], vc.head_components, vc.head_l2)
+    direction, bias = fit_head(np.vstack([r["features"][layer] for r in rows]), np.concatenate(ranker),
+                               np.concatenate(labels), vc.head_components, vc.head_l2)
+    fit_seconds = time.perf_counter() - t0
+    lift = server_lift(np.vstack([r["features"][layer] for r in rows]),
+                       model.get_output_embeddings().weight.detach().float().numpy(), choices, direction)
+    save_head(out_dir / HEAD_FILE, layer, direction, bias, lift, tried)
+
+    model.model.layers = model.model.layers[:layer]  # the head model's depth
+    scored = []
+    for case in tqdm(holdout, desc="verifier head: score held-out train cases"):
+        r = read(case, [layer])
+        # What the head model's output layer gives: logit(yes) - logit(no), no intercept.
+        r["margins"] = (r.pop("features")[layer] @ direction).tolist()
+        scored.append(r)
+    tokens = sum(r["tokens"] for r in rows)
+    training = {
+        "method": "head", "bf16_compute": bf16, "train_cases": len(train_cases),
+        "layer": layer, "of_layers": depth, "layers_cross_validated_micro_f1": tried,
+        "components": vc.head_components, "l2": vc.head_l2, "server_lift": round(float(np.linalg.norm(lift)), 3),
+        "read_seconds": round(read_seconds, 1), "fit_seconds": round(fit_seconds, 1),
+        "train_seconds": round(read_seconds + fit_seconds, 1),
+        "tokens_per_second": round(tokens / max(read_seconds, 1e-9), 1),
+        "mean_tokens_per_case": round(tokens / max(1, len(rows)), 1),
+    }
+    return _report(cfg, cs, base, holdout, scored, training, [out_dir / HEAD_FILE], started)
+
+
+def _report(cfg: BuildConfig, cs, base: str, holdout: list[dict], scored: list[dict],
+            training: dict, outputs: list[Path], started: float) -> dict:
+    """The stacker fitted (and judged, out of fold) on the held-out cases' margins; metrics,
+    the held-out margins and the stacker written; the stage recorded."""
+    from builder.evaluation.scoring import f1_at, score
+    from builder.manifest import record_stage
+    from models.contract import VERIFIER_CONTRACT
+    from models.files import write_json_atomic, write_jsonl_atomic
+    from models.retrieve import Retriever
+
+    run_dir = Path(cfg.run_dir)
+    out_dir = run_dir / "verifier"
     gold = [c["gold"] for c in holdout]
     write_jsonl_atomic(out_dir / HOLDOUT_FILE, [
         {"case_id": case["case_id"], "gold": g, "margins": [round(m, 4) for m in r["margins"]],
@@ -354,23 +466,9 @@ def run(cfg: BuildConfig) -> dict:
     ranker_alone = f1_at([[(c.code, c.score) for c in r["candidates"]] for r in scored], gold,
                          ranker_threshold)
 
-    adapter = out_dir / "adapter"
-    with atomic_dir(adapter) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
     write_json_atomic(out_dir / STACKER_FILE, {"contract": VERIFIER_CONTRACT, **stacker})
-    history = list(state.log_history)
-    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-    plot = plot_loss(out_dir / "loss.png", history, "loss (decision slots)", "Verifier training loss")
     metrics = {
-        "base_model": base, "quantization": quant, "bf16_compute": bf16, "optim": optim,
-        "train_cases": len(train_cases), "holdout_cases": len(holdout),
-        "steps": state.global_step, "max_steps": state.max_steps, "stopped_early": stop.reason,
-        "resumed_from_step": resumed_step,
-        "train_loss": mean_train_loss(state.log_history, result.training_loss),
-        "train_seconds": round(train_seconds, 1),
-        "tokens_per_second": round(tokens_trained / max(train_seconds, 1e-9), 1),
-        "mean_tokens_per_case": round(float(np.mean([len(r["input_ids"]) for r in rows])), 1),
+        "base_model": base, **training, "holdout_cases": len(holdout),
         "positive_rate": round(float(labels.mean()), 4),
         "holdout_auc": {"ranker": round(auc(ranker_p, labels), 4),
                         "verifier": round(auc(margins, labels), 4),
@@ -387,8 +485,7 @@ def run(cfg: BuildConfig) -> dict:
                                                     for g, r in zip(gold, scored)])["micro_recall"]), 4),
     }
     write_json_atomic(out_dir / "metrics.json", metrics)
-    outputs = sorted(p for p in adapter.iterdir() if p.is_file()) + [
-        out_dir / STACKER_FILE, out_dir / "metrics.json", out_dir / HOLDOUT_FILE, plot]
+    outputs = outputs + [out_dir / STACKER_FILE, out_dir / "metrics.json", out_dir / HOLDOUT_FILE]
     record_stage(run_dir, "verifier", {"verifier": cfg.to_dict()["verifier"], "lora": cfg.to_dict()["lora"],
                                        "base_model": cfg.base_model},
                  {"base_model": base}, outputs, time.perf_counter() - started, {"metrics": metrics})

@@ -66,6 +66,9 @@ class VerifierConfig:
     candidates: int = 40  # candidates judged per note (the ranker's best, listed by code)
     max_note_tokens: int = 512  # note tokens read in training (the pipeline reads up to 1536)
     holdout_fraction: float = 0.2  # train cases never trained on: the stacker and threshold
+    # Synthetic notes the ranker never saw, judged beside those cases: the stacker's threshold is
+    # the best for the mean of the two kinds of note, as the ranker's is. 0: CodiEsp alone.
+    holdout_synthetic: int = 150
     epochs: float = 1.0
     max_steps: int = -1  # overrides epochs when > 0
     time_budget_minutes: float = 0.0  # stop cleanly with what was learned; 0: off

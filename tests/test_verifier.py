@@ -197,7 +197,7 @@ def test_verifier_stage_trains_scores_the_holdout_and_fits_the_stacker(tiny_llam
     (tmp_path / "retriever" / "retriever.json.gz").write_bytes(shipped.path(shipped.retriever.path).read_bytes())
     cfg = load_config(None, ["verifier.max_steps=2", "verifier.grad_accum=2", "verifier.candidates=12",
                              "verifier.max_note_tokens=128", "verifier.holdout_fraction=0.4",
-                             "lora.r=4", "lora.alpha=8"])
+                             "verifier.holdout_synthetic=0", "lora.r=4", "lora.alpha=8"])
     cfg.run_dir, cfg.base_model = str(tmp_path), str(tiny_llama_folder)
     metrics = verifier.run(cfg)
     assert metrics["steps"] == 2 and metrics["train_cases"] + metrics["holdout_cases"] == 16
@@ -451,12 +451,21 @@ def test_verifier_stage_fits_a_head_whose_merged_model_gives_its_held_out_margin
     base.save_pretrained(tmp_path / "base")
     AutoTokenizer.from_pretrained(tiny_llama_folder).save_pretrained(tmp_path / "base")
     cfg = load_config(None, ["verifier.method=head", "verifier.head_layers=1,2", "verifier.candidates=12",
-                             "verifier.holdout_fraction=0.4", "verifier.head_components=8"])
+                             "verifier.holdout_fraction=0.4", "verifier.head_components=8",
+                             "verifier.holdout_synthetic=4"])
     cfg.run_dir, cfg.base_model = str(tmp_path), str(tmp_path / "base")
     metrics = verifier.run(cfg)
     assert metrics["method"] == "head" and metrics["layer"] in (1, 2)
     assert set(metrics["layers_cross_validated_micro_f1"]) == {1, 2}
     assert metrics["train_cases"] + metrics["holdout_cases"] == 16
+    # Synthetic notes the ranker never saw are judged beside the held-out cases, text included
+    # (the export refits each GGUF's stacker on both), and share the stacker's threshold.
+    assert metrics["holdout_synthetic_notes"] == 4
+    assert metrics["holdout_synthetic_micro_f1"]["stacked_cross_validated"] is not None
+    held_rows = [json.loads(line) for line in (tmp_path / "verifier" / verifier.HOLDOUT_FILE).read_text().splitlines()]
+    synthetic = [r for r in held_rows if r.get("kind") == "synthetic"]
+    assert len(synthetic) == 4 and all(r["text"] and r["gold"] for r in synthetic)
+    assert len(held_rows) == metrics["holdout_cases"] + 4
     layer, direction, _, lift = load_head(tmp_path / "verifier" / HEAD_FILE)
     assert layer == metrics["layer"] and direction.shape == (64,)
     Stacker.from_dict(json.loads((tmp_path / "verifier/stacker.json").read_text()))
@@ -501,3 +510,26 @@ def test_the_server_lift_puts_yes_and_no_first_without_moving_the_margin():
     assert np.allclose(logits[:, 7] - logits[:, 9], features @ direction, atol=1e-6)
     # Hidden states that share no direction: no lift rather than a wrong one.
     assert not server_lift(rng.normal(size=(300, 48)), rows, choices, direction).any()
+
+
+def test_the_stacker_reports_each_kind_of_note_and_judges_by_codiesp():
+    """Held-out CodiEsp cases and synthetic notes fitted together: each kind's cross-validated
+    F1 is reported, and the figure the build compares with retrieval alone is the CodiEsp one."""
+    from builder.stages.verifier import fit_stacker
+
+    def rows(kind, n, right):
+        out, gold = [], []
+        for i in range(n):
+            cands = [Candidate(f"A{i:02d}.{j}", "", 0.5, features=()) for j in range(6)]
+            labels = [float(j in right) for j in range(6)]
+            out.append({"candidates": cands, "margins": [float(j) for j in range(6)], "slot_labels": labels})
+            gold.append([c.code for c, y in zip(cands, labels) if y])
+        return out, gold, [kind] * n
+
+    a, ga, ka = rows("codiesp", 20, {4, 5})
+    b, gb, kb = rows("synthetic", 10, {1, 5})  # the margin ranks these worse
+    stacker, cv = fit_stacker(a + b, ga + gb, ("verifier_margin",), ka + kb)
+    assert set(cv["by_kind"]) == {"codiesp", "synthetic"}
+    assert cv["micro_f1"] == cv["by_kind"]["codiesp"] == 1.0 > cv["by_kind"]["synthetic"]
+    alone, cv_alone = fit_stacker(a, ga, ("verifier_margin",))
+    assert set(cv_alone["by_kind"]) == {"codiesp"} and 0.0 < alone["threshold"] < 1.0

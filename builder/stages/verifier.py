@@ -79,6 +79,35 @@ def load_cases(run_dir: Path, cs, max_cases: int = 0) -> list[dict]:
     return cases[:max_cases] if max_cases else cases
 
 
+def load_synthetic_holdout(cfg: BuildConfig, cs, count: int) -> list[dict]:
+    """`count` synthetic notes the ranker never saw (those after the ones it was fitted on), with
+    the final retriever's candidates: judged beside the held-out train cases, so the stacker's
+    threshold serves US-style notes too, as the ranker's does. Never trained on."""
+    from collections import Counter
+
+    from builder.stages.data.synthetic import SyntheticNoteGenerator
+    from builder.stages.retriever import SYNTHETIC_NOTES
+    from models.retrieve import Retriever
+
+    if count <= 0:
+        return []
+    run_dir = Path(cfg.run_dir)
+    retriever = Retriever.load(cs, run_dir / "retriever" / "retriever.json.gz")
+    metrics = run_dir / "retriever" / "metrics.json"
+    first = (json.loads(metrics.read_text()).get("synthetic_notes") if metrics.exists() else None)
+    first = min(cfg.data.synthetic_train, SYNTHETIC_NOTES) if first is None else int(first)
+    gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=Counter(retriever.prior))
+    out = []
+    for i in range(first, first + count):
+        note = gen.generate(i)
+        gold = [item.code for item in note.items]
+        candidates = [c for c in retriever.retrieve(note.text, k=60) if cs.is_billable(c.code)]
+        out.append({"case_id": note.note_id, "text": note.text, "gold": gold, "kind": "synthetic",
+                    "candidates": candidates,
+                    "labels": {c.code: float(c.code in gold) for c in candidates}})
+    return out
+
+
 def encode(case: dict, tokenize, vc) -> dict:
     from models.contract import build_verifier_input
     from models.select import ranker_logit
@@ -139,11 +168,15 @@ def _trainer_class(choices: tuple[int, int], positive_weight: float):
 
 
 def fit_stacker(rows: list[dict], gold: list[list[str]], inputs: tuple[str, ...],
-                folds: int = 5, l2: float = 1e-3) -> tuple[dict, dict]:
+                kinds: list[str] | None = None, folds: int = 5, l2: float = 1e-3) -> tuple[dict, dict]:
     """The stacker fitted on every row, and its micro-F1 when each fold is predicted by a stacker
     and threshold fitted on the other folds (the honest figure for these cases). A row: one
-    case's candidates (Candidate) and the verifier's margins."""
-    from builder.evaluation.scoring import best_threshold, score
+    case's candidates (Candidate) and the verifier's margins. `kinds` (codiesp, synthetic) share
+    one threshold, the best for their mean micro-F1, as the ranker's does; the figures returned
+    are those of the CodiEsp rows, with every kind's F1 in "by_kind"."""
+    from builder.evaluation.scoring import score, shared_threshold
+
+    kinds = kinds or ["codiesp"] * len(rows)
     from builder.stages.retriever import fit_logistic
     from models.select import Stacker
 
@@ -159,7 +192,12 @@ def fit_stacker(rows: list[dict], gold: list[list[str]], inputs: tuple[str, ...]
         y = np.concatenate([rows[i]["slot_labels"] for i in idx])
         w, b = fit_logistic(x, y, l2=l2)
         stacker = Stacker(inputs, tuple(float(v) for v in w), b, 0.5)
-        threshold, _ = best_threshold([probs(stacker, rows[i]) for i in idx], [gold[i] for i in idx])
+        groups = {}
+        for i in idx:
+            group = groups.setdefault(kinds[i], ([], []))
+            group[0].append(probs(stacker, rows[i]))
+            group[1].append(gold[i])
+        threshold, _ = shared_threshold(list(groups.values()))
         return Stacker(inputs, stacker.weights, b, threshold)
 
     predicted = [None] * len(rows)
@@ -168,19 +206,24 @@ def fit_stacker(rows: list[dict], gold: list[list[str]], inputs: tuple[str, ...]
         stacker = fit([i for i in range(len(rows)) if i % folds != fold])
         for i in held:
             predicted[i] = [c for c, p in probs(stacker, rows[i]) if p >= stacker.threshold]
-    cv = score([{"gold": g, "predicted": p} for g, p in zip(gold, predicted)])
+    by_kind = {kind: score([{"gold": gold[i], "predicted": predicted[i]}
+                            for i in range(len(rows)) if kinds[i] == kind]) for kind in dict.fromkeys(kinds)}
+    cv = by_kind.get("codiesp") or next(iter(by_kind.values()))
     final = fit(list(range(len(rows))))
-    return final.to_dict(), {k: cv[k] for k in ("micro_precision", "micro_recall", "micro_f1")}
+    return final.to_dict(), {**{k: cv[k] for k in ("micro_precision", "micro_recall", "micro_f1")},
+                             "by_kind": {kind: round(v["micro_f1"], 4) for kind, v in by_kind.items()}}
 
 
-def choose_stacker(rows: list[dict], gold: list[list[str]]) -> tuple[dict, dict, dict]:
-    """The stacker whose inputs cross-validate best on these cases (None: all STACKER_INPUTS)."""
+def choose_stacker(rows: list[dict], gold: list[list[str]],
+                   kinds: list[str] | None = None) -> tuple[dict, dict, dict]:
+    """The stacker whose inputs cross-validate best on the CodiEsp cases (None: all
+    STACKER_INPUTS), fitted on every row with one threshold for every kind of note."""
     from models.select import STACKER_INPUTS
 
     tried = {}
     for inputs in STACKER_INPUT_SETS:
         inputs = inputs or STACKER_INPUTS
-        tried[inputs] = fit_stacker(rows, gold, inputs)
+        tried[inputs] = fit_stacker(rows, gold, inputs, kinds)
     best = max(tried, key=lambda k: tried[k][1]["micro_f1"])
     return tried[best][0], tried[best][1], {"+".join(k) if len(k) < 5 else "all": v[1]["micro_f1"]
                                             for k, v in tried.items()}
@@ -208,7 +251,7 @@ def calibrate(run_dir: str | Path, model: str | Path, **runtime_options) -> dict
     try:
         for case in held:
             candidates = [Candidate(c, cs.description(c), p, features=tuple(f)) for c, p, f in case["candidates"]]
-            judged, _ = selector.judge(texts[case["case_id"]], candidates)
+            judged, _ = selector.judge(case.get("text") or texts[case["case_id"]], candidates)
             listed = {c.code: m for c, m, _ in judged}
             rows.append({"candidates": candidates, "margins": [listed[c.code] for c in candidates],
                          "slot_labels": []})
@@ -219,8 +262,11 @@ def calibrate(run_dir: str | Path, model: str | Path, **runtime_options) -> dict
     gold = [case["gold"] for case in held]
     for r, g in zip(rows, gold):
         r["slot_labels"] = [float(matched(g, [c.code])[0] in g) for c in r["candidates"]]
-    stacker, cv, tried = choose_stacker(rows, gold)
-    return {"stacker": stacker, "cv_micro_f1": cv["micro_f1"], "inputs_tried": tried, "cases": len(rows)}
+    kinds = [case.get("kind", "codiesp") for case in held]
+    stacker, cv, tried = choose_stacker(rows, gold, kinds)
+    return {"stacker": stacker, "cv_micro_f1": cv["micro_f1"], "cv_micro_f1_by_kind": cv["by_kind"],
+            "inputs_tried": tried, "cases": kinds.count("codiesp"),
+            "synthetic_notes": kinds.count("synthetic")}
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -282,6 +328,7 @@ def run(cfg: BuildConfig) -> dict:
         return tokenizer(text, add_special_tokens=bos).input_ids
 
     choices = decision_token_ids(tokenize)
+    holdout = holdout + load_synthetic_holdout(cfg, cs, vc.holdout_synthetic)
     if vc.method == "head":
         return _run_head(cfg, cs, base, tokenize, choices, train_cases, holdout, started)
     if vc.method != "lora":
@@ -452,34 +499,48 @@ def _report(cfg: BuildConfig, cs, base: str, holdout: list[dict], scored: list[d
     run_dir = Path(cfg.run_dir)
     out_dir = run_dir / "verifier"
     gold = [c["gold"] for c in holdout]
+    kinds = [c.get("kind", "codiesp") for c in holdout]
     write_jsonl_atomic(out_dir / HOLDOUT_FILE, [
         {"case_id": case["case_id"], "gold": g, "margins": [round(m, 4) for m in r["margins"]],
-         "candidates": [[c.code, c.score, list(c.features)] for c in r["candidates"]]}
-        for case, g, r in zip(holdout, gold, scored)])
-    stacker, cv, inputs_tried = choose_stacker(scored, gold)
+         "candidates": [[c.code, c.score, list(c.features)] for c in r["candidates"]],
+         **({"kind": kind, "text": case["text"]} if kind != "codiesp" else {})}
+        for case, g, r, kind in zip(holdout, gold, scored, kinds)])
+    stacker, cv, inputs_tried = choose_stacker(scored, gold, kinds)
     _, cv_ranker_features = fit_stacker(  # the same stacker without the verifier: what it adds
-        scored, gold, tuple(i for i in stacker["inputs"] if i not in ("verifier_margin", "margin_x_ranker")))
+        scored, gold, tuple(i for i in stacker["inputs"] if i not in ("verifier_margin", "margin_x_ranker")),
+        kinds)
+    ranker_threshold = Retriever.load(cs, run_dir / "retriever" / "retriever.json.gz").threshold
+    ranker_alone = {kind: round(f1_at([[(c.code, c.score) for c in r["candidates"]]
+                                       for r, k in zip(scored, kinds) if k == kind],
+                                      [g for g, k in zip(gold, kinds) if k == kind], ranker_threshold), 4)
+                    for kind in dict.fromkeys(kinds)}
+    # The figures below are the CodiEsp cases' (the synthetic notes' are in their own entry).
+    holdout, scored, gold = ([x for x, k in zip(xs, kinds) if k == "codiesp"] for xs in (holdout, scored, gold))
     labels = np.concatenate([r["slot_labels"] for r in scored])
     ranker_p = np.array([c.score for r in scored for c in r["candidates"]])
     margins = np.concatenate([r["margins"] for r in scored])
-    ranker_threshold = Retriever.load(cs, run_dir / "retriever" / "retriever.json.gz").threshold
-    ranker_alone = f1_at([[(c.code, c.score) for c in r["candidates"]] for r in scored], gold,
-                         ranker_threshold)
 
     write_json_atomic(out_dir / STACKER_FILE, {"contract": VERIFIER_CONTRACT, **stacker})
     metrics = {
         "base_model": base, **training, "holdout_cases": len(holdout),
+        "holdout_synthetic_notes": kinds.count("synthetic"),
         "positive_rate": round(float(labels.mean()), 4),
         "holdout_auc": {"ranker": round(auc(ranker_p, labels), 4),
                         "verifier": round(auc(margins, labels), 4),
                         "correlation": round(float(np.corrcoef(ranker_p, margins)[0, 1]), 4)},
-        "holdout_micro_f1": {"ranker_alone_at_its_threshold": ranker_alone,
+        "holdout_micro_f1": {"ranker_alone_at_its_threshold": ranker_alone["codiesp"],
                              "stacked_without_verifier_cross_validated": cv_ranker_features["micro_f1"],
                              "stacked_cross_validated": cv["micro_f1"],
                              "stacked_precision": cv["micro_precision"],
                              "stacked_recall": cv["micro_recall"]},
+        # One threshold serves both kinds of note; these are the synthetic notes' figures.
+        "holdout_synthetic_micro_f1": {
+            "ranker_alone_at_its_threshold": ranker_alone.get("synthetic"),
+            "stacked_without_verifier_cross_validated": cv_ranker_features["by_kind"].get("synthetic"),
+            "stacked_cross_validated": cv["by_kind"].get("synthetic")},
         "stacker": stacker, "stacker_inputs_tried": inputs_tried,
-        "choices_made_on": f"codiesp train held-out part ({len(holdout)} cases)",
+        "choices_made_on": f"codiesp train held-out part ({len(holdout)} cases)" + (
+            f" and {kinds.count('synthetic')} synthetic notes the ranker never saw" if "synthetic" in kinds else ""),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "recall_of_candidates": round(float(score([{"gold": g, "predicted": [c.code for c in r["candidates"]]}
                                                     for g, r in zip(gold, scored)])["micro_recall"]), 4),

@@ -469,6 +469,7 @@ def test_verifier_stage_fits_a_head_whose_merged_model_gives_its_held_out_margin
     layer, direction, _, lift = load_head(tmp_path / "verifier" / HEAD_FILE)
     assert layer == metrics["layer"] and direction.shape == (64,)
     Stacker.from_dict(json.loads((tmp_path / "verifier/stacker.json").read_text()))
+    assert (tmp_path / "verifier/layers.png").stat().st_size > 1000
 
     merge.run(cfg)
     model = TransformersRuntime(str(tmp_path / "merged"))

@@ -421,6 +421,7 @@ def _run_head(cfg: BuildConfig, cs, base: str, tokenize, choices: tuple[int, int
         HEAD_FILE,
         choose_layer,
         fit_head,
+        plot_layers,
         save_head,
         server_lift,
         slot_features,
@@ -465,6 +466,7 @@ def _run_head(cfg: BuildConfig, cs, base: str, tokenize, choices: tuple[int, int
     lift = server_lift(np.vstack([r["features"][layer] for r in rows]),
                        model.get_output_embeddings().weight.detach().float().numpy(), choices, direction)
     save_head(out_dir / HEAD_FILE, layer, direction, bias, lift, tried)
+    plot = plot_layers(out_dir / "layers.png", tried, layer, depth)
 
     model.model.layers = model.model.layers[:layer]  # the head model's depth
     scored = []
@@ -483,7 +485,7 @@ def _run_head(cfg: BuildConfig, cs, base: str, tokenize, choices: tuple[int, int
         "tokens_per_second": round(tokens / max(read_seconds, 1e-9), 1),
         "mean_tokens_per_case": round(tokens / max(1, len(rows)), 1),
     }
-    return _report(cfg, cs, base, holdout, scored, training, [out_dir / HEAD_FILE], started)
+    return _report(cfg, cs, base, holdout, scored, training, [out_dir / HEAD_FILE, plot], started)
 
 
 def _report(cfg: BuildConfig, cs, base: str, holdout: list[dict], scored: list[dict],

@@ -148,3 +148,22 @@ def load_head(path: Path) -> tuple[int, np.ndarray, float, np.ndarray]:
     with np.load(path) as d:
         return (int(d["layer"]), d["direction"].astype(np.float32), float(d["bias"]),
                 d["lift"].astype(np.float32))
+
+
+def plot_layers(path: Path, tried: dict[int, float], chosen: int, depth: int) -> Path:
+    """Cross-validated micro-F1 of the head at each layer tried, the chosen one marked."""
+    from builder.plots import pyplot, save_png
+
+    plt = pyplot()
+    layers = sorted(tried)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar([str(layer) for layer in layers], [tried[layer] for layer in layers],
+           color=["tab:blue" if layer == chosen else "tab:gray" for layer in layers])
+    low = min(tried.values())
+    ax.set_ylim(low - 0.01, max(tried.values()) + 0.005)
+    ax.set(xlabel=f"layer the head reads (of {depth})", ylabel="micro-F1, 5-fold on train cases",
+           title="Verifier head: ranker + head, out of fold")
+    for i, layer in enumerate(layers):
+        ax.text(i, tried[layer] + 0.0005, f"{tried[layer]:.4f}", ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    return save_png(fig, path)

@@ -175,26 +175,35 @@ def test_slot_loss_reads_only_the_decision_slots(tiny_llama_folder, hf_tokenize)
     assert residual.item() < loss.item()  # offsets that agree with the labels leave less to learn
 
 
-def test_verifier_stage_trains_scores_the_holdout_and_fits_the_stacker(tiny_llama_folder, tmp_path, cs):
-    """The stage on the tiny model and the real out-of-fold candidates of a few train cases."""
-    from builder.config import load_config
-    from builder.stages import verifier
+def _retriever_stage_outputs(run, cs, n: int = 16):
+    """What the verifier stage reads from the retriever stage, for the first `n` train cases:
+    their candidates (from the shipped ranker) and the fitted ranker. Returns the cases."""
     from builder.stages.data import codiesp
     from builder.stages.data.codes import map_codes
     from builder.stages.retriever import TRAIN_OOF_FILE
+    from models.bundle import embedded
     from models.retrieve import default_retriever
 
     retriever = default_retriever(cs)
-    cases = codiesp.read_split(codiesp.embedded_dir() / "train").cases[:16]
+    cases = codiesp.read_split(codiesp.embedded_dir() / "train").cases[:n]
     rows = []
     for case in cases:
         ranked = retriever.retrieve(case.text, k=12)
         rows.append({"case_id": case.case_id, "gold": map_codes(case.codes, cs)[0],
                      "candidates": [[c.code, c.score, list(c.features)] for c in ranked]})
-    (tmp_path / "retriever").mkdir()
-    (tmp_path / "retriever" / TRAIN_OOF_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    shipped = __import__("models.bundle", fromlist=["embedded"]).embedded()
-    (tmp_path / "retriever" / "retriever.json.gz").write_bytes(shipped.path(shipped.retriever.path).read_bytes())
+    (run / "retriever").mkdir()
+    (run / "retriever" / TRAIN_OOF_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shipped = embedded()
+    (run / "retriever" / "retriever.json.gz").write_bytes(shipped.path(shipped.retriever.path).read_bytes())
+    return cases
+
+
+def test_verifier_stage_trains_scores_the_holdout_and_fits_the_stacker(tiny_llama_folder, tmp_path, cs):
+    """The stage on the tiny model and the real out-of-fold candidates of a few train cases."""
+    from builder.config import load_config
+    from builder.stages import verifier
+
+    cases = _retriever_stage_outputs(tmp_path, cs)
     cfg = load_config(None, ["verifier.max_steps=2", "verifier.grad_accum=2", "verifier.candidates=12",
                              "verifier.max_note_tokens=128", "verifier.holdout_fraction=0.4",
                              "verifier.holdout_synthetic=0", "lora.r=4", "lora.alpha=8"])
@@ -422,24 +431,10 @@ def test_verifier_stage_fits_a_head_whose_merged_model_gives_its_held_out_margin
 
     from builder.config import load_config
     from builder.stages import merge, verifier
-    from builder.stages.data import codiesp
-    from builder.stages.data.codes import map_codes
-    from builder.stages.retriever import TRAIN_OOF_FILE
     from builder.stages.verifier_head import HEAD_FILE, load_head
-    from models.retrieve import default_retriever
     from models.runtimes.transformers_runtime import TransformersRuntime
 
-    retriever = default_retriever(cs)
-    cases = codiesp.read_split(codiesp.embedded_dir() / "train").cases[:16]
-    rows = []
-    for case in cases:
-        ranked = retriever.retrieve(case.text, k=12)
-        rows.append({"case_id": case.case_id, "gold": map_codes(case.codes, cs)[0],
-                     "candidates": [[c.code, c.score, list(c.features)] for c in ranked]})
-    (tmp_path / "retriever").mkdir()
-    (tmp_path / "retriever" / TRAIN_OOF_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    shipped = __import__("models.bundle", fromlist=["embedded"]).embedded()
-    (tmp_path / "retriever" / "retriever.json.gz").write_bytes(shipped.path(shipped.retriever.path).read_bytes())
+    cases = _retriever_stage_outputs(tmp_path, cs)
     # A final norm whose weights are not all 1, as in a trained model: the head reads the norm's
     # output at every layer, and the cut model applies the same norm.
     import torch

@@ -43,9 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     stage("data", "training and validation examples (CodiEsp, synthetic notes, a hub dataset)")
     stage("retriever", "fit the candidate ranker on CodiEsp train (choices out of fold)")
     stage("train", "LoRA / QLoRA fine-tuning of the generative model (trl SFTTrainer, peft)")
-    stage("verifier", "LoRA / QLoRA fine-tuning of the verifier (judges the retriever's candidates), "
-                      "and its stacker fitted on held-out train cases")
-    stage("merge", "adapter -> full-precision merged model")
+    stage("verifier", "the verifier (judges the retriever's candidates): its decision head on the "
+                      "frozen base (verifier.method=head, cpu-default) or LoRA / QLoRA fine-tuning "
+                      "(method=lora), and its stacker fitted on held-out train cases and synthetic notes")
+    stage("merge", "adapter -> full-precision merged model (or the base cut to the verifier head's layer)")
     ex = stage("export", "merged model -> GGUF and ONNX, verified; Ollama Modelfile")
     ex.add_argument("--format", dest="formats", action="append", choices=("gguf", "onnx"),
                     help="what to export (repeatable; default both)")

@@ -5,14 +5,18 @@ and learns, at each candidate's decision slot, whether the note supports it: the
 binary cross-entropy on logit(" yes") - logit(" no") at the slots and nowhere else, and the
 vocabulary is projected only at the slots. LoRA through peft, NF4 QLoRA on CUDA (the same
 `train.quantization` and `lora` settings as `builder train`), bf16 compute on CPUs with native bf16.
+Or (`verifier.method = "head"`, the CPU default) the base stays frozen and only the decision is
+fitted, on every train case at once (builder/stages/verifier_head.py).
 
 Every case is shown the candidates an unseen note would get: those of the retriever stage's
 fold that never saw it (<run>/retriever/train_oof.jsonl). A part of train (`holdout_fraction`,
-chosen by case id) is never trained on: the verifier scores it, and the stacker (ranker logit +
-verifier margin -> probability) and its threshold are fitted there, so CodiEsp dev makes no
+chosen by case id) is never trained on: the verifier scores it, and synthetic notes the ranker
+never saw (`holdout_synthetic`), and the stacker (ranker logit + verifier margin -> probability)
+and its threshold, shared by both kinds of note, are fitted there, so CodiEsp dev makes no
 choice and its figures are held out.
 
-Writes <run>/verifier/adapter, stacker.json, metrics.json, loss.png. `builder merge` folds the
+Writes <run>/verifier/adapter and loss.png (LoRA) or head.npz and layers.png (head),
+stacker.json, metrics.json. `builder merge` folds the
 adapter into the base model, `export` makes the GGUF, `bundle` carries adapter's stacker along.
 """
 from __future__ import annotations
@@ -460,11 +464,12 @@ def _run_head(cfg: BuildConfig, cs, base: str, tokenize, choices: tuple[int, int
     layer, tried = choose_layer({layer: [r["features"][layer] for r in rows] for layer in layers},
                                 ranker, labels, [[c.code for c in r["candidates"]] for r in rows],
                                 [c["gold"] for c in train_cases], vc.head_components, vc.head_l2)
-    direction, bias = fit_head(np.vstack([r["features"][layer] for r in rows]), np.concatenate(ranker),
-                               np.concatenate(labels), vc.head_components, vc.head_l2)
+    features = np.vstack([r["features"][layer] for r in rows])
+    direction, bias = fit_head(features, np.concatenate(ranker), np.concatenate(labels),
+                               vc.head_components, vc.head_l2)
     fit_seconds = time.perf_counter() - t0
-    lift = server_lift(np.vstack([r["features"][layer] for r in rows]),
-                       model.get_output_embeddings().weight.detach().float().numpy(), choices, direction)
+    lift = server_lift(features, model.get_output_embeddings().weight.detach().float().numpy(),
+                       choices, direction)
     save_head(out_dir / HEAD_FILE, layer, direction, bias, lift, tried)
     plot = plot_layers(out_dir / "layers.png", tried, layer, depth)
 

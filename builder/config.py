@@ -88,6 +88,9 @@ class VerifierConfig:
     head_layers: str = "12,15,18,21,24"
     head_components: int = 256  # principal components of the hidden state the head reads
     head_l2: float = 0.03
+    # Synthetic notes (after the `holdout_synthetic` ones) read beside the train cases to fit the
+    # head: they carry the coding rules CodiEsp's case reports rarely show. 0: CodiEsp alone.
+    head_synthetic: int = 300
 
 
 @dataclass

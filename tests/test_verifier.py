@@ -385,6 +385,34 @@ def test_the_head_learns_what_the_ranker_does_not_know():
     assert abs(np.corrcoef(x2 @ direction, ranker2)[0, 1]) < 0.1  # the ranker's part left out
 
 
+def test_notes_read_beside_a_few_train_cases_sharpen_the_head():
+    """`choose_layer(also_fit=...)`: a few train cases leave the deciding direction vague;
+    many notes that show it plainly, added to every fold's fit, make the cross-validated F1 of
+    the same cases rise."""
+    import numpy as np
+
+    from builder.stages.verifier_head import choose_layer
+
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=32)
+
+    def cases(n, noise):
+        x = [rng.normal(size=(8, 32)) for _ in range(n)]
+        y = [((c @ truth + rng.normal(size=8) * noise) > 1.5).astype(float) for c in x]
+        return x, y
+
+    x, y = cases(8, noise=1.0)  # 64 rows for 32 dimensions
+    codes = [[f"A{i:02d}.{j}" for j in range(8)] for i in range(len(x))]
+    gold = [[c for c, label in zip(cs_, ys) if label] for cs_, ys in zip(codes, y)]
+    zeros = [np.zeros(8) for _ in x]
+    _, alone = choose_layer({3: x}, zeros, y, codes, gold, components=32, l2=0.03)
+    extra_x, extra_y = cases(300, noise=0.0)
+    _, helped = choose_layer({3: x}, zeros, y, codes, gold, components=32, l2=0.03,
+                             also_fit={3: extra_x}, also_ranker=[np.zeros(8) for _ in extra_x],
+                             also_labels=extra_y)
+    assert helped[3] > alone[3] + 0.1
+
+
 def test_the_head_model_scores_what_the_head_says_in_transformers_and_llama_cpp(
         tiny_llama_folder, hf_tokenize, tmp_path):
     """The base cut after a layer with the head in its untied output layer: logit(yes) -
@@ -447,7 +475,7 @@ def test_verifier_stage_fits_a_head_whose_merged_model_gives_its_held_out_margin
     AutoTokenizer.from_pretrained(tiny_llama_folder).save_pretrained(tmp_path / "base")
     cfg = load_config(None, ["verifier.method=head", "verifier.head_layers=1,2", "verifier.candidates=12",
                              "verifier.holdout_fraction=0.4", "verifier.head_components=8",
-                             "verifier.holdout_synthetic=4"])
+                             "verifier.holdout_synthetic=4", "verifier.head_synthetic=3"])
     cfg.run_dir, cfg.base_model = str(tmp_path), str(tmp_path / "base")
     metrics = verifier.run(cfg)
     assert metrics["method"] == "head" and metrics["layer"] in (1, 2)
@@ -461,6 +489,10 @@ def test_verifier_stage_fits_a_head_whose_merged_model_gives_its_held_out_margin
     synthetic = [r for r in held_rows if r.get("kind") == "synthetic"]
     assert len(synthetic) == 4 and all(r["text"] and r["gold"] for r in synthetic)
     assert len(held_rows) == metrics["holdout_cases"] + 4
+    # The head also read synthetic notes: the ones after those held out, never the same.
+    assert metrics["train_synthetic_notes"] == 3
+    fitted_on = {n["case_id"] for n in verifier.load_synthetic_notes(cfg, cs, 3, skip=4)}
+    assert len(fitted_on) == 3 and not fitted_on & {r["case_id"] for r in synthetic}
     layer, direction, _, lift = load_head(tmp_path / "verifier" / HEAD_FILE)
     assert layer == metrics["layer"] and direction.shape == (64,)
     Stacker.from_dict(json.loads((tmp_path / "verifier/stacker.json").read_text()))

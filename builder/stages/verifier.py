@@ -6,7 +6,8 @@ binary cross-entropy on logit(" yes") - logit(" no") at the slots and nowhere el
 vocabulary is projected only at the slots. LoRA through peft, NF4 QLoRA on CUDA (the same
 `train.quantization` and `lora` settings as `builder train`), bf16 compute on CPUs with native bf16.
 Or (`verifier.method = "head"`, the CPU default) the base stays frozen and only the decision is
-fitted, on every train case at once (builder/stages/verifier_head.py).
+fitted, on every train case at once and on synthetic notes that show the coding rules
+(`head_synthetic`; builder/stages/verifier_head.py).
 
 Every case is shown the candidates an unseen note would get: those of the retriever stage's
 fold that never saw it (<run>/retriever/train_oof.jsonl). A part of train (`holdout_fraction`,
@@ -83,10 +84,12 @@ def load_cases(run_dir: Path, cs, max_cases: int = 0) -> list[dict]:
     return cases[:max_cases] if max_cases else cases
 
 
-def load_synthetic_holdout(cfg: BuildConfig, cs, count: int) -> list[dict]:
-    """`count` synthetic notes the ranker never saw (those after the ones it was fitted on), with
-    the final retriever's candidates: judged beside the held-out train cases, so the stacker's
-    threshold serves US-style notes too, as the ranker's does. Never trained on."""
+def load_synthetic_notes(cfg: BuildConfig, cs, count: int, skip: int = 0) -> list[dict]:
+    """`count` synthetic notes the ranker never saw (those after the ones it was fitted on, less
+    the first `skip` of them), with the final retriever's candidates. The first
+    `holdout_synthetic` are judged beside the held-out train cases, so the stacker's threshold
+    serves US-style notes too, as the ranker's does; the `head_synthetic` after them are read
+    beside the train cases to fit the head. None is ever both."""
     from collections import Counter
 
     from builder.stages.data.synthetic import SyntheticNoteGenerator
@@ -102,7 +105,7 @@ def load_synthetic_holdout(cfg: BuildConfig, cs, count: int) -> list[dict]:
     first = min(cfg.data.synthetic_train, SYNTHETIC_NOTES) if first is None else int(first)
     gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=Counter(retriever.prior))
     out = []
-    for i in range(first, first + count):
+    for i in range(first + skip, first + skip + count):
         note = gen.generate(i)
         gold = [item.code for item in note.items]
         candidates = [c for c in retriever.retrieve(note.text, k=60) if cs.is_billable(c.code)]
@@ -332,7 +335,7 @@ def run(cfg: BuildConfig) -> dict:
         return tokenizer(text, add_special_tokens=bos).input_ids
 
     choices = decision_token_ids(tokenize)
-    holdout = holdout + load_synthetic_holdout(cfg, cs, vc.holdout_synthetic)
+    holdout = holdout + load_synthetic_notes(cfg, cs, vc.holdout_synthetic)
     if vc.method == "head":
         return _run_head(cfg, cs, base, tokenize, choices, train_cases, holdout, started)
     if vc.method != "lora":
@@ -455,17 +458,27 @@ def _run_head(cfg: BuildConfig, cs, base: str, tokenize, choices: tuple[int, int
                 "slot_labels": [case["labels"][c.code] for c in inp.candidates],
                 "ranker": np.array([ranker_logit(c) for c in inp.candidates])}
 
+    # Synthetic notes after the held-out ones: what the coding rules look like in US-style notes
+    # (negated lists, symptoms a diagnosis explains, combination codes), which CodiEsp's case
+    # reports rarely show. Read for every fit, never judged: the layer is chosen on CodiEsp alone.
+    synthetic = load_synthetic_notes(cfg, cs, vc.head_synthetic, skip=vc.holdout_synthetic)
     t0 = time.perf_counter()
     rows = [read(case, layers) for case in tqdm(train_cases, desc="verifier head: read train cases")]
+    extra = [read(case, layers) for case in tqdm(synthetic, desc="verifier head: read synthetic notes")]
     read_seconds = time.perf_counter() - t0
     labels = [np.array(r["slot_labels"]) for r in rows]
     ranker = [r["ranker"] for r in rows]
     t0 = time.perf_counter()
     layer, tried = choose_layer({layer: [r["features"][layer] for r in rows] for layer in layers},
                                 ranker, labels, [[c.code for c in r["candidates"]] for r in rows],
-                                [c["gold"] for c in train_cases], vc.head_components, vc.head_l2)
-    features = np.vstack([r["features"][layer] for r in rows])
-    direction, bias = fit_head(features, np.concatenate(ranker), np.concatenate(labels),
+                                [c["gold"] for c in train_cases], vc.head_components, vc.head_l2,
+                                also_fit={layer: [r["features"][layer] for r in extra] for layer in layers},
+                                also_ranker=[r["ranker"] for r in extra],
+                                also_labels=[np.array(r["slot_labels"]) for r in extra])
+    every = rows + extra
+    features = np.vstack([r["features"][layer] for r in every])
+    direction, bias = fit_head(features, np.concatenate([r["ranker"] for r in every]),
+                               np.concatenate([r["slot_labels"] for r in every]),
                                vc.head_components, vc.head_l2)
     fit_seconds = time.perf_counter() - t0
     lift = server_lift(features, model.get_output_embeddings().weight.detach().float().numpy(),
@@ -480,15 +493,16 @@ def _run_head(cfg: BuildConfig, cs, base: str, tokenize, choices: tuple[int, int
         # What the head model's output layer gives: logit(yes) - logit(no), no intercept.
         r["margins"] = (r.pop("features")[layer] @ direction).tolist()
         scored.append(r)
-    tokens = sum(r["tokens"] for r in rows)
+    tokens = sum(r["tokens"] for r in every)
     training = {
         "method": "head", "bf16_compute": bf16, "train_cases": len(train_cases),
+        "train_synthetic_notes": len(extra),
         "layer": layer, "of_layers": depth, "layers_cross_validated_micro_f1": tried,
         "components": vc.head_components, "l2": vc.head_l2, "server_lift": round(float(np.linalg.norm(lift)), 3),
         "read_seconds": round(read_seconds, 1), "fit_seconds": round(fit_seconds, 1),
         "train_seconds": round(read_seconds + fit_seconds, 1),
         "tokens_per_second": round(tokens / max(read_seconds, 1e-9), 1),
-        "mean_tokens_per_case": round(tokens / max(1, len(rows)), 1),
+        "mean_tokens_per_case": round(tokens / max(1, len(every)), 1),
     }
     return _report(cfg, cs, base, holdout, scored, training, [out_dir / HEAD_FILE, plot], started)
 

@@ -5,6 +5,9 @@ The base model reads a note and its candidates exactly as the verifier input lay
 through the model's final norm, describes what the model read about that candidate in that note.
 A logistic regression over those vectors (standardized, whitened onto their main components, L2)
 with the ranker's logit beside them learns what the model reads that the ranker does not know.
+It is fitted on the CodiEsp train cases and on synthetic notes the ranker never saw, whose gold
+follows US coding rules (a negated list, symptoms a diagnosis explains, combination codes); the
+layer is chosen by the CodiEsp cases alone.
 
 Its weights, mapped back onto the hidden state, become the difference of the " yes" and " no"
 rows of an untied output layer on the base model cut after `layer` layers. So the head model is an
@@ -62,20 +65,27 @@ def fit_head(x: np.ndarray, ranker: np.ndarray, y: np.ndarray, components: int, 
 
 def choose_layer(features: dict[int, list[np.ndarray]], ranker: list[np.ndarray],
                  labels: list[np.ndarray], codes: list[list[str]], gold: list[list[str]],
-                 components: int, l2: float, folds: int = 5) -> tuple[int, dict[int, float]]:
+                 components: int, l2: float, folds: int = 5,
+                 also_fit: dict[int, list[np.ndarray]] | None = None,
+                 also_ranker: list[np.ndarray] = (), also_labels: list[np.ndarray] = (),
+                 ) -> tuple[int, dict[int, float]]:
     """The layer whose head, fitted on the other folds, ranks each fold's candidates best
-    (micro-F1 over all folds at the best shared threshold). Cases are split by index."""
+    (micro-F1 over all folds at the best shared threshold). Cases are split by index. Notes in
+    `also_fit` (per layer, with `also_ranker` and `also_labels`) join every fold's fit and are
+    never judged."""
     from builder.evaluation.scoring import best_threshold
 
     n = len(labels)
     tried = {}
     for layer, per_case in features.items():
+        extra = (also_fit or {}).get(layer, [])
         scored = [None] * n
         for fold in range(folds):
             fit_idx = [i for i in range(n) if i % folds != fold]
-            direction, bias = fit_head(np.vstack([per_case[i] for i in fit_idx]),
-                                       np.concatenate([ranker[i] for i in fit_idx]),
-                                       np.concatenate([labels[i] for i in fit_idx]), components, l2)
+            direction, bias = fit_head(np.vstack([per_case[i] for i in fit_idx] + list(extra)),
+                                       np.concatenate([ranker[i] for i in fit_idx] + list(also_ranker)),
+                                       np.concatenate([labels[i] for i in fit_idx] + list(also_labels)),
+                                       components, l2)
             for i in range(fold, n, folds):
                 # The ranker is not in `direction`: rank by head + ranker as the stacker will.
                 margin = per_case[i] @ direction + bias + ranker[i]

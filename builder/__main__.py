@@ -51,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", dest="formats", action="append", choices=("gguf", "onnx"),
                     help="what to export (repeatable; default both)")
     ex.add_argument("--quantize", action="append", metavar="TYPE",
-                    help="GGUF type(s): Q4_K_M (default), Q8_0, Q5_K_M, Q4_0, Q2_K, F16, BF16; repeat or "
-                         "comma-separate")
+                    help="GGUF type(s): Q4_K_M (default; a verifier also gets BF16 where this CPU has "
+                         "native bf16), Q8_0, Q5_K_M, Q4_0, Q2_K, F16, BF16; repeat or comma-separate")
     ex.add_argument("--onnx", dest="onnx_types", action="append", choices=("fp32", "int8"),
                     help="ONNX variant(s) to keep (default both; int8 is quantized from fp32)")
     bd = stage("bundle", "gather the run's retriever and models into its coder bundle")

@@ -140,3 +140,18 @@ def test_modelfile_templates_follow_the_chat_format():
     assert "raw prompts" not in chatml  # a generative model is prompted through its template
     assert "A verifier: the app sends it raw prompts" in render_modelfile(
         "./m.gguf", "<|im_start|>", kind="verifier")
+
+
+@pytest.mark.parametrize("flags, verifier_types", [
+    (["avx2", "fma"], ["Q4_K_M"]),
+    (["avx512f", "avx512_bf16"], ["Q4_K_M", "BF16"]),
+    (["avx512f", "amx_bf16", "amx_tile"], ["Q4_K_M", "BF16"]),
+])
+def test_a_verifier_gets_bf16_beside_q4_k_m_only_where_the_cpu_computes_bf16(monkeypatch, flags, verifier_types):
+    """The app runs a bundle's BF16 instead of its Q4_K_M on a CPU with native bf16, so the build
+    exports it there; where bf16 is emulated it would only slow the build (its stacker refit)."""
+    from models import runtimes
+
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: flags)
+    assert export.default_gguf_types("verifier") == verifier_types
+    assert export.default_gguf_types("generative") == ["Q4_K_M"]

@@ -9,8 +9,9 @@ Four signals, combined by a small learned ranker (logistic regression):
 - phrases: for each word and word pair of the note, the share of training notes holding it that
   carry a code ("dyslipidemia" -> E78.5): the wording clinicians use that the code set lacks;
 - prior: how often the code was assigned in the training cases.
+Each source names an injury code with the 7th character the note supports (models/seventh.py).
 The learned parts (neighbour index, phrases, priors, ranker weights, threshold) are fitted on CodiEsp
-train and tuned on dev by `python -m builder retriever`, and travel in a coder bundle
+train (every choice out of fold) by `python -m builder retriever`, and travel in a coder bundle
 (models/bundle.py) with the model trained on their candidates; the package ships a
 retrieval-only bundle. Without them the retriever falls back to the lexical signal alone.
 """
@@ -26,6 +27,7 @@ import numpy as np
 
 from .codeset import CodeSet
 from .contract import Candidate
+from .seventh import NoteEncounter
 from .text import clause_pairs, clauses, content_words, qualified_end, stem, stems
 
 FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
@@ -217,13 +219,27 @@ class Retriever:
                     found[hit.code] = {"cover": hit.covered, "span": (a1, b2)}
         return found
 
+    def _supported(self, found: dict, encounter: NoteEncounter, strength=lambda v: v) -> dict:
+        """`found` keyed by each code with the 7th character the note supports; where two
+        variants meet, the stronger entry stays."""
+        out: dict = {}
+        for code, value in found.items():
+            code = encounter.supported_code(self.cs, code)
+            if code not in out or strength(value) > strength(out[code]):
+                out[code] = value
+        return out
+
     def features(self, note: str) -> tuple[list[str], np.ndarray, dict[str, tuple[int, int]]]:
         """The pooled codes, their FEATURES rows, and where in the note each was found."""
-        lex = self.lexical(note)
-        pairs = self.combined(note)
+        # Every source names an injury with the 7th character the note supports: a search finds
+        # whichever wording of S93.491- scores best, neighbours the one their own note stated.
+        encounter = NoteEncounter(note)
+        lex = self._supported(self.lexical(note), encounter, lambda e: (e["cover"], e["score"]))
+        pairs = self._supported(self.combined(note), encounter, lambda e: e["cover"])
         knn, knn_share = self.neighbours.scores(note) if self.neighbours else ({}, {})
-        cent = self.neighbours.centroid_scores(note) if self.neighbours else {}
-        phrase = self.neighbours.phrase_scores(note) if self.neighbours else {}
+        knn, knn_share = self._supported(knn, encounter), self._supported(knn_share, encounter)
+        cent = self._supported(self.neighbours.centroid_scores(note), encounter) if self.neighbours else {}
+        phrase = self._supported(self.neighbours.phrase_scores(note), encounter) if self.neighbours else {}
         lex_rank = {c: r for r, c in enumerate(sorted(lex, key=lambda c: -lex[c]["score"]), 1)}
         cent_rank = {c: r for r, c in enumerate(sorted(cent, key=lambda c: -cent[c])[:60], 1)}
         pool = set(lex) | set(pairs) | set(knn) | set(cent_rank) | set(phrase) | self.top_prior

@@ -100,14 +100,14 @@ def key_words(text: str) -> set[str]:
 
 # ICD-10-CM's nonessential modifiers: words in parentheses that may be present in the note or
 # absent without changing the code ("Seizure(s) (convulsive) NOS").
-_NONESSENTIAL = re.compile(r"\([^()]*\)")
+NONESSENTIAL = re.compile(r"\([^()]*\)")
 
 
 @lru_cache(maxsize=262144)
 def essential_stems(text: str) -> frozenset[str]:
     """The stems a code-set entry asks the note for: its content words less the nonessential
     modifiers and the boilerplate ("Pneumonia, unspecified organism" asks for pneumonia only)."""
-    return frozenset(key_words(_NONESSENTIAL.sub(" ", text))) or stems(text)
+    return frozenset(key_words(NONESSENTIAL.sub(" ", text))) or stems(text)
 
 
 _SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)

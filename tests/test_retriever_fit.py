@@ -1,4 +1,6 @@
 """Fitting the candidate ranker: honest features, a correct optimiser."""
+from collections import Counter
+
 import numpy as np
 
 from builder.evaluation.scoring import best_threshold, recall_at, shared_threshold
@@ -95,7 +97,7 @@ def test_the_ranker_also_learns_from_synthetic_notes_as_an_unseen_note_gets_them
 
     cs = codeset.load()
     cfg = load_config(None, ["data.synthetic_train=3"])
-    cases, gold = synthetic_cases(cfg, cs, default_retriever(cs))
+    cases, gold = synthetic_cases(cfg, cs, default_retriever(cs), Counter(default_retriever(cs).prior))
     assert len(cases) == len(gold) == 3
     for (codes, x, labels), true_codes in zip(cases, gold):
         assert x.shape == (len(codes), len(FEATURES)) and set(true_codes) <= set(cs.all_codes())

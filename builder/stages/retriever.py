@@ -33,6 +33,7 @@ from builder.evaluation.scoring import recall_at, shared_threshold
 from builder.manifest import record_stage
 from builder.stages.data import codiesp
 from builder.stages.data.codes import map_codes
+from builder.stages.data.synthetic import codiesp_prior
 from models import codeset as codeset_mod
 from models.bundle import RETRIEVER_FILE
 from models.files import atomic_path, write_json_atomic, write_jsonl_atomic
@@ -123,13 +124,13 @@ def out_of_fold(cases: list[tuple[list[str], np.ndarray, np.ndarray]], fold_of: 
     return out
 
 
-def synthetic_cases(cfg: BuildConfig, cs, retriever: Retriever):
-    """The data stage's first synthetic train notes (same generator, seed and CodiEsp priors, the
-    retriever's), as (codes, features, labels) from the retriever fitted on all of CodiEsp train:
-    they are not in it, so their candidates are those of an unseen note."""
+def synthetic_cases(cfg: BuildConfig, cs, retriever: Retriever, prior: Counter):
+    """The data stage's first synthetic train notes (same generator, seed and CodiEsp `prior`),
+    as (codes, features, labels) from the retriever fitted on all of CodiEsp train: they are not
+    in it, so their candidates are those of an unseen note."""
     from builder.stages.data.synthetic import SyntheticNoteGenerator  # noqa: PLC0415
 
-    gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=Counter(retriever.prior))
+    gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=prior)
     out, gold = [], []
     for i in tqdm(range(min(cfg.data.synthetic_train, SYNTHETIC_NOTES)), desc="retriever: synthetic notes"):
         note = gen.generate(i)
@@ -144,7 +145,8 @@ def run(cfg: BuildConfig) -> dict:
     cs = codeset_mod.load()
     root = codiesp.embedded_dir() if cfg.data.codiesp in ("embedded", "none") else Path(cfg.data.codiesp)
     train = codiesp.read_split(root / "train")  # dev is never read here: `evaluate` reports it
-    gold_train = [map_codes(c.codes, cs)[0] for c in train.cases]
+    # An injury CodiEsp writes without its 7th character gets the one its note supports.
+    gold_train = [map_codes(c.codes, cs, note=c.text)[0] for c in train.cases]
     texts = [c.text for c in train.cases]
     cases: list = [None] * len(texts)  # (codes, features, labels), features out of fold
     fold_of = [0] * len(texts)
@@ -158,7 +160,8 @@ def run(cfg: BuildConfig) -> dict:
             progress.update()
     progress.close()
     model = fitted_model(texts, gold_train)
-    synthetic, gold_synthetic = synthetic_cases(cfg, cs, Retriever(cs, model))
+    prior = codiesp_prior((c.codes for c in train.cases), cs)
+    synthetic, gold_synthetic = synthetic_cases(cfg, cs, Retriever(cs, model), prior)
     n = len(cases)
     positives = sum(c[2].sum() for c in cases), sum(c[2].sum() for c in synthetic)
     weight = [1.0] * n + [SYNTHETIC_WEIGHT * positives[0] / max(positives[1], 1.0)] * len(synthetic)

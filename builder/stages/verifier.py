@@ -90,9 +90,8 @@ def load_synthetic_notes(cfg: BuildConfig, cs, count: int, skip: int = 0) -> lis
     `holdout_synthetic` are judged beside the held-out train cases, so the stacker's threshold
     serves US-style notes too, as the ranker's does; the `head_synthetic` after them are read
     beside the train cases to fit the head. None is ever both."""
-    from collections import Counter
-
-    from builder.stages.data.synthetic import SyntheticNoteGenerator
+    from builder.stages.data import codiesp
+    from builder.stages.data.synthetic import SyntheticNoteGenerator, codiesp_prior
     from builder.stages.retriever import SYNTHETIC_NOTES
     from models.retrieve import Retriever
 
@@ -103,7 +102,8 @@ def load_synthetic_notes(cfg: BuildConfig, cs, count: int, skip: int = 0) -> lis
     metrics = run_dir / "retriever" / "metrics.json"
     first = (json.loads(metrics.read_text()).get("synthetic_notes") if metrics.exists() else None)
     first = min(cfg.data.synthetic_train, SYNTHETIC_NOTES) if first is None else int(first)
-    gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=Counter(retriever.prior))
+    prior = codiesp_prior((c.codes for c in codiesp.read_split(codiesp.embedded_dir() / "train").cases), cs)
+    gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=prior)
     out = []
     for i in range(first + skip, first + skip + count):
         note = gen.generate(i)

@@ -210,6 +210,31 @@ class CodeSet:
             "SELECT code FROM codes WHERE ord >= ? AND ord <= ? AND billable = 1 ORDER BY ord",
             (row[5], row[6]))]
 
+    @lru_cache(maxsize=16384)
+    def seventh_variants(self, code: str) -> dict[str, tuple[str, str]]:
+        """For a code with a 7th character (S93.491S), or one that lacks only that (S93.491,
+        T14.90): {7th character: (billable code, its meaning)} in the order the code set lists
+        the characters. Empty for any other code."""
+        try:
+            key = code_key(normalize(code))
+        except InvalidCodeFormat:
+            return {}
+        if len(key) < 4:
+            return {}
+        stem_ = key[:6] if len(key) == 7 else key.ljust(6, "X")
+        prefix = f"{stem_[:3]}.{stem_[3:]}"
+        found = {c[-1]: c for (c,) in self._con.execute(
+            "SELECT code FROM codes WHERE code > ? AND code < ? AND kind = 'extended' AND billable = 1",
+            (prefix, prefix + "\x7f")) if len(c) == len(prefix) + 1}
+        if not found:
+            return {}
+        for owner in self.ancestors(next(iter(found.values()))):
+            meanings = self._con.execute(
+                "SELECT char, meaning FROM seven_chr WHERE code = ? ORDER BY rowid", (owner,)).fetchall()
+            if meanings:
+                return {char: (found[char], meaning) for char, meaning in meanings if char in found}
+        return {}
+
     def _notes(self, code: str, field_name: str) -> list[str]:
         return [r[0] for r in self._con.execute(
             "SELECT text FROM notes WHERE code = ? AND field = ? ORDER BY rowid", (code, field_name))]

@@ -19,7 +19,7 @@ from builder.manifest import record_stage
 from builder.stages.data import codiesp, hub
 from builder.stages.data.codes import OUTCOMES, map_codes
 from builder.stages.data.report import write_report
-from builder.stages.data.synthetic import SyntheticNoteGenerator
+from builder.stages.data.synthetic import SyntheticNoteGenerator, codiesp_prior
 from builder.stages.retriever import cross_fitted, for_run
 from models import codeset as codeset_mod
 from models.contract import CodedItem, training_example
@@ -81,12 +81,8 @@ def _synthetic_sources(cfg, cs, prior: Counter) -> list[Source]:
 
 def code_prior(sources: list[Source], cs) -> Counter:
     """The code frequencies synthetic notes draw from: CodiEsp train's (never dev's)."""
-    prior = Counter()
-    for src in sources:
-        if src.name == "codiesp-train":
-            for rec in src.records:
-                prior.update(map_codes(rec["raw_codes"], cs)[0])
-    return prior
+    return codiesp_prior((rec["raw_codes"] for src in sources if src.name == "codiesp-train"
+                          for rec in src.records), cs)
 
 
 def synthetic_validation_source(dcfg, cs) -> Source:
@@ -112,7 +108,7 @@ def _retrievers(source: Source, cs, shipped: Retriever) -> list[Retriever]:
     if source.name != "codiesp-train" or not shipped.neighbours:
         return [shipped] * len(source.records)
     texts = [r["note"] for r in source.records]
-    gold = [map_codes(r["raw_codes"], cs)[0] for r in source.records]
+    gold = [map_codes(r["raw_codes"], cs, note=r["note"])[0] for r in source.records]
     out: list[Retriever] = [shipped] * len(texts)
     weights = {k: shipped.model[k] for k in ("weights", "bias", "threshold") if k in shipped.model}
     for held, model in cross_fitted(texts, gold):
@@ -128,7 +124,7 @@ def build_examples(source: Source, cs, cfg, outcome_counts: Counter,
     retrievers = _retrievers(source, cs, retriever)
     for rec, retriever in tqdm(list(zip(source.records, retrievers)), desc=f"data: {source.name}",
                                unit="note", leave=False):
-        usable, outcomes = map_codes(rec["raw_codes"], cs, outcome_counts)
+        usable, outcomes = map_codes(rec["raw_codes"], cs, outcome_counts, note=rec["note"])
         retrieved = {r.code: r for r in retriever.retrieve(rec["note"], k=max(cfg.candidates, 1))}
         candidates = list(retrieved.values())[:cfg.candidates]
         given = {it.code: it.evidence for it in rec.get("items", [])}

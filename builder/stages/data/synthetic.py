@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from models.codeset import CodeSet
 from models.contract import CodedItem
+from models.seventh import NoteEncounter
 
 # Chapters whose codes read naturally as a problem in an outpatient or inpatient note.
 _POOL_PREFIXES = tuple("ABCDEFGHIJKLMNR")
@@ -92,6 +93,18 @@ def mention(description: str, rng: random.Random) -> str:
     return text or description
 
 
+def codiesp_prior(raw_code_lists, cs: CodeSet) -> Counter:
+    """The code frequencies synthetic notes draw from: CodiEsp train's codes as the corpus writes
+    them (an injury that lacks its 7th character is not drawn), so that a seed gives the same
+    notes in every stage and every build, whatever gold the ranker is fitted on."""
+    from builder.stages.data.codes import map_codes  # noqa: PLC0415
+
+    prior = Counter()
+    for raws in raw_code_lists:
+        prior.update(map_codes(raws, cs)[0])
+    return prior
+
+
 class SyntheticNoteGenerator:
     def __init__(self, cs: CodeSet, seed: int = 13, prior: Counter | None = None):
         """`prior`: code frequencies to draw from (e.g. CodiEsp train), mixed with the pool."""
@@ -159,5 +172,8 @@ class SyntheticNoteGenerator:
         for n, code in enumerate(coded, 1):
             lines.append(f"{n}. {words[code][:1].upper() + words[code][1:]} - {rng.choice(PLANS)}.")
         text = "\n".join(lines) + "\n"
-        items = [CodedItem(c, words[c][:1].upper() + words[c][1:]) for c in coded]
+        # A wording without its 7th character's meaning ("low-tension glaucoma" drawn for
+        # H40.1292, moderate stage) supports the character a coder would give it, not the drawn one.
+        items = [CodedItem(NoteEncounter(words[c]).supported_code(self.cs, c),
+                           words[c][:1].upper() + words[c][1:]) for c in coded]
         return SyntheticNote(f"synthetic-{self.seed}-{index}", text, items, others)

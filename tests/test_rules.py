@@ -316,6 +316,11 @@ def test_a_code_for_the_side_the_note_does_not_name_is_not_suggested(cs):
         assert rules.wrong_side(cs, both, ["H25.013", "H25.011", "H25.012"]) == []
     assert rules.wrong_side(cs, "Both diabetes and a left eye cataract.", ["H25.013"]) == [
         Rejected("H25.013", rules.WRONG_SIDE)]
+    # An injury's sides are one level above its 7th character: S93.402A (left ankle) sits under
+    # S93.402, which holds only its encounters; S93.401A (right) is under S93.40 with it.
+    right_ankle = "Sprain of the right anterior talofibular ligament, initial encounter."
+    assert rules.wrong_side(cs, right_ankle, ["S93.402A", "S93.401A", "S93.491A", "T14.90XA"]) == [
+        Rejected("S93.402A", rules.WRONG_SIDE)]
     # Through the pipeline: reported with its reason, whatever the selector's confidence.
     result = fixed_pipeline(cs, [("M25.561", 0.9), ("M25.562", 0.5)]).suggest(left_knee)
     assert result.codes == ["M25.562"]

@@ -63,6 +63,7 @@ def test_paste_suggest_review_copy_and_audit(qtbot, make_window, audit_log):
     model = window.table_model
     codes = [model.index(r, 0).data() for r in range(model.rowCount())]
     assert "E11.9" in codes and "I10" in codes
+    assert window.statusBar().currentMessage().startswith(f"{len(codes)} codes suggested in ")
     # Selecting a suggestion highlights its evidence in the note.
     row = codes.index("I10")
     window.table.selectRow(row)

@@ -320,7 +320,8 @@ class MainWindow(QMainWindow):
         self.table_model.set_review(self.review)
         self.tabs.setCurrentIndex(0)
         warnings = f" · {'; '.join(result.warnings)}" if result.warnings else ""
-        self._finish_run(f"{len(result.suggestions)} codes suggested in {result.seconds:.1f} s{warnings}")
+        count = len(result.suggestions)
+        self._finish_run(f"{count} code{'' if count == 1 else 's'} suggested in {result.seconds:.1f} s{warnings}")
         if result.suggestions:
             self.table.selectRow(0)
             self.table.setFocus()

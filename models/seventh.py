@@ -4,7 +4,7 @@ ICD-10-CM appends a 7th character to injury, poisoning, fracture and some other 
 meaning the code set defines per category ("initial encounter", "subsequent encounter for
 fracture with delayed healing", "sequela", "moderate stage"). Two codes that differ only in it
 name the same condition, so a search that finds one finds whichever wording scores best
-("sequela" is shortest), not the one the note states. This module reads the note's affirmed
+("sequela" is shortest), not the one the note states. This module reads the note's
 sentences for each meaning and picks the character the note supports. Where the note states none,
 the one the code set calls unspecified ("unspecified eye", "not applicable or unspecified"), else
 the first it lists: "initial encounter" (the patient receives active treatment), "initial
@@ -58,9 +58,9 @@ class NoteEncounter:
 
     def support(self, meanings: dict[str, str]) -> dict[str, tuple[int, int]]:
         """For each character: how many words of its meaning the note states in units (`_units`;
-        "without tophus" outweighs "tophus" of "with tophus"), then
-        how many of its words that fewer than half of the meanings share ("nonunion", "routine":
-        they tell apart meanings the same pair, "subsequent encounter", leaves tied)."""
+        "without tophus" outweighs "tophus" of "with tophus"), then how many of its words that
+        fewer than half of the meanings share ("nonunion", "routine": they tell apart meanings
+        the same pair, "subsequent encounter", leaves tied)."""
         worded = {char: _words(meaning) for char, meaning in meanings.items()}
         shared = Counter(w for words in worded.values() for w in set(words))
         return {char: (sum(map(len, _units(words) & self.grams)),

@@ -7,7 +7,7 @@ from models.retrieve import Retriever
 from models.seventh import NoteEncounter
 
 
-def test_code_set_lists_the_7th_characters_of_a_code_default_first(cs):
+def test_code_set_lists_the_7th_characters_of_a_code_in_its_own_order(cs):
     variants = cs.seventh_variants("S93.491S")
     assert list(variants) == ["A", "D", "S"]
     assert variants["A"] == ("S93.491A", "initial encounter")

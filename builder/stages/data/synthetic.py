@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from builder.stages.data.codes import map_codes
 from models.codeset import CodeSet
 from models.contract import CodedItem
 from models.seventh import NoteEncounter
@@ -97,8 +98,6 @@ def codiesp_prior(raw_code_lists, cs: CodeSet) -> Counter:
     """The code frequencies synthetic notes draw from: CodiEsp train's codes as the corpus writes
     them (an injury that lacks its 7th character is not drawn), so that a seed gives the same
     notes in every stage and every build, whatever gold the ranker is fitted on."""
-    from builder.stages.data.codes import map_codes  # noqa: PLC0415
-
     prior = Counter()
     for raws in raw_code_lists:
         prior.update(map_codes(raws, cs)[0])

@@ -179,7 +179,7 @@ class VerifierSelector:
         if not hasattr(runtime, "score") and not hasattr(runtime, "decide"):
             raise NotAScorer(f"{runtime.name} gives no log-probabilities, so it cannot run a "
                              "verifier: run the bundle's GGUF in the app (llama.cpp), or serve it "
-                             "with llama.cpp's server (`python -m llama_cpp.server`).")
+                             "with llama.cpp's server (`python -m models.runtimes.llamacpp_server`).")
         self.runtime = runtime
         self.name = f"verifier:{runtime.name}"
         self.stacker = stacker

@@ -48,12 +48,12 @@ class FakeOllama:
         self.server.server_close()
 
     def _llm(self, name: str):
-        import llama_cpp
+        from models.runtimes.llamacpp_runtime import load_llama
 
         with self._lock:
             if name not in self._llms:
                 blob = self.blob_dir / self.models[name]["files"][0].replace(":", "-")
-                self._llms[name] = llama_cpp.Llama(str(blob), n_ctx=4096, n_threads=1, verbose=False)
+                self._llms[name] = load_llama(blob, n_ctx=4096, n_threads=1, verbose=False)
             return self._llms[name]
 
     def _handler(self):
@@ -163,7 +163,7 @@ class FakeOllama:
                                  "model_info": {}, "modified_at": "2026-11-28T00:00:00Z"})
 
             def _generate(self, req):
-                import llama_cpp
+                from models.runtimes.llamacpp_runtime import load_llama
 
                 name = req.get("model")
                 if name not in fake.models:
@@ -176,8 +176,8 @@ class FakeOllama:
                     key = name + "#logits"
                     if key not in fake._llms:  # llama-cpp-python needs logits_all for logprobs
                         blob = fake.blob_dir / fake.models[name]["files"][0].replace(":", "-")
-                        fake._llms[key] = llama_cpp.Llama(str(blob), n_ctx=4096, n_threads=1,
-                                                          logits_all=True, verbose=False)
+                        fake._llms[key] = load_llama(blob, n_ctx=4096, n_threads=1,
+                                                     logits_all=True, verbose=False)
                     out = fake._llms[key].create_completion(
                         req.get("prompt", ""), max_tokens=options.get("num_predict", 128),
                         temperature=options.get("temperature", 0.8),

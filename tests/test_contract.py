@@ -100,8 +100,9 @@ def test_grammar_constrains_real_llama_cpp_generation_to_the_contract():
     """The GBNF is accepted by llama.cpp and the base model's constrained output parses."""
     llama_cpp = pytest.importorskip("llama_cpp")
     from builder.base_model import embedded_gguf
+    from models.runtimes.llamacpp_runtime import load_llama
 
-    llm = llama_cpp.Llama(str(embedded_gguf()), n_ctx=1024, n_threads=2, verbose=False, seed=0)
+    llm = load_llama(embedded_gguf(), n_ctx=1024, n_threads=2, verbose=False, seed=0)
     grammar = llama_cpp.LlamaGrammar.from_string(GBNF, verbose=False)
     out = llm.create_chat_completion(build_messages(NOTE, CANDS), grammar=grammar,
                                      max_tokens=96, temperature=0)

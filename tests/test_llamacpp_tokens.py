@@ -76,3 +76,41 @@ def test_characters_spanning_several_tokens_are_counted_as_tokens(free_text):
     completion = out.completion_tokens
     assert completion == llm.n_tokens - len(prompt) + 1 >= 40
     assert completion == len(llm.tokenize(answer.encode(), add_bos=False, special=False))
+
+
+def test_quantized_ggufs_run_on_this_cpu_in_a_fresh_process():
+    """The shipped Q4_1 GGUF reads a prompt and writes an answer in a process of its own: on a
+    CPU with AMX, llama.cpp's AMX kernels killed the process with an illegal instruction
+    (SIGILL), which no exception reports. A crash is a non-zero exit here, not a lost test run.
+    (llama.cpp's server, through models.runtimes.llamacpp_server: tests/test_servers.py.)"""
+    import subprocess
+    import sys
+
+    code = (
+        "from builder.base_model import embedded_gguf\n"
+        "from models.runtimes import ModelRequest, ScoreRequest\n"
+        "from models.runtimes.llamacpp_runtime import LlamaCppRuntime\n"
+        "r = LlamaCppRuntime(str(embedded_gguf()), threads=2)\n"
+        "ids = r.tokenize('Assessment: type 2 diabetes mellitus without complications. ' * 20)\n"
+        "print(len(r.score(ScoreRequest(ids, [len(ids) - 1], (1, 2))).margins))\n"
+        "g = r.generate(ModelRequest([{'role': 'user', 'content': 'Code: hypertension.'}], 8))\n"
+        "print(g.completion_tokens > 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "True"]
+
+
+def test_safe_model_params_turn_extra_buffers_off_only_while_loading(monkeypatch):
+    """Where AMX kernels would run, models load with llama.cpp's plain CPU buffers; the default
+    parameters are left as they were afterwards, and elsewhere nothing changes."""
+    import llama_cpp
+
+    from models.runtimes import llamacpp_runtime
+
+    monkeypatch.setattr(llamacpp_runtime, "amx_kernels_unsafe", lambda _: True)
+    with llamacpp_runtime.safe_model_params(llama_cpp):
+        assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is False
+    assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is True
+    monkeypatch.setattr(llamacpp_runtime, "amx_kernels_unsafe", lambda _: False)
+    with llamacpp_runtime.safe_model_params(llama_cpp):
+        assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is True

@@ -22,10 +22,11 @@ from .fake_ollama import FakeOllama
 
 @pytest.fixture(scope="module")
 def llama_server(contract_tiny_gguf):
-    """`python -m llama_cpp.server` on 127.0.0.1 serving the tiny contract model."""
+    """llama.cpp's server (`python -m models.runtimes.llamacpp_server`, which runs `llama_cpp.server`)
+    on 127.0.0.1 serving the tiny contract model."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(contract_tiny_gguf),
+        [sys.executable, "-m", "models.runtimes.llamacpp_server", "--model", str(contract_tiny_gguf),
          "--model_alias", "icd10-tiny", "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "4096", "--n_threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

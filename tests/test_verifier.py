@@ -235,7 +235,7 @@ def test_a_llama_cpp_server_gives_the_verifier_the_same_scores(tiny_f16_gguf):
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_f16_gguf), "--model_alias",
+        [sys.executable, "-m", "models.runtimes.llamacpp_server", "--model", str(tiny_f16_gguf), "--model_alias",
          "tiny-verifier", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
          "--n_threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -3,13 +3,15 @@ grammar. The grammar is the contract's own, fixed and tested; nothing else reach
 parser (a malformed grammar can crash it rather than raise)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
 import time
 from pathlib import Path
 
 from ..contract import GBNF
-from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable, ScoreRequest, SlotScores
+from . import Cancelled, Generation, ModelRequest, RuntimeUnavailable, ScoreRequest, SlotScores, cpu_flags
 
 GGUF_MAGIC = b"GGUF"
 
@@ -36,6 +38,52 @@ def check_gguf(path: Path) -> None:
         if fh.read(4) != GGUF_MAGIC:
             raise RuntimeUnavailable(f"{path} is not a GGUF model file (wrong header). Pick the "
                                      ".gguf file the builder wrote, or rebuild it.")
+
+
+def amx_kernels_unsafe(llama_cpp) -> bool:
+    """Whether llama.cpp would run its AMX kernels here: built with them (a native build on a CPU
+    that has AMX) and on a CPU that has AMX. Those kernels crash the process with an illegal
+    instruction at their first tile load (seen with llama-cpp-python 0.3.36 on Sapphire Rapids:
+    SIGILL at `tileloadd` in libggml-cpu for Q4_K_M and Q4_1 GGUFs; llama.cpp PR #26954
+    describes the cause, an invalid tile configuration)."""
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return "AMX_INT8 = 1" in info and "amx_int8" in cpu_flags()
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def safe_model_params(llama_cpp):
+    """Models loaded inside use llama.cpp's plain CPU buffers where its AMX kernels would crash
+    (`amx_kernels_unsafe`): `use_extra_bufts = False` keeps AMX out (and the repacked Q4_0/Q4_K
+    layouts, the only cost). llama_cpp.Llama takes no such argument, so its default parameters
+    are wrapped while it loads."""
+    if not amx_kernels_unsafe(llama_cpp):
+        yield
+        return
+    module = llama_cpp.llama_cpp
+    with _PARAMS_LOCK:
+        default = module.llama_model_default_params
+
+        def without_extra_buffers():
+            params = default()
+            params.use_extra_bufts = False
+            return params
+
+        module.llama_model_default_params = without_extra_buffers
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = default
+
+
+def load_llama(path: str | Path, llama_class=None, **kwargs):
+    """A llama_cpp.Llama (or `llama_class`) for a GGUF, safe on every CPU (safe_model_params)."""
+    import llama_cpp
+
+    with safe_model_params(llama_cpp):
+        return (llama_class or llama_cpp.Llama)(str(path), **kwargs)
 
 
 @functools.cache
@@ -80,9 +128,9 @@ class LlamaCppRuntime:
         self.batch_threads = batch_threads or (threads or default_batch_threads())  # the prompt
         started = time.perf_counter()
         try:
-            self.llm = counting_llama_class(llama_cpp)(
-                str(path), n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.batch_threads,
-                verbose=False, seed=0, flash_attn=flash_attn)
+            self.llm = load_llama(path, counting_llama_class(llama_cpp), n_ctx=n_ctx,
+                                  n_threads=self.threads, n_threads_batch=self.batch_threads,
+                                  verbose=False, seed=0, flash_attn=flash_attn)
         except (ValueError, RuntimeError, OSError) as exc:
             raise RuntimeUnavailable(f"llama.cpp could not load {path}: {exc}. The file may be "
                                      "truncated or corrupt: rebuild or download it again.") from exc

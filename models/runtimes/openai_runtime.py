@@ -47,7 +47,7 @@ def list_models(url: str, client: httpx.Client | None = None, timeout: float = 5
         raise RuntimeUnavailable(
             f"No OpenAI-compatible server answers at {url} ({type(exc).__name__}). Start it "
             "first: LM Studio -> Developer -> Start server (port 1234), or `python -m "
-            "llama_cpp.server --model FILE.gguf`.") from exc
+            "models.runtimes.llamacpp_server --model FILE.gguf`.") from exc
     if response.status_code != 200:
         raise RuntimeUnavailable(f"{url}/models answered HTTP {response.status_code}: "
                                  f"{response.text[:200]}. Is this an OpenAI-compatible server?")

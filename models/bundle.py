@@ -145,12 +145,13 @@ class Bundle:
             return str(self.path(model.path))
         return choice
 
-    def stacker(self, spec: str, served_verifier: bool = False):
+    def stacker(self, spec: str, served_verifier: bool = False, served_model: str = ""):
         """The verifier's stacker for a model spec: this bundle's own model, or a server when
-        `served_verifier` says it serves the GGUF the bundle runs here (`model_to_run`, as
-        `register` puts it there; a server's model cannot be told apart otherwise). None: a
-        generative bundle, retrieval, a server running a generative model, or a model file from
-        elsewhere."""
+        `served_verifier` says it serves this bundle's verifier: the GGUF whose file name the
+        server's model name ends with (`served_model`; llama.cpp's server names its model by
+        the path it was started with), else the GGUF the bundle runs here (`model_to_run`, as
+        `register` puts it there). None: a generative bundle, retrieval, a server running a
+        generative model, or a model file from elsewhere."""
         from .select import Stacker  # noqa: PLC0415
 
         if self.verifier is None or spec == "retrieval":
@@ -158,7 +159,9 @@ class Bundle:
         if spec.startswith(("ollama:", "openai:")):
             if not served_verifier:
                 return None
-            model = self.model_to_run()
+            named = served_model.replace("\\", "/").rsplit("/", 1)[-1]
+            model = next((m for m in self.models if m.format == "gguf" and named
+                          and Path(m.path).name == named), None) or self.model_to_run()
         else:
             model = self.model_for_path(spec)
             if model is None:

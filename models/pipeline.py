@@ -30,7 +30,7 @@ from .evidence import best_clause, denied, narrow, overlap, stated_sentence, sup
 from .notes import check_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
-from .select import ModelSelector, Selector, ThresholdSelector, VerifierSelector
+from .select import ModelSelector, Selector, ThresholdSelector, VerifierSelector, open_selector
 from .text import locate
 
 __all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion", "SuggestionResult",
@@ -126,6 +126,17 @@ def confidence(probability: float, supported: bool) -> float:
     return round(probability if supported else probability / 2, 4)
 
 
+def open_bundle_selector(bundle, spec: str, served_verifier: bool = False, **options) -> Selector:
+    """`open_selector` for `spec` with the stacker `bundle` holds for it (none without a bundle).
+    A server says which model it serves only once asked, so a served verifier's stacker is
+    chosen again then (`Bundle.stacker`'s `served_model`: llama.cpp's server names the GGUF)."""
+    selector = open_selector(spec, stacker=bundle.stacker(spec, served_verifier) if bundle else None,
+                             **options)
+    if bundle is not None and served_verifier and isinstance(selector, VerifierSelector):
+        selector.stacker = bundle.stacker(spec, True, getattr(selector.runtime, "model", ""))
+    return selector
+
+
 class Pipeline:
     def __init__(self, selector: Selector | Runtime, cs: CodeSet | None = None,
                  retriever: Retriever | None = None, candidates: int = 20, pool: int = 50,
@@ -149,14 +160,11 @@ class Pipeline:
         """A pipeline over a coder bundle: its retriever, and its default model (or `model`,
         see `Bundle.runtime_spec`; "retrieval" for the ranker alone). `served_verifier`: a
         server `model` serves this bundle's verifier (its server mode), not a generative model."""
-        from .select import open_selector  # noqa: PLC0415
-
         cs = cs or codeset_mod.load()
         retriever = bundle.load_retriever(cs)
         spec = bundle.runtime_spec(model)
-        selector = open_selector(spec, **{
+        selector = open_bundle_selector(bundle, spec, options.get("served_verifier", False), **{
             k: v for k, v in options.items() if k in ("candidates", "use_candidates", "max_tokens")},
-            stacker=bundle.stacker(spec, options.get("served_verifier", False)),
             **(runtime_options or {}))
         return cls(selector, cs, retriever, pool=options.get("pool", 50),
                    coding_rules=options.get("coding_rules", True))

@@ -338,6 +338,19 @@ def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_ver
     # A server said to serve the bundle's GGUF gets that GGUF's stacker; any other server is
     # taken for a generative model; retrieval gets none.
     assert made.stacker("openai:http://127.0.0.1:1/v1#x", served_verifier=True) == Stacker.from_dict(own)
+    # A server that names the file it serves (llama.cpp's server: the --model path) is read with
+    # that GGUF's stacker; a name that is no file of the bundle gets the GGUF the bundle runs here.
+    import dataclasses
+
+    other = Stacker(("ranker_logit", "verifier_margin"), (0.3, 2.0), 0.5, 0.61).to_dict()
+    two = dataclasses.replace(
+        made, models=made.models + [bundle_mod.BundleModel("gguf/icd10-coder-BF16.gguf", "gguf", "BF16", "llama.cpp")],
+        verifier=dataclasses.replace(made.verifier, stackers={**made.verifier.stackers,
+                                                              "gguf/icd10-coder-BF16.gguf": other}))
+    server = "openai:http://127.0.0.1:1/v1"
+    assert two.stacker(server, True, "/srv/models/icd10-coder-Q8_0.gguf") == Stacker.from_dict(own)
+    assert two.stacker(server, True, "C:\\models\\icd10-coder-BF16.gguf") == Stacker.from_dict(other)
+    assert two.stacker(server, True, "icd10-coder:q8_0") == two.stacker(server, True)
     assert made.stacker("ollama:icd10-coder:q4_k_m") is None
     assert made.stacker("retrieval") is None
 

@@ -28,9 +28,8 @@ from models.codeset import InvalidCodeFormat, normalize
 from models.contract import note_from_messages
 from models.errors import CoderError
 from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from models.pipeline import Flag, Pipeline
+from models.pipeline import Flag, Pipeline, open_bundle_selector
 from models.rules import IN_COMBINATION, INTEGRAL_SYMPTOM, LESS_SPECIFIC, NOT_IN_ASSESSMENT, WRONG_SIDE
-from models.select import open_selector
 
 RULE_REASONS = (INTEGRAL_SYMPTOM, LESS_SPECIFIC, IN_COMBINATION, NOT_IN_ASSESSMENT, WRONG_SIDE)
 
@@ -153,9 +152,9 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
 
         system = ensure_base_model(cfg.base_model)
     options = {"threads": threads} if threads and system != "retrieval" else {}
-    selector = open_selector(system, candidates, not no_candidates, max_tokens,
-                             stacker=used_bundle.stacker(system, served_verifier) if used_bundle else None,
-                             **({"allow_remote": allow_remote, **options} if system != "retrieval" else {}))
+    selector = open_bundle_selector(used_bundle, system, served_verifier, candidates=candidates,
+                                    use_candidates=not no_candidates, max_tokens=max_tokens,
+                                    **({"allow_remote": allow_remote, **options} if system != "retrieval" else {}))
     pipeline = Pipeline(selector, cs, retriever, coding_rules=coding_rules)
     choices = (used_bundle.provenance.get("choices", []) if used_bundle
                else [{"choice": "retriever L2 and threshold", "data": ["codiesp-train"]}])

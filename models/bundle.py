@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from .contract import CONTRACT_VERSION, VERIFIER_CONTRACT
 from .errors import CoderError
@@ -159,8 +159,8 @@ class Bundle:
         if spec.startswith(("ollama:", "openai:")):
             if not served_verifier:
                 return None
-            named = served_model.replace("\\", "/").rsplit("/", 1)[-1]
-            model = next((m for m in self.models if m.format == "gguf" and named
+            named = PureWindowsPath(served_model).name  # the file name, after "/" or a backslash
+            model = next((m for m in self.models if named and m.format == "gguf"
                           and Path(m.path).name == named), None) or self.model_to_run()
         else:
             model = self.model_for_path(spec)

@@ -153,6 +153,18 @@ def test_distal_and_proximal_find_the_code_sets_lower_and_upper_end(cs):
     assert codes("displaced fracture of distal phalanx of right thumb, initial encounter")[0] == "S62.521A"
 
 
+def test_tumor_and_cancer_find_the_code_sets_neoplasm(cs):
+    """The Alphabetic Index sends "tumor" to Neoplasm, unspecified behavior and "carcinoma" and
+    "cancer" to Neoplasm, malignant: a note's words find the Tabular List's descriptions."""
+    def codes(query):
+        return [h.code for h in cs.search(query, billable_only=True)[:3]]
+
+    assert codes("prostate cancer")[0] == "C61"  # Malignant neoplasm of prostate
+    assert codes("transitional cell carcinoma of the bladder")[0] == "C67.9"
+    assert "D49.511" in codes("tumor of the right kidney")  # unspecified behavior, right kidney
+    assert codes("Carcinoma in situ of bladder")[0] == "D09.0"  # the code set's own wording still first
+
+
 def test_cli_record_json():
     out = run_module("models.codeset", "e1122", "--json")
     assert out.returncode == 0, out.stderr

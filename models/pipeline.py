@@ -31,7 +31,7 @@ from .notes import check_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
 from .select import ModelSelector, Selector, ThresholdSelector, VerifierSelector, open_selector
-from .text import locate
+from .text import family_history_sentences, locate, without_family_history
 
 __all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion", "SuggestionResult",
            "chunk_note", "confidence"]
@@ -59,6 +59,9 @@ class Flag(StrEnum):
     ADDITIONAL = "additional_code"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
+    # A rejection: the note names the condition only as a relative's ("father with colon cancer");
+    # the family-history codes (Z80-Z84, "Family history of ...") report that.
+    FAMILY_HISTORY = "family_history"
 
 
 CHUNK_CHARS = 6000  # a chunk of note plus candidates stays well inside a 2k-token window
@@ -220,6 +223,13 @@ class Pipeline:
                 # Similar cases or phrases proposed it, but this note denies it: never suggested.
                 rejected.append(Rejected(item.code, Flag.NEGATED))
                 continue
+            if self._about_a_relative(note, suggestion):
+                span = self.evidence(without_family_history(note), suggestion.description,
+                                     self.cs.inclusion_terms(item.code), "", candidates.get(item.code))
+                if span is None:  # only a relative has it: a "Family history of" code reports that
+                    rejected.append(Rejected(item.code, Flag.FAMILY_HISTORY))
+                    continue
+                suggestion.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])  # the patient's words
             suggestions.append(suggestion)
         if self.coding_rules:
             suggestions, dropped = self.apply_rules(note, suggestions, candidates)
@@ -326,6 +336,14 @@ class Pipeline:
             s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
         s.confidence = confidence(item.probability, span is not None)
         return s
+
+    @staticmethod
+    def _about_a_relative(note: str, s: Suggestion) -> bool:
+        """Is the suggestion's evidence a statement about a relative's health ("father with colon
+        cancer")? A coder codes the patient's conditions; a relative's is reported by a "Family
+        history of" code (Z80-Z84), which such a statement does support."""
+        return (s.evidence is not None and not s.description.lower().startswith("family history")
+                and any(a <= s.evidence.start < b for a, b in family_history_sentences(note)))
 
     @staticmethod
     def evidence(note: str, description: str, inclusion_terms: list[str], quote: str,

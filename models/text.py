@@ -175,6 +175,30 @@ def sentences(note: str) -> list[tuple[int, int]]:
     return [m.span() for m in _SENTENCE.finditer(note)]
 
 
+# A statement about a relative's health: "Family history: father with colon cancer", "Mother had
+# breast cancer", "FHx of diabetes". Not a relative who tells the patient's story ("Mother reports
+# fever since Monday").
+_RELATIVE = (r"(?:mother|father|sister|brother|son|daughter|parents?|siblings?|grandmother|"
+             r"grandfather|grandparents?|aunt|uncle|cousin)")
+_FAMILY_HISTORY = re.compile(
+    rf"\b(?:family (?:medical )?history|family hx|fhx|fh:)|"
+    rf"^\W*(?:(?:his|her|their|the patient's|patient's)\s+)?(?:maternal\s+|paternal\s+)?{_RELATIVE}"
+    rf"\b(?!\s+(?:reports?|reported|states?|stated|says|said|notes?|noted|noticed|brought|brings)\b)",
+    re.I)
+
+
+def family_history_sentences(note: str) -> list[tuple[int, int]]:
+    """(start, end) spans of the note's sentences about a relative's health, not the patient's."""
+    return [(a, b) for a, b in sentences(note) if _FAMILY_HISTORY.search(note[a:b])]
+
+
+def without_family_history(note: str) -> str:
+    """The note with its family-history sentences blanked (same length, so spans still hold)."""
+    for a, b in family_history_sentences(note):
+        note = note[:a] + " " * (b - a) + note[b:]
+    return note
+
+
 def clauses(note: str):
     """(start, end) spans of the note's clauses, in order, negated ones excluded.
 

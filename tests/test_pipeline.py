@@ -97,6 +97,21 @@ def test_a_code_the_note_only_denies_is_never_suggested(cs):
     assert Flag.UNSUPPORTED in result.suggestions[-1].flags
 
 
+def test_a_condition_named_only_as_a_relatives_is_not_the_patients(cs):
+    # "Father with colon cancer" is the father's cancer; the patient's own is coded where the note
+    # says so. Whatever proposes C18.9 (a model here), the family history alone does not carry it.
+    note = ("HPI: 55-year-old man seen for essential hypertension. Family history: father with colon "
+            "cancer. Mother reports he snores.\nASSESSMENT: Essential hypertension.\n")
+    result = Pipeline(ScriptedRuntime(format_answer(["C18.9", "I10"])), cs).suggest(note)
+    assert [s.code for s in result.suggestions] == ["I10"]
+    assert ("C18.9", Flag.FAMILY_HISTORY) in [(r.raw, r.reason) for r in result.rejected]
+    # Named for the patient too: kept, with the patient's words as its evidence.
+    own = note.replace("ASSESSMENT: Essential hypertension.", "ASSESSMENT: Colon cancer. Essential hypertension.")
+    result = Pipeline(ScriptedRuntime(format_answer(["C18.9", "I10"])), cs).suggest(own)
+    by_code = {s.code: s for s in result.suggestions}
+    assert "C18.9" in by_code and by_code["C18.9"].evidence.start > own.index("ASSESSMENT")
+
+
 @pytest.mark.parametrize("answer", [
     "", "I cannot help with that.", "Z99.89 " * 500, '{"codes": [{"code": "ZZZ.ZZZZ"}]}',
     '{"codes": [{"code": "Q99.99", "evidence": "x"}, {"code": "U07.1", "evidence": "covid"}]}',

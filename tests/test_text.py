@@ -159,3 +159,16 @@ def test_with_and_without_are_not_the_same_code(cs):
     assert first("Parkinson disease without dyskinesia, without motor fluctuations") == "G20.A1"
     # A code that says the note's negated condition is present is not offered: fever, no.
     assert all(h.code != "R50.9" for h in cs.search("Cough without fever", limit=20))
+
+
+def test_family_history_sentences_are_about_relatives_not_informants():
+    from models.text import family_history_sentences, without_family_history
+
+    note = ("Family history: father with colon cancer. Mother had breast cancer; brother with diabetes.\n"
+            "Mother reports fever since Monday. His maternal aunt died of MI. FHx of CAD. He has asthma.")
+    found = [note[a:b].strip() for a, b in family_history_sentences(note)]
+    assert found == ["Family history: father with colon cancer.", "Mother had breast cancer;",
+                     "brother with diabetes.", "His maternal aunt died of MI.", "FHx of CAD."]
+    blank = without_family_history(note)
+    assert len(blank) == len(note) and "cancer" not in blank and "diabetes" not in blank
+    assert "Mother reports fever" in blank and "He has asthma" in blank  # the patient's, kept

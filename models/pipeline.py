@@ -38,8 +38,9 @@ __all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion"
 
 
 class Flag(StrEnum):
-    """A suggestion's flags (and the rejection reasons NOT_IN_CODESET, NEGATED). A str: members compare,
-    hash, join and serialize (json, pydantic) as their plain values, and str() is the value."""
+    """A suggestion's flags (and the rejection reasons NOT_IN_CODESET, NEGATED, FAMILY_HISTORY). A
+    str: members compare, hash, join and serialize (json, pydantic) as their plain values, and str()
+    is the value."""
 
     NOT_IN_CODESET = "not_in_codeset"
     NOT_BILLABLE = "not_billable"

@@ -175,21 +175,32 @@ def sentences(note: str) -> list[tuple[int, int]]:
     return [m.span() for m in _SENTENCE.finditer(note)]
 
 
-# A statement about a relative's health: "Family history: father with colon cancer", "Mother had
-# breast cancer", "FHx of diabetes". Not a relative who tells the patient's story ("Mother reports
-# fever since Monday").
+# A statement about a relative's health: a sentence whose subject is a relative ("Mother had breast
+# cancer"; not one who tells the patient's story, "Mother reports fever since Monday"), or what
+# follows "family history" up to a contrast word ("Family history: father with colon cancer").
+# "No family history of interest" names no relative's condition.
 _RELATIVE = (r"(?:mother|father|sister|brother|son|daughter|parents?|siblings?|grandmother|"
              r"grandfather|grandparents?|aunt|uncle|cousin)")
-_FAMILY_HISTORY = re.compile(
-    rf"\b(?:family (?:medical )?history|family hx|fhx|fh:)|"
+_RELATIVE_SUBJECT = re.compile(
     rf"^\W*(?:(?:his|her|their|the patient's|patient's)\s+)?(?:maternal\s+|paternal\s+)?{_RELATIVE}"
     rf"\b(?!\s+(?:reports?|reported|states?|stated|says|said|notes?|noted|noticed|brought|brings)\b)",
     re.I)
+_FAMILY_HISTORY = re.compile(r"\b(?:family (?:medical )?history|family hx|fhx|fh:)", re.I)
+_NEGATED_CUE = re.compile(r"\b(?:no|without|denies|negative)\W+(?:[a-z]+\W+)?$", re.I)
+_CONTRAST_WORD = re.compile(rf"\b(?:{_CONTRAST})\b", re.I)
 
 
 def family_history_sentences(note: str) -> list[tuple[int, int]]:
-    """(start, end) spans of the note's sentences about a relative's health, not the patient's."""
-    return [(a, b) for a, b in sentences(note) if _FAMILY_HISTORY.search(note[a:b])]
+    """(start, end) spans of the note's statements about a relative's health, not the patient's."""
+    out = []
+    for a, b in sentences(note):
+        text = note[a:b]
+        if _RELATIVE_SUBJECT.search(text):
+            out.append((a, b))
+        elif (cue := _FAMILY_HISTORY.search(text)) and not _NEGATED_CUE.search(text[:cue.start()]):
+            stop = _CONTRAST_WORD.search(text, cue.end())
+            out.append((a + cue.start(), a + (stop.start() if stop else len(text))))
+    return out
 
 
 def without_family_history(note: str) -> str:

@@ -53,7 +53,8 @@ class SuggestionOut(BaseModel):
     description: str = Field(description="The official FY2026 description.")
     confidence: float
     evidence: EvidenceOut | None = Field(description="The words of the note that support the code.")
-    flags: list[str] = Field(description=", ".join(f for f in Flag if f not in (Flag.NOT_IN_CODESET, Flag.NEGATED)))
+    flags: list[str] = Field(description=", ".join(
+        f for f in Flag if f not in (Flag.NOT_IN_CODESET, Flag.NEGATED, Flag.FAMILY_HISTORY)))
     billable_children: list[str]
     conflicts_with: list[str] = Field(description="The codes an excludes1_conflict names.")
     more_specific: list[str] = Field(description=(

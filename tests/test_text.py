@@ -165,10 +165,14 @@ def test_family_history_sentences_are_about_relatives_not_informants():
     from models.text import family_history_sentences, without_family_history
 
     note = ("Family history: father with colon cancer. Mother had breast cancer; brother with diabetes.\n"
-            "Mother reports fever since Monday. His maternal aunt died of MI. FHx of CAD. He has asthma.")
+            "Mother reports fever since Monday. His maternal aunt died of MI. FHx of CAD. He has asthma.\n"
+            "Man with type 2 diabetes and no family history of interest. Given the family history, "
+            "although mild, a genetic study was done.")
     found = [note[a:b].strip() for a, b in family_history_sentences(note)]
     assert found == ["Family history: father with colon cancer.", "Mother had breast cancer;",
-                     "brother with diabetes.", "His maternal aunt died of MI.", "FHx of CAD."]
+                     "brother with diabetes.", "His maternal aunt died of MI.", "FHx of CAD.",
+                     "family history,"]
     blank = without_family_history(note)
-    assert len(blank) == len(note) and "cancer" not in blank and "diabetes" not in blank
+    assert len(blank) == len(note) and "cancer" not in blank and "brother with diabetes" not in blank
     assert "Mother reports fever" in blank and "He has asthma" in blank  # the patient's, kept
+    assert "Man with type 2 diabetes" in blank and "although mild" in blank

@@ -31,7 +31,7 @@ from .notes import check_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
 from .select import ModelSelector, Selector, ThresholdSelector, VerifierSelector, open_selector
-from .text import family_history_sentences, locate, without_family_history
+from .text import family_history_statements, locate, without_family_history
 
 __all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion", "SuggestionResult",
            "chunk_note", "confidence"]
@@ -344,7 +344,7 @@ class Pipeline:
         cancer")? A coder codes the patient's conditions; a relative's is reported by a "Family
         history of" code (Z80-Z84), which such a statement does support."""
         return (s.evidence is not None and not s.description.lower().startswith("family history")
-                and any(a <= s.evidence.start < b for a, b in family_history_sentences(note)))
+                and any(a <= s.evidence.start < b for a, b in family_history_statements(note)))
 
     @staticmethod
     def evidence(note: str, description: str, inclusion_terms: list[str], quote: str,

@@ -55,9 +55,9 @@ _ABBREVIATIONS = {
 # bone "lower end" and "upper end" ("Fracture of lower end of radius"), a note "distal radius".
 # The word stays beside its synonym: "distal phalanx" is the code set's own wording.
 _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end"}
-# The Alphabetic Index's cross-references for words the code set's descriptions seldom use: "Tumor - see
-# Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant" ("bladder
-# carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
+# The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
+# "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
+# ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
 # -> 0.5438, recall@50 0.655 -> 0.661. Tried and left out: "metastasis - see Neoplasm, secondary"
 # (0.5398: a site-less "metastases" reads as C79.9 or C79.89: 59 more wrong codes), "smoker - see
 # Dependence, nicotine" (3 more right codes, 12 more wrong ones), organ adjectives as their nouns
@@ -190,7 +190,7 @@ _NEGATED_CUE = re.compile(r"\b(?:no|without|denies|negative)\W+(?:[a-z]+\W+)?$",
 _CONTRAST_WORD = re.compile(rf"\b(?:{_CONTRAST})\b", re.I)
 
 
-def family_history_sentences(note: str) -> list[tuple[int, int]]:
+def family_history_statements(note: str) -> list[tuple[int, int]]:
     """(start, end) spans of the note's statements about a relative's health, not the patient's."""
     out = []
     for a, b in sentences(note):
@@ -204,8 +204,8 @@ def family_history_sentences(note: str) -> list[tuple[int, int]]:
 
 
 def without_family_history(note: str) -> str:
-    """The note with its family-history sentences blanked (same length, so spans still hold)."""
-    for a, b in family_history_sentences(note):
+    """The note with its statements about relatives blanked (same length, so spans still hold)."""
+    for a, b in family_history_statements(note):
         note = note[:a] + " " * (b - a) + note[b:]
     return note
 

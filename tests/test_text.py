@@ -161,14 +161,14 @@ def test_with_and_without_are_not_the_same_code(cs):
     assert all(h.code != "R50.9" for h in cs.search("Cough without fever", limit=20))
 
 
-def test_family_history_sentences_are_about_relatives_not_informants():
-    from models.text import family_history_sentences, without_family_history
+def test_family_history_statements_are_about_relatives_not_informants():
+    from models.text import family_history_statements, without_family_history
 
     note = ("Family history: father with colon cancer. Mother had breast cancer; brother with diabetes.\n"
             "Mother reports fever since Monday. His maternal aunt died of MI. FHx of CAD. He has asthma.\n"
             "Man with type 2 diabetes and no family history of interest. Given the family history, "
             "although mild, a genetic study was done.")
-    found = [note[a:b].strip() for a, b in family_history_sentences(note)]
+    found = [note[a:b].strip() for a, b in family_history_statements(note)]
     assert found == ["Family history: father with colon cancer.", "Mother had breast cancer;",
                      "brother with diabetes.", "His maternal aunt died of MI.", "FHx of CAD.",
                      "family history,"]

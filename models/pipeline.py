@@ -220,13 +220,13 @@ class Pipeline:
                 continue
             suggestion = self.validate(note, item, candidates.get(item.code))
             if Flag.UNSUPPORTED in suggestion.flags and denied(
-                    note, [suggestion.description, *self.cs.inclusion_terms(item.code)]):
+                    note, [suggestion.description, *self.cs.inclusion_terms(item.code, inherited=True)]):
                 # Similar cases or phrases proposed it, but this note denies it: never suggested.
                 rejected.append(Rejected(item.code, Flag.NEGATED))
                 continue
             if self._about_a_relative(note, suggestion):
                 span = self.evidence(without_family_history(note), suggestion.description,
-                                     self.cs.inclusion_terms(item.code), "", candidates.get(item.code))
+                                     self.cs.inclusion_terms(item.code, inherited=True), "", candidates.get(item.code))
                 if span is None:  # only a relative has it: a "Family history of" code reports that
                     rejected.append(Rejected(item.code, Flag.FAMILY_HISTORY))
                     continue
@@ -247,17 +247,18 @@ class Pipeline:
 
     def apply_rules(self, note: str, suggestions: list[Suggestion],
                     candidates: dict[str, Candidate]) -> tuple[list[Suggestion], list[Rejected]]:
-        """models/rules.py on the suggestions: codes for a side the note does not name go,
-        symptoms the note's assessment leaves out go, an
-        "unspecified" code gives way to the specific one the assessment states, a retrieved code
-        the assessment states in the code set's words comes in, then what
+        """models/rules.py on the suggestions: codes for a side the note does not name go, a
+        code "with complications" where the note says "without" goes, an "unspecified" code
+        gives way to the specific one the assessment states, a retrieved code the assessment
+        states in the code set's words comes in, symptoms and family history the assessment
+        leaves out go, then what
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
         ask for (Z79.84 for E11.65 where the note names metformin), the drug as their evidence."""
         dropped = rules.wrong_side(self.cs, note, [s.code for s in suggestions])
-        dropped += rules.unassessed_symptoms(self.cs, note, [s.code for s in suggestions
-                                                             if s.code not in {r.raw for r in dropped}])
+        dropped += rules.contradicted(self.cs, note, [s.code for s in suggestions
+                                                      if s.code not in {r.raw for r in dropped}])
         gone = {r.raw for r in dropped}
         suggestions = [s for s in suggestions if s.code not in gone]
         stated = rules.specific_in_assessment(self.cs, note, [s.code for s in suggestions])
@@ -285,7 +286,10 @@ class Pipeline:
             s = self.validate(note, CodedItem(code, probability=probability), candidates[code])
             s.flags.append(Flag.STATED)
             replaced.append(s)
-        suggestions = replaced
+        # After the codes the assessment states came in: they are its diagnoses too.
+        unassessed = rules.unassessed_symptoms(self.cs, note, [s.code for s in replaced])
+        dropped += unassessed
+        suggestions = [s for s in replaced if s.code not in {r.raw for r in unassessed}]
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
                               rules.established_in_assessment(self.cs, note, [s.code for s in suggestions]))
         by_code = {s.code: s for s in suggestions}
@@ -330,7 +334,7 @@ class Pipeline:
             parent = next(iter(cs.ancestors(code)), None)  # a category, never a block
             if parent and len(cs.billable_descendants(parent)) > 1:
                 s.flags.append(Flag.MORE_SPECIFIC)
-        span = self.evidence(note, s.description, cs.inclusion_terms(code), item.evidence, candidate)
+        span = self.evidence(note, s.description, cs.inclusion_terms(code, inherited=True), item.evidence, candidate)
         if span is None:
             s.flags.append(Flag.UNSUPPORTED)
         else:

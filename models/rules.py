@@ -48,6 +48,13 @@ The reasons are plain strings:
     coder decides. "Below the same parent" rather than "same first three
     characters": a category can hold unrelated conditions (E87.1 hyponatremia and E87.20 acidosis,
     unspecified are both E87), a parent's subtree is one condition.
+    Also an "unspecified" code of another category of the same chapter whose words the specific
+    code holds in its description and the titles above it, chapter aside: T14.90XA "Injury,
+    unspecified" beside S93.491A, a sprain under the block "Injuries to the ankle and foot";
+    C80.1 "Malignant (primary) neoplasm, unspecified" beside C61 "Malignant neoplasm of
+    prostate". Not where the specific code asks for it (I11.0 asks for the type of heart failure,
+    I50.-). A specific code the assessment states displaces the generic one whatever the
+    probabilities.
 
 `symptom_not_in_assessment` (NOT_IN_ASSESSMENT), from `unassessed_symptoms`, the one rule
     that reads the note
@@ -57,6 +64,18 @@ The reasons are plain strings:
     symptom it leaves out is either explained by that diagnosis (fever and cough in the history,
     pneumonia in the assessment) or not addressed at this visit. Either way a coder does not
     report it. A note without an assessment heading (every CodiEsp case report) is untouched.
+
+`family_history_not_in_assessment` (FAMILY_NOT_IN_ASSESSMENT), from `unassessed_symptoms` too
+    In such a note, a "Family history of ..." code (Z80-Z84) where no statement about a relative
+    is in the assessment: a family history is coded where it bears on the visit (a colonoscopy
+    for a father's colon cancer), and the assessment is where the physician says so; one in the
+    HPI of an ankle sprain is not.
+
+`contradicted_by_note` (CONTRADICTED), from `contradicted`, which reads the note
+    A code "with (unspecified) complications" (E11.8, E11.69) where an affirmed sentence of the
+    note states its category's "without complications" code ("Type 2 diabetes mellitus without
+    complications"): the note says there are none. A code that names its complication (E11.65
+    "with hyperglycemia") is left to the other rules.
 
 `side_not_in_note` (WRONG_SIDE), from `wrong_side`, which reads the note too
     A code for one side of the body ("Pain in right knee") where the note names a side, never
@@ -122,9 +141,11 @@ from .contract import Rejected
 from .drugs import current_drug, drug_class
 from .notes import assessment_start
 from .text import (
+    NONESSENTIAL,
     clauses,
     content_words,
     essential_stems,
+    family_history_statements,
     key_words,
     negated_stems,
     qualified_end,
@@ -133,15 +154,18 @@ from .text import (
     stems,
 )
 
-__all__ = ["IN_COMBINATION", "INTEGRAL_SYMPTOM", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "WRONG_SIDE",
-           "Applied", "apply", "drug_therapy", "established_in_assessment", "specific_in_assessment",
-           "stated_in_assessment", "unassessed_symptoms", "wrong_side"]
+__all__ = ["CONTRADICTED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
+           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied", "apply", "contradicted",
+           "drug_therapy", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
+           "unassessed_symptoms", "wrong_side"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
 IN_COMBINATION = "in_combination"
 NOT_IN_ASSESSMENT = "symptom_not_in_assessment"
 WRONG_SIDE = "side_not_in_note"
+CONTRADICTED = "contradicted_by_note"
+FAMILY_NOT_IN_ASSESSMENT = "family_history_not_in_assessment"
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
 _SYMPTOM_BLOCK = re.compile(r"^symptoms and signs involving the (.+?)(?:\s*\([^()]*\))?$", re.I)
@@ -150,6 +174,8 @@ _DUE_TO = re.compile(r"^any condition in (.+?)\s*-?\s*due to (.+)$", re.I)
 _WITH_ANY = re.compile(r"^any condition in (\S+) with any condition in (\S+)$", re.I)
 _WITHOUT = re.compile(r"\bwithout complications?\b|\buncomplicated\b", re.I)
 _WITH = re.compile(r"\bwith\b", re.I)
+_WITH_COMPLICATIONS = re.compile(r"\bwith (?:unspecified |other specified )?complications?\b", re.I)
+_FAMILY_HISTORY_CODE = re.compile(r"^family history of\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
 _UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
 # Sides of the body as notes and the code set write them. Not "both": notes write "both diabetes
@@ -160,6 +186,7 @@ _AFTER_SIDE = re.compile(r"\b(?:right|left)\s+(\w+)", re.I)
 _IRREGULAR = {"feet": "foot", "teeth": "tooth"}
 # A residual code ("Other cirrhosis of liver", "Fever presenting with conditions classified
 # elsewhere") is not a more specific one: it holds what the named codes do not.
+_ELSEWHERE = re.compile(r"\bclassified elsewhere\b", re.I)
 _RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?|sites?)\b|\belsewhere\b", re.I)
 
 
@@ -179,8 +206,8 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
           established: frozenset[str] = frozenset()) -> Applied:
     """The selected (code, probability) pairs a coder would report, and the rest with a reason.
     Codes the code set does not know are kept as they are (validation reports them).
-    `established`: codes the note's assessment states, which displace a pain at their site
-    whatever their probability (the physician has established the diagnosis)."""
+    `established`: codes the note's assessment states, which displace a generic code and a pain
+    at their site whatever their probability (the physician has established the diagnosis)."""
     prob = {c: p for c, p in selected if cs.is_valid(c)}
 
     def sure(diagnosis: str, code: str) -> bool:
@@ -197,7 +224,7 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
             continue
         specific = [other for other in prob if other != code and other not in drop
                     and _more_specific(cs, other, code)]
-        if any(prob[other] >= prob[code] for other in specific):
+        if any(sure(other, code) for other in specific):
             drop[code] = LESS_SPECIFIC
         elif specific:
             outranked.setdefault(code, []).extend(specific)
@@ -227,7 +254,9 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
 
 def unassessed_symptoms(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     """The signs and symptoms among `codes` that the note's assessment leaves out, where it
-    names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above)."""
+    names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above), and there the family
+    history codes, where no statement about a relative is in the assessment
+    (FAMILY_NOT_IN_ASSESSMENT above)."""
     start = assessment_start(note)
     if start is None:
         return []
@@ -236,7 +265,26 @@ def unassessed_symptoms(cs: CodeSet, note: str, codes: list[str]) -> list[Reject
     named = {c for c in kinds if _named(cs, c, assessed)}
     if not any(kinds[c] == "diagnosis" for c in named):
         return []
-    return [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
+    out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
+    if not any(b > start for _, b in family_history_statements(note)):
+        out += [Rejected(c, FAMILY_NOT_IN_ASSESSMENT) for c in kinds
+                if _FAMILY_HISTORY_CODE.match(cs.description(c))]
+    return out
+
+
+def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
+    """The codes "with (unspecified) complications" among `codes` (E11.8) where an affirmed
+    sentence of the note states a code of their category "without complications" in its words
+    ("Type 2 diabetes mellitus without complications", E11.9): CONTRADICTED above."""
+    without = [s for s in _affirmed_sentences(cs, note, 0) if _WITHOUT.search(s.text)]
+    out = []
+    for code in codes:
+        if without and cs.is_valid(code) and _WITH_COMPLICATIONS.search(cs.description(code)):
+            category = (cs.ancestors(code) or [code])[-1]
+            if any(_stated_wordings(cs, plain, without) for plain in cs.billable_descendants(category)
+                   if _WITHOUT.search(cs.description(plain))):
+                out.append(Rejected(code, CONTRADICTED))
+    return out
 
 
 def wrong_side(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -347,19 +395,33 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
 def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> frozenset[str]:
     """The diagnoses among `codes` that one affirmed sentence of the note's assessment states in
     a wording of two or more essential words: the physician has established them, so
-    `apply(established=...)` lets them displace a pain at their site however sure the selector
-    was of them."""
+    `apply(established=...)` lets them displace a generic code and a pain at their site however
+    sure the selector was of them. Not a residual "Other ..." code: its words are the generic
+    code's ("Other specified disorders of the skin" says what L98.9 says)."""
     affirmed = _assessment_sentences(cs, note)
     return frozenset(c for c in codes if affirmed and cs.is_valid(c) and _chapter_kind(cs, c) == "diagnosis"
-                     and _stated_wordings(cs, c, affirmed))
+                     and not _RESIDUAL.search(cs.description(c)) and _stated_wordings(cs, c, affirmed))
 
 
 def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:
-    """The essential words of each wording of `code` (description, inclusion terms) of two or more
-    such words that one affirmed sentence of the assessment states."""
-    return [wanted for wording in [cs.description(code), *cs.inclusion_terms(code)]
-            if len(wanted := essential_stems(wording)) >= 2
-            and any(_states(wording, wanted, sentence) for sentence in affirmed)]
+    """The essential words of each wording of `code` (`_wordings`) of two or more such words that
+    one affirmed sentence states."""
+    return [wanted for wording, wanted in _wordings(cs, cs.normalize(code))
+            if len(wanted) >= 2 and any(_states(wording, wanted, sentence) for sentence in affirmed)]
+
+
+@lru_cache(maxsize=65536)
+def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each wording of a code with the essential words it asks for: its description and inclusion
+    terms, and the inclusion terms of its ancestors below the category, which hold for every code
+    under them, with the code's own side ("Sprain of talofibular ligament", under S93.49, says
+    S93.491A "Sprain of other ligament of right ankle" where the note says "right")."""
+    own = [(w, essential_stems(w)) for w in [cs.description(code), *cs.inclusion_terms(code)]]
+    sides = _code_sides(cs, code)
+    side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
+    inherited = [(term, essential_stems(term) | side) for term in cs.inclusion_terms(code, inherited=True)
+                 if term not in cs.inclusion_terms(code)]
+    return tuple(own + inherited)
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")
@@ -368,17 +430,21 @@ _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")
 class _Sentence(NamedTuple):
     words: set[str]  # key words of its affirmed clauses, with their qualifiers
     negated: frozenset[str]  # what those qualifiers say is absent ("without aura": aura)
+    text: str  # the whole sentence as the note writes it
 
 
 def _assessment_sentences(cs: CodeSet, note: str) -> list[_Sentence]:
-    """The sentences of the note's assessment, read as the code set writes a condition: each
+    """The sentences of the note's assessment (`_affirmed_sentences`); [] without an assessment."""
+    start = assessment_start(note)
+    return [] if start is None else _affirmed_sentences(cs, note, start)
+
+
+def _affirmed_sentences(cs: CodeSet, note: str, start: int) -> list[_Sentence]:
+    """The sentences of the note from `start`, read as the code set writes a condition: each
     affirmed clause with the qualifiers after it ("Migraine" + "without aura"), "unilateral"
     where it names one side ("Primary osteoarthritis of left knee" states M17.12 "Unilateral
     primary osteoarthritis, left knee") and "bilateral" where it says "both" of a body part
-    ("both knees"); [] without an assessment."""
-    start = assessment_start(note)
-    if start is None:
-        return []
+    ("both knees")."""
     spans = [(a, qualified_end(note, b)) for a, b in clauses(note) if a >= start]
     out = []
     for s, e in sentences(note):
@@ -388,7 +454,7 @@ def _assessment_sentences(cs: CodeSet, note: str) -> list[_Sentence]:
                 words.add(_UNILATERAL)
             elif _both_parts(cs, text):
                 words.add(_BILATERAL)
-            out.append(_Sentence(words, frozenset().union(*(negated_stems(t) for t in inside))))
+            out.append(_Sentence(words, frozenset().union(*(negated_stems(t) for t in inside)), note[s:e]))
     return out
 
 
@@ -466,14 +532,46 @@ def _chapter_kind(cs: CodeSet, code: str) -> str:
 # --- less specific --------------------------------------------------------------------------
 def _more_specific(cs: CodeSet, other: str, code: str) -> bool:
     """Does `other` report `code`'s condition with more detail? `code` must say it is generic,
-    `other` sit below `code`'s parent and either not say so or sit deeper."""
+    `other` sit below `code`'s parent and either not say so or sit deeper; or `code` be an
+    "unspecified" code of another category that `other` reports (`_reports_generic`)."""
     if not _GENERIC.search(cs.description(code)):
         return False
     parent = next(iter(cs.ancestors(code)), None)
-    if parent is None or parent not in cs.ancestors(other) or code in cs.ancestors(other) + [other]:
+    if parent is None or code in cs.ancestors(other) + [other]:
         return False
+    if parent not in cs.ancestors(other):
+        return _reports_generic(cs, cs.normalize(other), cs.normalize(code))
     return (not _GENERIC.search(cs.description(other))
             or len(code_key(other)) > len(code_key(code)))
+
+
+@lru_cache(maxsize=65536)
+def _reports_generic(cs: CodeSet, other: str, code: str) -> bool:
+    """Is `code` an "unspecified" code of another category of `other`'s chapter, whose words
+    `other` holds with more, in its description and the titles above it below the chapter?
+    T14.90XA "Injury, unspecified" beside S93.491A "Sprain of other ligament of right ankle"
+    (block "Injuries to the ankle and foot"); C80.1 "Malignant (primary) neoplasm, unspecified"
+    beside C61 "Malignant neoplasm of prostate". Not where `other` asks for it: I11.0
+    "Hypertensive heart disease with heart failure" asks for the heart failure's code (I50.-).
+    Nor where `other` is the cause "of diseases classified elsewhere" (B95.61, a staphylococcus):
+    it names an organism, not the disease (B99.9 "Unspecified infectious disease")."""
+    base = cs.ancestors(code)[0] if cs.seventh_variants(code) else code  # T14.90, not its encounter
+    if not _UNSPECIFIED.search(cs.description(base)) or _ELSEWHERE.search(cs.description(other)) \
+            or _chapter(cs, code) != _chapter(cs, other) \
+            or (cs.ancestors(code) or [code])[-1] == (cs.ancestors(other) or [other])[-1]:
+        return False
+    wanted = _title_stems(cs.description(base))
+    titles = [other, *cs.ancestors(other, include_groups=True)][:-1]  # not the chapter
+    held = set().union(*(_title_stems(cs.description(t)) for t in titles))
+    return (bool(wanted) and wanted <= held and len(_title_stems(cs.description(other))) > len(wanted)
+            and not _asks_for(cs, other, code))
+
+
+def _title_stems(text: str) -> frozenset[str]:
+    """The key words of a description or title without its nonessential words and code range,
+    plurals also as their singular ("Injuries" says "injury")."""
+    words = content_words(NONESSENTIAL.sub(" ", _RANGE.sub("", text)))
+    return frozenset(key_words(" ".join(words + [s for w in words for s in _singulars(w)])))
 
 
 # --- integral symptoms ----------------------------------------------------------------------

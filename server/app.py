@@ -77,7 +77,8 @@ class SuggestResponse(BaseModel):
     rejected: list[RejectedOut] = Field(description=(
         "What did not become a suggestion, and why: not a valid code, denied in the note (negated), "
         "or left out by a coding rule (less_specific, integral_symptom, in_combination, "
-        "symptom_not_in_assessment, side_not_in_note)."))
+        "symptom_not_in_assessment, family_history_not_in_assessment, side_not_in_note, "
+        "contradicted_by_note)."))
     warnings: list[str]
     runtime: str
     edition: str

@@ -399,3 +399,76 @@ def test_the_pipeline_adds_the_drug_therapy_with_the_drug_as_evidence(cs):
     assert z79.evidence.text == "metformin" and z79.confidence == pytest.approx(0.9)
     # Without coding rules, only what was selected.
     assert fixed_pipeline(cs, [("E11.65", 0.9)], coding_rules=False).suggest(note).codes == ["E11.65"]
+
+
+ANKLE_NOTE = ("Urgent care, injury visit.\nHPI: 31-year-old man turned his right ankle stepping off a curb "
+              "this morning, pain and swelling over the outer ankle. Family history: mother with breast "
+              "cancer.\nExam: tender over the anterior talofibular ligament, no bony tenderness.\n"
+              "Assessment: Sprain of the right anterior talofibular ligament, initial encounter.\n"
+              "Plan: brace, ice, ibuprofen.\n")
+
+
+def test_an_inclusion_term_of_a_parent_states_the_code_of_the_side_the_note_names(cs):
+    """"Sprain of talofibular ligament" is an inclusion term of S93.49, so it holds for the three
+    codes under it; the side the assessment names picks one (S93.491A, right), and the ankle
+    "unspecified" is never the stated one."""
+    pool = ["T14.90XA", "S93.401A", "S93.491A", "S93.492A", "S93.499A"]
+    assert rules.stated_in_assessment(cs, ANKLE_NOTE, pool, ["T14.90XA"]) == ["S93.491A"]
+    assert rules.stated_in_assessment(cs, ANKLE_NOTE.replace("right", "left"), pool, []) == ["S93.492A"]
+    # No side named: S93.491A and S93.492A say as much, and which one is a guess.
+    assert rules.stated_in_assessment(cs, ANKLE_NOTE.replace("right ", ""), pool, []) == []
+    assert "Sprain of talofibular ligament" in cs.inclusion_terms("S93.491A", inherited=True)
+    assert cs.inclusion_terms("S93.491A") == []
+
+
+def test_an_unspecified_code_of_another_category_gives_way_to_the_code_that_reports_it(cs):
+    """"Injury, unspecified" beside a sprain of the ankle (block "Injuries to the ankle and foot"),
+    "Malignant neoplasm, unspecified" beside prostate cancer, "Heart disease, unspecified" beside
+    coronary atherosclerosis: the specific code reports the condition. Not a code the specific
+    one asks for (I11.0 asks for the heart failure's type), nor one of another chapter."""
+    for generic, specific in (("T14.90XA", "S93.491A"), ("C80.1", "C61"), ("I51.9", "I25.10")):
+        assert run(cs, generic, specific) == ([specific], {generic: rules.LESS_SPECIFIC})
+    assert run(cs, "I50.9", "I11.0") == (["I50.9", "I11.0"], {})
+    assert run(cs, "R52", "S93.491A") == (["R52", "S93.491A"], {})
+    assert run(cs, "J98.9", "J18.9") == (["J98.9", "J18.9"], {})  # "Respiratory disorder" is not in J18's titles
+    # Less sure than the generic code: both stay, the generic one flagged for the coder.
+    kept, dropped, outranked, _ = rules.apply([("T14.90XA", 0.6), ("S93.491A", 0.3)], cs)
+    assert [c for c, _ in kept] == ["T14.90XA", "S93.491A"] and outranked == {"T14.90XA": ["S93.491A"]}
+
+
+def test_an_injury_note_is_coded_with_the_sprain_its_assessment_states(cs):
+    """What the ranker proposed for the ankle note (CodiEsp's habits): an unspecified injury, pain,
+    and the family history of the HPI. A coder reports the sprain the assessment states, and
+    neither the injury it reports, the pain it explains, nor a family history the visit does not
+    address."""
+    result = fixed_pipeline(cs, [("T14.90XA", 0.4), ("R52", 0.35), ("Z80.3", 0.3)]).suggest(ANKLE_NOTE)
+    assert result.codes == ["S93.491A"]
+    assert "talofibular ligament" in result.suggestions[0].evidence.text
+    assert {(r.raw, r.reason) for r in result.rejected} == {
+        ("T14.90XA", rules.LESS_SPECIFIC), ("R52", rules.NOT_IN_ASSESSMENT),
+        ("Z80.3", rules.FAMILY_NOT_IN_ASSESSMENT)}
+
+
+def test_a_family_history_is_coded_where_the_assessment_addresses_it(cs):
+    codes = ["S93.491A", "Z80.3"]
+    assert rules.unassessed_symptoms(cs, ANKLE_NOTE, codes) == [Rejected("Z80.3", rules.FAMILY_NOT_IN_ASSESSMENT)]
+    screening = ANKLE_NOTE.replace("Plan:", "Family history of breast cancer in her mother: refer for "
+                                   "genetic counseling.\nPlan:")
+    assert rules.unassessed_symptoms(cs, screening, codes) == []
+    # A case report (no assessment heading) is left alone, as for symptoms.
+    assert rules.unassessed_symptoms(cs, ANKLE_NOTE.replace("Assessment:", "Diagnosis was"), codes) == []
+
+
+def test_a_complication_the_note_says_is_absent_is_not_coded(cs):
+    """"Type 2 diabetes mellitus without complications" contradicts E11.8 "with unspecified
+    complications" and E11.69 "with other specified complication"; not E11.65 "with
+    hyperglycemia", which names what it has, nor type 1 diabetes's E10.8."""
+    note = ("HPI: 68-year-old man with prostate cancer on surveillance and type 2 diabetes mellitus "
+            "without complications, on metformin.\nAssessment: Prostate cancer, stable. Diabetes, A1c 6.8.\n")
+    codes = ["C61", "E11.8", "E11.69", "E11.65", "E10.8"]
+    assert rules.contradicted(cs, note, codes) == [
+        Rejected("E11.8", rules.CONTRADICTED), Rejected("E11.69", rules.CONTRADICTED)]
+    assert rules.contradicted(cs, note.replace("without complications", "with complications"), codes) == []
+    result = fixed_pipeline(cs, [("C61", 0.9), ("E11.9", 0.8), ("E11.8", 0.3)]).suggest(note)
+    assert result.codes == ["C61", "E11.9", "Z79.84"]
+    assert Rejected("E11.8", rules.CONTRADICTED) in result.rejected

@@ -254,8 +254,13 @@ class CodeSet:
         return self._con.execute("SELECT code, description FROM codes WHERE description LIKE ? "
                                  "ESCAPE '\\' ORDER BY ord", (f"%{pattern}%",)).fetchall()
 
-    def inclusion_terms(self, code: str) -> list[str]:
-        return self._notes(self._lookup(code)[0], "inclusion_term")
+    def inclusion_terms(self, code: str, inherited: bool = False) -> list[str]:
+        """The code's inclusion terms; `inherited`: also those of its ancestors below the
+        category, which hold for every code under them (S93.49's "Sprain of talofibular
+        ligament" for S93.491A)."""
+        code = self._lookup(code)[0]
+        owners = [code, *self.ancestors(code)[:-1]] if inherited else [code]
+        return [term for owner in owners for term in self._notes(owner, "inclusion_term")]
 
     def excludes1(self, code: str) -> list[Excludes1]:
         """Excludes1 notes on the code and on every ancestor (they apply to descendants)."""

@@ -7,7 +7,8 @@ codes kept, in their order, the dropped ones as `Rejected(code, reason)`, and th
 kept beside a less sure specific one (`outranked`), which the pipeline flags.
 
 A code is dropped only for a code selected with at least its probability (the pipeline passes the
-confidence, halved when the note holds no evidence): a coder reports the specific diagnosis, and
+confidence, halved when the note holds no evidence), or one the note's assessment states
+(`established`): a coder reports the specific diagnosis, and
 leaves out its symptoms, once that diagnosis is established; one the selector is less sure of than
 the generic code or the symptom does not displace them. (On CodiEsp dev, whose annotators code
 every mention, symptoms beside their diagnosis included, the rules without this condition cost
@@ -431,6 +432,7 @@ class _Sentence(NamedTuple):
     words: set[str]  # key words of its affirmed clauses, with their qualifiers
     negated: frozenset[str]  # what those qualifiers say is absent ("without aura": aura)
     text: str  # the whole sentence as the note writes it
+    relative: bool  # its affirmed clauses are about a relative's health ("Family history of ...")
 
 
 def _assessment_sentences(cs: CodeSet, note: str) -> list[_Sentence]:
@@ -444,23 +446,31 @@ def _affirmed_sentences(cs: CodeSet, note: str, start: int) -> list[_Sentence]:
     affirmed clause with the qualifiers after it ("Migraine" + "without aura"), "unilateral"
     where it names one side ("Primary osteoarthritis of left knee" states M17.12 "Unilateral
     primary osteoarthritis, left knee") and "bilateral" where it says "both" of a body part
-    ("both knees")."""
+    ("both knees"). A sentence about a relative's health says so (`relative`): it states a
+    "Family history of ..." code, never the patient's condition."""
     spans = [(a, qualified_end(note, b)) for a, b in clauses(note) if a >= start]
+    relatives = family_history_statements(note)
     out = []
     for s, e in sentences(note):
-        inside = [note[a:b] for a, b in spans if s <= a and a < e]
-        if inside and (words := set().union(*(key_words(t) for t in inside))):
-            if len(_sides(cs, text := " ".join(inside))) == 1:
+        inside = [(a, b) for a, b in spans if s <= a and a < e]
+        texts = [note[a:b] for a, b in inside]
+        if inside and (words := set().union(*(key_words(t) for t in texts))):
+            if len(_sides(cs, text := " ".join(texts))) == 1:
                 words.add(_UNILATERAL)
             elif _both_parts(cs, text):
                 words.add(_BILATERAL)
-            out.append(_Sentence(words, frozenset().union(*(negated_stems(t) for t in inside)), note[s:e]))
+            relative = all(any(x <= a < y for x, y in relatives) for a, _ in inside)
+            out.append(_Sentence(words, frozenset().union(*(negated_stems(t) for t in texts)), note[s:e], relative))
     return out
 
 
 def _states(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
     """Does the sentence say the wording: every essential word, and absent what the wording says
-    is absent, present what it says is present ("Migraine without aura" is not "with aura")?"""
+    is absent, present what it says is present ("Migraine without aura" is not "with aura")? A
+    sentence about a relative says only a family history ("Family history of premature coronary
+    disease" is not I25.10's "Coronary (artery) disease")."""
+    if sentence.relative and not _FAMILY_HISTORY_CODE.match(wording):
+        return False
     absent = negated_stems(wording)
     return wanted <= sentence.words and absent <= sentence.negated and not (wanted - absent) & sentence.negated
 

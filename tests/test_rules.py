@@ -472,3 +472,16 @@ def test_a_complication_the_note_says_is_absent_is_not_coded(cs):
     result = fixed_pipeline(cs, [("C61", 0.9), ("E11.9", 0.8), ("E11.8", 0.3)]).suggest(note)
     assert result.codes == ["C61", "E11.9", "Z79.84"]
     assert Rejected("E11.8", rules.CONTRADICTED) in result.rejected
+
+
+def test_a_relatives_condition_in_the_assessment_states_no_diagnosis_of_the_patient(cs):
+    """"Family history of premature coronary disease" holds I25.10's inclusion term "Coronary
+    (artery) disease" (on its parent I25.1), but it is the father's disease."""
+    note = ("HPI: chest pressure on exertion. Father had a myocardial infarction at 52.\nAssessment:\n"
+            "1. Exertional chest pressure, rule out coronary artery disease.\n2. Essential hypertension.\n"
+            "3. Family history of premature coronary disease.\n")
+    assert rules.stated_in_assessment(cs, note, ["I25.10", "I10"], ["I10"]) == []
+    assert rules.established_in_assessment(cs, note, ["I25.10", "I10"]) == frozenset({"I10"})
+    # Stated for the patient, it is stated.
+    own = note.replace("3. Family history of premature coronary disease.", "3. Coronary artery disease.")
+    assert rules.stated_in_assessment(cs, own, ["I25.10", "I10"], ["I10"]) == ["I25.10"]

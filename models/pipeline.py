@@ -31,7 +31,7 @@ from .notes import check_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
 from .select import ModelSelector, Selector, ThresholdSelector, VerifierSelector, open_selector
-from .text import family_history_statements, locate, without_family_history
+from .text import family_history_statements, locate, reports_family_history, without_family_history
 
 __all__ = ["Cancelled", "Evidence", "Flag", "Pipeline", "Rejected", "Suggestion", "SuggestionResult",
            "chunk_note", "confidence"]
@@ -287,7 +287,7 @@ class Pipeline:
             s.flags.append(Flag.STATED)
             replaced.append(s)
         # After the codes the assessment states came in: they are its diagnoses too.
-        unassessed = rules.unassessed_symptoms(self.cs, note, [s.code for s in replaced])
+        unassessed = rules.unassessed(self.cs, note, [s.code for s in replaced])
         dropped += unassessed
         suggestions = [s for s in replaced if s.code not in {r.raw for r in unassessed}]
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
@@ -347,7 +347,7 @@ class Pipeline:
         """Is the suggestion's evidence a statement about a relative's health ("father with colon
         cancer")? A coder codes the patient's conditions; a relative's is reported by a "Family
         history of" code (Z80-Z84), which such a statement does support."""
-        return (s.evidence is not None and not s.description.lower().startswith("family history")
+        return (s.evidence is not None and not reports_family_history(s.description)
                 and any(a <= s.evidence.start < b for a, b in family_history_statements(note)))
 
     @staticmethod

@@ -57,7 +57,7 @@ The reasons are plain strings:
     I50.-). A specific code the assessment states displaces the generic one whatever the
     probabilities.
 
-`symptom_not_in_assessment` (NOT_IN_ASSESSMENT), from `unassessed_symptoms`, the one rule
+`symptom_not_in_assessment` (NOT_IN_ASSESSMENT), from `unassessed`, the one rule
     that reads the note
     In a note with an assessment (a heading "Assessment", "A/P", "Impression", "Diagnoses"), a
     sign or symptom (chapter 18) that the assessment does not name, when the assessment names a
@@ -66,7 +66,7 @@ The reasons are plain strings:
     pneumonia in the assessment) or not addressed at this visit. Either way a coder does not
     report it. A note without an assessment heading (every CodiEsp case report) is untouched.
 
-`family_history_not_in_assessment` (FAMILY_NOT_IN_ASSESSMENT), from `unassessed_symptoms` too
+`family_history_not_in_assessment` (FAMILY_NOT_IN_ASSESSMENT), from `unassessed` too
     In such a note, a "Family history of ..." code (Z80-Z84) where no statement about a relative
     is in the assessment: a family history is coded where it bears on the visit (a colonoscopy
     for a father's colon cancer), and the assessment is where the physician says so; one in the
@@ -150,15 +150,16 @@ from .text import (
     key_words,
     negated_stems,
     qualified_end,
+    reports_family_history,
     sentences,
     stem,
     stems,
 )
 
 __all__ = ["CONTRADICTED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
-           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied", "apply", "contradicted",
+           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "REASONS", "WRONG_SIDE", "Applied", "apply", "contradicted",
            "drug_therapy", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
-           "unassessed_symptoms", "wrong_side"]
+           "unassessed", "wrong_side"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
@@ -167,6 +168,9 @@ NOT_IN_ASSESSMENT = "symptom_not_in_assessment"
 WRONG_SIDE = "side_not_in_note"
 CONTRADICTED = "contradicted_by_note"
 FAMILY_NOT_IN_ASSESSMENT = "family_history_not_in_assessment"
+# Every reason a rule gives, in the order the pipeline applies them.
+REASONS = (WRONG_SIDE, CONTRADICTED, LESS_SPECIFIC, NOT_IN_ASSESSMENT, FAMILY_NOT_IN_ASSESSMENT,
+           IN_COMBINATION, INTEGRAL_SYMPTOM)
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
 _SYMPTOM_BLOCK = re.compile(r"^symptoms and signs involving the (.+?)(?:\s*\([^()]*\))?$", re.I)
@@ -176,7 +180,6 @@ _WITH_ANY = re.compile(r"^any condition in (\S+) with any condition in (\S+)$", 
 _WITHOUT = re.compile(r"\bwithout complications?\b|\buncomplicated\b", re.I)
 _WITH = re.compile(r"\bwith\b", re.I)
 _WITH_COMPLICATIONS = re.compile(r"\bwith (?:unspecified |other specified )?complications?\b", re.I)
-_FAMILY_HISTORY_CODE = re.compile(r"^family history of\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
 _UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
 # Sides of the body as notes and the code set write them. Not "both": notes write "both diabetes
@@ -253,7 +256,7 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
                    {a: sources for a, (_, sources) in added.items() if a not in drop})
 
 
-def unassessed_symptoms(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
+def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     """The signs and symptoms among `codes` that the note's assessment leaves out, where it
     names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above), and there the family
     history codes, where no statement about a relative is in the assessment
@@ -269,7 +272,7 @@ def unassessed_symptoms(cs: CodeSet, note: str, codes: list[str]) -> list[Reject
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
     if not any(b > start for _, b in family_history_statements(note)):
         out += [Rejected(c, FAMILY_NOT_IN_ASSESSMENT) for c in kinds
-                if _FAMILY_HISTORY_CODE.match(cs.description(c))]
+                if reports_family_history(cs.description(c))]
     return out
 
 
@@ -420,8 +423,8 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     own = [(w, essential_stems(w)) for w in [cs.description(code), *cs.inclusion_terms(code)]]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
-    inherited = [(term, essential_stems(term) | side) for term in cs.inclusion_terms(code, inherited=True)
-                 if term not in cs.inclusion_terms(code)]
+    inherited = [(term, essential_stems(term) | side)
+                 for term in cs.inclusion_terms(code, inherited=True)[len(own) - 1:]]
     return tuple(own + inherited)
 
 
@@ -469,7 +472,7 @@ def _states(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
     is absent, present what it says is present ("Migraine without aura" is not "with aura")? A
     sentence about a relative says only a family history ("Family history of premature coronary
     disease" is not I25.10's "Coronary (artery) disease")."""
-    if sentence.relative and not _FAMILY_HISTORY_CODE.match(wording):
+    if sentence.relative and not reports_family_history(wording):
         return False
     absent = negated_stems(wording)
     return wanted <= sentence.words and absent <= sentence.negated and not (wanted - absent) & sentence.negated

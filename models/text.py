@@ -203,6 +203,12 @@ def family_history_statements(note: str) -> list[tuple[int, int]]:
     return out
 
 
+def reports_family_history(wording: str) -> bool:
+    """Is a code-set wording a "Family history of ..." code's (Z80-Z84)? Those report a relative's
+    condition; every other wording is the patient's."""
+    return wording.lower().startswith("family history of")
+
+
 def without_family_history(note: str) -> str:
     """The note with its statements about relatives blanked (same length, so spans still hold)."""
     for a, b in family_history_statements(note):

@@ -22,6 +22,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from models import rules
 from models.codeset import InvalidCodeFormat, UnknownCode
 from models.errors import CoderError
 from models.net import is_loopback
@@ -76,9 +77,7 @@ class SuggestResponse(BaseModel):
     suggestions: list[SuggestionOut]
     rejected: list[RejectedOut] = Field(description=(
         "What did not become a suggestion, and why: not a valid code, denied in the note (negated), "
-        "or left out by a coding rule (less_specific, integral_symptom, in_combination, "
-        "symptom_not_in_assessment, family_history_not_in_assessment, side_not_in_note, "
-        "contradicted_by_note)."))
+        f"or left out by a coding rule ({', '.join(rules.REASONS)})."))
     warnings: list[str]
     runtime: str
     edition: str

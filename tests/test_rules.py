@@ -199,21 +199,21 @@ CLINIC_NOTE = (
 
 def test_symptoms_the_assessment_leaves_out_are_not_coded_beside_its_diagnosis(cs):
     codes = ["J18.9", "I10", "R50.9", "R05.9", "R53.83"]
-    assert rules.unassessed_symptoms(cs, CLINIC_NOTE, codes) == [
+    assert rules.unassessed(cs, CLINIC_NOTE, codes) == [
         Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R50.9", "R05.9", "R53.83")]
     # A symptom the assessment names stays (a problem of its own at this visit).
     with_headache = CLINIC_NOTE + "3. Headache, tension type suspected, ibuprofen as needed.\n"
-    assert rules.unassessed_symptoms(cs, with_headache, codes + ["R51.9"]) == [
+    assert rules.unassessed(cs, with_headache, codes + ["R51.9"]) == [
         Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R50.9", "R05.9", "R53.83")]
 
 
 def test_symptoms_stay_without_an_assessment_or_without_a_diagnosis_in_it(cs):
     # A case report (CodiEsp) has no assessment heading; "assessment" in prose is not one.
     report = CLINIC_NOTE.replace("ASSESSMENT AND PLAN:", "Cardiology assessment was normal.")
-    assert rules.unassessed_symptoms(cs, report, ["J18.9", "R50.9"]) == []
+    assert rules.unassessed(cs, report, ["J18.9", "R50.9"]) == []
     # Symptoms only: the physician has established no diagnosis that could explain them.
     open_question = "HPI: fever and cough for four days.\nA/P: fatigue, likely viral. Fluids and rest.\n"
-    assert rules.unassessed_symptoms(cs, open_question, ["R50.9", "R05.9", "R53.83"]) == []
+    assert rules.unassessed(cs, open_question, ["R50.9", "R05.9", "R53.83"]) == []
 
 
 def test_the_app_sample_note_gets_no_code_for_the_fever_its_pneumonia_explains(cs):
@@ -451,12 +451,12 @@ def test_an_injury_note_is_coded_with_the_sprain_its_assessment_states(cs):
 
 def test_a_family_history_is_coded_where_the_assessment_addresses_it(cs):
     codes = ["S93.491A", "Z80.3"]
-    assert rules.unassessed_symptoms(cs, ANKLE_NOTE, codes) == [Rejected("Z80.3", rules.FAMILY_NOT_IN_ASSESSMENT)]
+    assert rules.unassessed(cs, ANKLE_NOTE, codes) == [Rejected("Z80.3", rules.FAMILY_NOT_IN_ASSESSMENT)]
     screening = ANKLE_NOTE.replace("Plan:", "Family history of breast cancer in her mother: refer for "
                                    "genetic counseling.\nPlan:")
-    assert rules.unassessed_symptoms(cs, screening, codes) == []
+    assert rules.unassessed(cs, screening, codes) == []
     # A case report (no assessment heading) is left alone, as for symptoms.
-    assert rules.unassessed_symptoms(cs, ANKLE_NOTE.replace("Assessment:", "Diagnosis was"), codes) == []
+    assert rules.unassessed(cs, ANKLE_NOTE.replace("Assessment:", "Diagnosis was"), codes) == []
 
 
 def test_a_complication_the_note_says_is_absent_is_not_coded(cs):

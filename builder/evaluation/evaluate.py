@@ -29,18 +29,7 @@ from models.contract import note_from_messages
 from models.errors import CoderError
 from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from models.pipeline import Flag, Pipeline, open_bundle_selector
-from models.rules import (
-    CONTRADICTED,
-    FAMILY_NOT_IN_ASSESSMENT,
-    IN_COMBINATION,
-    INTEGRAL_SYMPTOM,
-    LESS_SPECIFIC,
-    NOT_IN_ASSESSMENT,
-    WRONG_SIDE,
-)
-
-RULE_REASONS = (INTEGRAL_SYMPTOM, LESS_SPECIFIC, IN_COMBINATION, NOT_IN_ASSESSMENT, WRONG_SIDE,
-                FAMILY_NOT_IN_ASSESSMENT, CONTRADICTED)
+from models.rules import REASONS as RULE_REASONS
 
 
 class EvalDataError(CoderError, ValueError):

@@ -70,6 +70,29 @@ def assessment_start(text: str) -> int | None:
     return m.start() if m else None
 
 
+# A plan under a heading of its own ("Plan:"), after the assessment: what will be done, not what
+# the patient has ("Acetaminophen for fever", "return for chest pain").
+_PLAN = re.compile(r"^[ \t]*(?:plan|recommendations?)[ \t]*(?::|$)", re.I | re.M)
+
+
+def discharge_summary(text: str) -> bool:
+    """Is the note's assessment a hospital's final or discharge diagnoses? There an uncertain
+    diagnosis is coded as if established (ICD-10-CM guidelines, Section II.H); in an office,
+    clinic or ED note it is not (Section IV.H)."""
+    m = _ASSESSMENT.search(text)
+    return bool(m) and re.match(r"\s*(?:final|discharge)\b", m.group(), re.I) is not None
+
+
+def assessment_span(text: str) -> tuple[int, int] | None:
+    """(start, end) of the note's assessment without a plan under its own heading after it, or
+    None for a note without an assessment."""
+    start = assessment_start(text)
+    if start is None:
+        return None
+    plan = _PLAN.search(text, start)
+    return start, plan.start() if plan else len(text)
+
+
 def read_note_file(path: str | Path) -> CheckedNote:
     """Read a note from disk: UTF-8 (with or without BOM), else Windows-1252 with a warning."""
     raw = Path(path).read_bytes()

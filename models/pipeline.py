@@ -247,16 +247,26 @@ class Pipeline:
 
     def apply_rules(self, note: str, suggestions: list[Suggestion],
                     candidates: dict[str, Candidate]) -> tuple[list[Suggestion], list[Rejected]]:
-        """models/rules.py on the suggestions: codes for a side the note does not name go, a
+        """models/rules.py on the suggestions: in an encounter note, a diagnosis the note only
+        calls "probable", "suspected", "rule out" ... goes, and the rules below read the note
+        without those words (`rules.certain_part`); codes for a side the note does not name go, a
         code "with complications" where the note says "without" goes, an "unspecified" code
         gives way to the specific one the assessment states, a retrieved code the assessment
-        states in the code set's words comes in, symptoms and family history the assessment
-        leaves out go, then what
+        states in the code set's words comes in, then a code the note does not state beside an
+        alternative the assessment states goes, and so do symptoms and family history the
+        assessment leaves out, then what
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
         ask for (Z79.84 for E11.65 where the note names metformin), the drug as their evidence."""
-        dropped = rules.wrong_side(self.cs, note, [s.code for s in suggestions])
+        certain = rules.certain_part(note)
+        dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions if certain != note and s.evidence
+                   and rules.is_diagnosis(self.cs, s.code) and self.evidence(
+                       certain, s.description, self.cs.inclusion_terms(s.code, inherited=True), "",
+                       candidates.get(s.code)) is None]
+        suggestions = [s for s in suggestions if s.code not in {r.raw for r in dropped}]
+        note, full_note = certain, note  # the rules read what the note says with certainty
+        dropped += rules.wrong_side(self.cs, note, [s.code for s in suggestions])
         dropped += rules.contradicted(self.cs, note, [s.code for s in suggestions
                                                       if s.code not in {r.raw for r in dropped}])
         gone = {r.raw for r in dropped}
@@ -275,7 +285,7 @@ class Pipeline:
                     continue
                 if any(x.code == stated[s.code] for x in replaced):
                     continue
-                s = self.validate(note, CodedItem(stated[s.code], probability=s.confidence),
+                s = self.validate(full_note, CodedItem(stated[s.code], probability=s.confidence),
                                   candidates.get(stated[s.code]))
                 s.flags.append(Flag.STATED)
             replaced.append(s)
@@ -283,13 +293,14 @@ class Pipeline:
         for code in rules.stated_in_assessment(self.cs, note, pool, [s.code for s in replaced]):
             # At least the threshold's probability: the assessment says it in the code set's words.
             probability = max(candidates[code].score, self.retriever.threshold)
-            s = self.validate(note, CodedItem(code, probability=probability), candidates[code])
+            s = self.validate(full_note, CodedItem(code, probability=probability), candidates[code])
             s.flags.append(Flag.STATED)
             replaced.append(s)
         # After the codes the assessment states came in: they are its diagnoses too.
-        unassessed = rules.unassessed(self.cs, note, [s.code for s in replaced])
-        dropped += unassessed
-        suggestions = [s for s in replaced if s.code not in {r.raw for r in unassessed}]
+        gone = rules.alternative_stated(self.cs, note, [s.code for s in replaced])
+        gone += rules.unassessed(self.cs, note, [s.code for s in replaced])
+        dropped += gone
+        suggestions = [s for s in replaced if s.code not in {r.raw for r in gone}]
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
                               rules.established_in_assessment(self.cs, note, [s.code for s in suggestions]))
         by_code = {s.code: s for s in suggestions}
@@ -298,7 +309,7 @@ class Pipeline:
             s = by_code.get(code)
             if s is None:  # a combination code
                 sources = [by_code[c] for c in applied.combined[code]]
-                s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
+                s = self.validate(full_note, CodedItem(code, probability=probability), candidates.get(code))
                 support = next((x.evidence for x in sources if x.evidence), None)
                 if s.evidence is None and support is not None:
                     s.evidence, s.flags = support, [f for f in s.flags if f != Flag.UNSUPPORTED]
@@ -314,8 +325,8 @@ class Pipeline:
         for code, (span, asking) in rules.drug_therapy(self.cs, note, [s.code for s in out]).items():
             # As sure as the surest code asking for it; the drug's name is its evidence.
             probability = max(x.confidence for x in out if x.code in asking)
-            s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
-            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
+            s = self.validate(full_note, CodedItem(code, probability=probability), candidates.get(code))
+            s.evidence = Evidence(span[0], span[1], full_note[span[0]:span[1]])
             s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.ADDITIONAL]
             s.confidence, s.asked_by = probability, asking
             out.append(s)

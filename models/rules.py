@@ -31,10 +31,14 @@ The reasons are plain strings:
       which asks for N18.1-N18.4 or N18.9; I12.0 asks for N18.5-N18.6), the most covering one
       where several do (I13.0 over I12.9 when heart failure is there too). I10 is dropped, N18.4
       stays: the combination asks for it. A code it does not ask for, it reports, and that goes
-      too (I51.9 heart disease, unspecified beside I11.9 hypertensive heart disease).
-    - A code "without complications" (E11.9) beside a code that a "with" code of its own
-      category asks for in its "Use additional code" note (N18.4, asked for by E11.22 "with
-      diabetic chronic kidney disease"): the "with" code replaces it. (ICD-10-CM presumes the
+      too (I51.9 heart disease, unspecified beside I11.9 hypertensive heart disease). A code of
+      either category of a pair goes beside the pair's code (I11.9 beside I13.0), whether or not
+      the note's hypertension was selected.
+    - A code "without ..." (E11.9 "without complications", I11.9 "without heart failure") beside
+      a code that a "with" code of its own category asks for in its "Use additional code" note
+      (N18.4, asked for by E11.22 "with diabetic chronic kidney disease"; I50.22, asked for by
+      I11.0 "with heart failure"): the "with" code replaces it, or stays alone where it is
+      already selected. (ICD-10-CM presumes the
       link that "with" names unless the note says otherwise.) Where two "with" codes ask for the
       same code, nothing changes: a foot ulcer's site (L97.4-) is asked for by both E11.621
       (foot ulcer) and E11.622 (other skin ulcer), and which one the note means is a guess.
@@ -54,8 +58,23 @@ The reasons are plain strings:
     unspecified" beside S93.491A, a sprain under the block "Injuries to the ankle and foot";
     C80.1 "Malignant (primary) neoplasm, unspecified" beside C61 "Malignant neoplasm of
     prostate". Not where the specific code asks for it (I11.0 asks for the type of heart failure,
-    I50.-). A specific code the assessment states displaces the generic one whatever the
-    probabilities.
+    I50.-). Also an "unspecified" code of the same category under another subcategory, whose
+    words but "unspecified" the specific code's description holds with more: F17.200 "Nicotine
+    dependence, unspecified, uncomplicated" beside F17.210 "Nicotine dependence, cigarettes,
+    uncomplicated"; I48.91 "Unspecified atrial fibrillation" beside I48.21 "Permanent atrial
+    fibrillation". A specific code the assessment states displaces the generic one whatever the
+    probabilities, and one it does not state never displaces a generic code it states. A residual
+    "Other ..." code displaces nothing (E78.49 "Other hyperlipidemia" beside E78.5): it names
+    no more than the generic code unless the assessment states it through its own terms, which
+    `specific_in_assessment` handles.
+
+`excluded_by_stated_code` (EXCLUDED)
+    A code that an Excludes1 note forbids beside a diagnosis the note's assessment states
+    (`established`), where it is not stated itself: E11.9 beside "Type 1 diabetes mellitus with
+    ketoacidosis" (E11 excludes E10), F32.9 beside "Major depressive disorder, recurrent,
+    moderate" (F32 excludes F33). Excludes1 means never coded together, and the assessment says
+    which one the physician means. Without an assessment (every CodiEsp case report) both stay,
+    and the pipeline flags the conflict.
 
 `symptom_not_in_assessment` (NOT_IN_ASSESSMENT), from `unassessed`, the one rule
     that reads the note
@@ -65,6 +84,9 @@ The reasons are plain strings:
     symptom it leaves out is either explained by that diagnosis (fever and cough in the history,
     pneumonia in the assessment) or not addressed at this visit. Either way a coder does not
     report it. A note without an assessment heading (every CodiEsp case report) is untouched.
+    A plan under a heading of its own after the assessment ("Plan:") is not part of it: what it
+    names is treated or watched for ("Acetaminophen for fever", "return for chest pain"), not
+    diagnosed.
 
 `family_history_not_in_assessment` (FAMILY_NOT_IN_ASSESSMENT), from `unassessed` too
     In such a note, a "Family history of ..." code (Z80-Z84) where no statement about a relative
@@ -77,6 +99,27 @@ The reasons are plain strings:
     note states its category's "without complications" code ("Type 2 diabetes mellitus without
     complications"): the note says there are none. A code that names its complication (E11.65
     "with hyperglycemia") is left to the other rules.
+
+`other_alternative_stated` (OTHER_STATED), from `alternative_stated`, which reads the note
+    A diagnosis that no affirmed sentence of the note states, where the assessment states
+    another code under its parent (`established_in_assessment`), neither of them "unspecified":
+    the children of a condition are its alternatives (N18.2 and N18.4, CKD stages 2 and 4; N18.2
+    and N18.31, stage 3a, under N18.3; F33.0 and F33.1, mild and moderate), and the physician
+    named one. Not under a residual parent ("Other disorders of fluid, electrolyte and acid-base
+    balance" holds hyponatremia beside alkalosis). A sibling the note also states stays (E11.21
+    diabetic nephropathy beside E11.22 diabetic CKD, both in "with diabetic nephropathy, chronic
+    kidney disease stage 4"). A note without an assessment is untouched.
+
+`uncertain_diagnosis` (UNCERTAIN), from the pipeline with `certain_part`
+    In an office, clinic or ED note (one with an assessment heading that is not "Final" or
+    "Discharge diagnoses"), a diagnosis whose only support is what "probable", "possible",
+    "suspected", "questionable", "rule out", "consistent with" ... qualify: "Do not code
+    diagnoses documented as probable, suspected, questionable, rule out ... code the condition(s)
+    to the highest degree of certainty for that encounter/visit, such as symptoms" (ICD-10-CM
+    guidelines, Section IV.H). "Headache, probable tension-type headache" is R51.9, not G44.209.
+    The other rules then read the note without those words. A hospital's discharge diagnoses
+    code an uncertain diagnosis as if established (Section II.H), and so does every note
+    without an assessment (CodiEsp's case reports).
 
 `side_not_in_note` (WRONG_SIDE), from `wrong_side`, which reads the note too
     A code for one side of the body ("Pain in right knee") where the note names a side, never
@@ -140,7 +183,7 @@ from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
 from .drugs import current_drug, drug_class
-from .notes import assessment_start
+from .notes import assessment_span, assessment_start, discharge_summary
 from .text import (
     NONESSENTIAL,
     clauses,
@@ -154,10 +197,12 @@ from .text import (
     sentences,
     stem,
     stems,
+    without_uncertain,
 )
 
-__all__ = ["CONTRADICTED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
-           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "REASONS", "WRONG_SIDE", "Applied", "apply", "contradicted",
+__all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
+           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "OTHER_STATED", "REASONS", "UNCERTAIN", "WRONG_SIDE", "Applied",
+           "alternative_stated", "apply", "certain_part", "contradicted",
            "drug_therapy", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
            "unassessed", "wrong_side"]
 
@@ -168,9 +213,12 @@ NOT_IN_ASSESSMENT = "symptom_not_in_assessment"
 WRONG_SIDE = "side_not_in_note"
 CONTRADICTED = "contradicted_by_note"
 FAMILY_NOT_IN_ASSESSMENT = "family_history_not_in_assessment"
+EXCLUDED = "excluded_by_stated_code"
+OTHER_STATED = "other_alternative_stated"
+UNCERTAIN = "uncertain_diagnosis"
 # Every reason a rule gives, in the order the pipeline applies them.
-REASONS = (WRONG_SIDE, CONTRADICTED, LESS_SPECIFIC, NOT_IN_ASSESSMENT, FAMILY_NOT_IN_ASSESSMENT,
-           IN_COMBINATION, INTEGRAL_SYMPTOM)
+REASONS = (UNCERTAIN, WRONG_SIDE, CONTRADICTED, OTHER_STATED, LESS_SPECIFIC, NOT_IN_ASSESSMENT,
+           FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED, INTEGRAL_SYMPTOM)
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
 _SYMPTOM_BLOCK = re.compile(r"^symptoms and signs involving the (.+?)(?:\s*\([^()]*\))?$", re.I)
@@ -178,6 +226,7 @@ _RANGE = re.compile(r"\s*\([^()]*\)$")  # "(J00-J99)" after a title
 _DUE_TO = re.compile(r"^any condition in (.+?)\s*-?\s*due to (.+)$", re.I)
 _WITH_ANY = re.compile(r"^any condition in (\S+) with any condition in (\S+)$", re.I)
 _WITHOUT = re.compile(r"\bwithout complications?\b|\buncomplicated\b", re.I)
+_WITHOUT_ANY = re.compile(r"\bwithout\b|\buncomplicated\b", re.I)  # I11.9 "without heart failure"
 _WITH = re.compile(r"\bwith\b", re.I)
 _WITH_COMPLICATIONS = re.compile(r"\bwith (?:unspecified |other specified )?complications?\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
@@ -214,8 +263,8 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
     at their site whatever their probability (the physician has established the diagnosis)."""
     prob = {c: p for c, p in selected if cs.is_valid(c)}
 
-    def sure(diagnosis: str, code: str) -> bool:
-        return prob[diagnosis] >= prob[code] or diagnosis in established
+    def sure(diagnosis: str, code: str) -> bool:  # a code the assessment states stays for a guess
+        return diagnosis in established or (prob[diagnosis] >= prob[code] and code not in established)
 
     drop: dict[str, str] = {}
     outranked: dict[str, list[str]] = {}
@@ -244,6 +293,10 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
         elif code not in drop and any(sure(d, code) and _pain_at_site_of(cs, code, d)
                                       for d in diagnoses if d != code):
             drop[code] = INTEGRAL_SYMPTOM
+    for code in prob:  # F32.9 beside the F33.1 the assessment states: F32 excludes F33
+        if code not in drop and code not in established and any(
+                d in established and d not in drop and _excluded_by(cs, code, d) for d in prob):
+            drop[code] = EXCLUDED
     kept_specific = {c: [o for o in others if o not in drop] for c, others in outranked.items() if c not in drop}
     kept = []
     for c, p in selected:  # an added code goes right after the first code it combines
@@ -257,20 +310,20 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
 
 
 def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
-    """The signs and symptoms among `codes` that the note's assessment leaves out, where it
+    """The signs and symptoms among `codes` that the note's assessment (not its plan) leaves out, where it
     names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above), and there the family
     history codes, where no statement about a relative is in the assessment
     (FAMILY_NOT_IN_ASSESSMENT above)."""
-    start = assessment_start(note)
-    if start is None:
+    span = assessment_span(note)
+    if span is None:
         return []
-    assessed = [key_words(note[a:b]) for a, b in clauses(note) if b > start]
+    assessed = [key_words(note[a:b]) for a, b in clauses(note) if b > span[0] and a < span[1]]
     kinds = {c: _chapter_kind(cs, c) for c in codes if cs.is_valid(c)}
     named = {c for c in kinds if _named(cs, c, assessed)}
     if not any(kinds[c] == "diagnosis" for c in named):
         return []
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
-    if not any(b > start for _, b in family_history_statements(note)):
+    if not any(b > span[0] and a < span[1] for a, b in family_history_statements(note)):
         out += [Rejected(c, FAMILY_NOT_IN_ASSESSMENT) for c in kinds
                 if reports_family_history(cs.description(c))]
     return out
@@ -289,6 +342,40 @@ def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
                    if _WITHOUT.search(cs.description(plain))):
                 out.append(Rejected(code, CONTRADICTED))
     return out
+
+
+def certain_part(note: str) -> str:
+    """What an encounter note (one with an assessment, not a discharge summary) says with
+    certainty: its "probable", "suspected", "rule out" ... diagnoses blanked out
+    (`text.without_uncertain`; UNCERTAIN above). Any other note as it is."""
+    if assessment_start(note) is None or discharge_summary(note):
+        return note
+    return without_uncertain(note)
+
+
+def is_diagnosis(cs: CodeSet, code: str) -> bool:
+    return cs.is_valid(code) and _chapter_kind(cs, code) == "diagnosis"
+
+
+def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
+    """The diagnoses among `codes` that no affirmed sentence of the note states, where the
+    assessment states another code under their parent (OTHER_STATED above): N18.2 "stage 2"
+    beside the N18.4 "Chronic kidney disease, stage 4" the assessment names."""
+    def specified(code: str) -> bool:  # an "unspecified" one is the other rules' (less_specific)
+        return is_diagnosis(cs, code) and not _GENERIC.search(cs.description(code))
+
+    def alternative(code: str, stated: str) -> bool:  # N18.2 beside N18.31, under N18 "CKD"
+        parent = cs.parent(cs.normalize(code))
+        return parent is not None and parent in cs.ancestors(cs.normalize(stated)) \
+            and not _RESIDUAL.search(cs.description(parent))  # E87 "Other disorders of ..." is a bag
+
+    established = [c for c in established_in_assessment(cs, note, codes) if specified(c)]
+    if not established:
+        return []
+    affirmed = _affirmed_sentences(cs, note, 0)
+    return [Rejected(c, OTHER_STATED) for c in codes
+            if c not in established and specified(c) and any(alternative(c, e) for e in established)
+            and not _stated_wordings(cs, c, affirmed)]
 
 
 def wrong_side(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -377,7 +464,7 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     best: dict[str, list[tuple[int, str]]] = {}  # category -> (words stated, code)
     for code in candidates:
         description = cs.description(code)
-        if not cs.is_billable(code) or _RESIDUAL.search(description) or _UNSPECIFIED.search(description):
+        if not cs.is_billable(code) or _UNSPECIFIED.search(description):
             continue
         category = (cs.ancestors(code) or [code])[-1]
         if category in taken:
@@ -400,11 +487,11 @@ def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> froze
     """The diagnoses among `codes` that one affirmed sentence of the note's assessment states in
     a wording of two or more essential words: the physician has established them, so
     `apply(established=...)` lets them displace a generic code and a pain at their site however
-    sure the selector was of them. Not a residual "Other ..." code: its words are the generic
-    code's ("Other specified disorders of the skin" says what L98.9 says)."""
+    sure the selector was of them. A residual "Other ..." code only through its inclusion terms
+    (`_wordings`): "Other specified disorders of the skin" says what L98.9 says."""
     affirmed = _assessment_sentences(cs, note)
     return frozenset(c for c in codes if affirmed and cs.is_valid(c) and _chapter_kind(cs, c) == "diagnosis"
-                     and not _RESIDUAL.search(cs.description(c)) and _stated_wordings(cs, c, affirmed))
+                     and _stated_wordings(cs, c, affirmed))
 
 
 def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:
@@ -419,12 +506,21 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     """Each wording of a code with the essential words it asks for: its description and inclusion
     terms, and the inclusion terms of its ancestors below the category, which hold for every code
     under them, with the code's own side ("Sprain of talofibular ligament", under S93.49, says
-    S93.491A "Sprain of other ligament of right ankle" where the note says "right")."""
-    own = [(w, essential_stems(w)) for w in [cs.description(code), *cs.inclusion_terms(code)]]
+    S93.491A "Sprain of other ligament of right ankle" where the note says "right"), and for a
+    code with a side its parent's title with that side. A residual "Other ..." code's own
+    description is none of them: it says no more than the generic code of its category."""
+    terms = cs.inclusion_terms(code)
+    own = [(w, essential_stems(w)) for w in [cs.description(code), *terms]]
+    if _RESIDUAL.search(cs.description(code)):  # "Chronic constipation" is K59.09's own
+        own = own[1:]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
     inherited = [(term, essential_stems(term) | side)
-                 for term in cs.inclusion_terms(code, inherited=True)[len(own) - 1:]]
+                 for term in cs.inclusion_terms(code, inherited=True)[len(terms):]]
+    # The parent's title with the code's side: "Carpal tunnel syndrome" + right is G56.01.
+    parent = next(iter(cs.ancestors(cs.ancestors(code)[0] if cs.seventh_variants(code) else code)), None)
+    if side and parent and not _RESIDUAL.search(cs.description(parent)):
+        inherited.append((cs.description(parent), essential_stems(cs.description(parent)) | side))
     return tuple(own + inherited)
 
 
@@ -475,7 +571,22 @@ def _states(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
     if sentence.relative and not reports_family_history(wording):
         return False
     absent = negated_stems(wording)
-    return wanted <= sentence.words and absent <= sentence.negated and not (wanted - absent) & sentence.negated
+    return wanted <= sentence.words and absent <= sentence.negated and not (wanted - absent) & sentence.negated \
+        and _numbers_in_place(wording, sentence.text)
+
+
+def _numbers_in_place(wording: str, text: str) -> bool:
+    """Does each number of the wording stand beside one of its neighbouring words in the text?
+    "Chronic kidney disease, stage 2" wants "stage 2", not the 2 of "Type 2 diabetes ... stage 4";
+    "Type 2 diabetes mellitus" is "T2DM" too (2 beside diabetes)."""
+    words = [stem(w) for w in content_words(wording)]
+    numbers = [i for i, w in enumerate(words) if any(ch.isdigit() for ch in w)]
+    if not numbers:
+        return True
+    said = [stem(w) for w in content_words(text)]
+    pairs = {frozenset(p) for p in zip(said, said[1:])}
+    return all(any(frozenset((words[i], words[j])) in pairs for j in (i - 1, i + 1) if 0 <= j < len(words))
+               for i in numbers)
 
 
 def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str, str]:
@@ -505,10 +616,11 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
     said = set().union(*own)
     scored = []
     for other in cs.billable_descendants(category):
-        if other == code or _RESIDUAL.search(cs.description(other)):
+        if other == code:
             continue
         best = 0
-        for wording in [cs.description(other), *cs.inclusion_terms(other)]:
+        residual = bool(_RESIDUAL.search(cs.description(other)))  # its own terms say what it holds
+        for wording in [cs.description(other)] * (not residual) + cs.inclusion_terms(other):
             wanted = essential_stems(wording)
             if (wanted - said and any(w <= wanted for w in own)
                     and any(_states(wording, wanted, sentence) for sentence in affirmed)):
@@ -550,10 +662,11 @@ def _more_specific(cs: CodeSet, other: str, code: str) -> bool:
     if not _GENERIC.search(cs.description(code)):
         return False
     parent = next(iter(cs.ancestors(code)), None)
-    if parent is None or code in cs.ancestors(other) + [other]:
-        return False
+    if parent is None or code in cs.ancestors(other) + [other] or _RESIDUAL.search(cs.description(other)):
+        return False  # "Other hyperlipidemia" says no more than E78.5, unless stated (specific_in_assessment)
     if parent not in cs.ancestors(other):
-        return _reports_generic(cs, cs.normalize(other), cs.normalize(code))
+        return _reports_generic(cs, cs.normalize(other), cs.normalize(code)) \
+            or _names_unspecified(cs, cs.normalize(other), cs.normalize(code))
     return (not _GENERIC.search(cs.description(other))
             or len(code_key(other)) > len(code_key(code)))
 
@@ -578,6 +691,21 @@ def _reports_generic(cs: CodeSet, other: str, code: str) -> bool:
     held = set().union(*(_title_stems(cs.description(t)) for t in titles))
     return (bool(wanted) and wanted <= held and len(_title_stems(cs.description(other))) > len(wanted)
             and not _asks_for(cs, other, code))
+
+
+@lru_cache(maxsize=65536)
+def _names_unspecified(cs: CodeSet, other: str, code: str) -> bool:
+    """Is `code` an "unspecified" code of `other`'s category, under another subcategory, whose
+    words but "unspecified" `other`'s description holds with more? F17.200 "Nicotine dependence,
+    unspecified, uncomplicated" beside F17.210 "Nicotine dependence, cigarettes, uncomplicated";
+    J45.909 "Unspecified asthma, uncomplicated" beside J45.20 "Mild intermittent asthma,
+    uncomplicated"."""
+    if not _UNSPECIFIED.search(cs.description(code)) or _RESIDUAL.search(cs.description(other)) \
+            or (cs.ancestors(code) or [code])[-1] != (cs.ancestors(other) or [other])[-1]:
+        return False
+    wanted = _title_stems(_UNSPECIFIED.sub(" ", cs.description(code)))
+    held = _title_stems(cs.description(other))
+    return bool(wanted) and wanted < held
 
 
 def _title_stems(text: str) -> frozenset[str]:
@@ -674,6 +802,13 @@ def _excluded_chapters(cs: CodeSet, code: str, groups: list[str]) -> set[str]:
     return out
 
 
+def _excluded_by(cs: CodeSet, code: str, stated: str) -> bool:
+    """Does an Excludes1 note forbid `code` beside `stated`, in either direction? Not where
+    `stated` asks for `code` in a "Use additional code" note."""
+    return bool(cs.excludes1_conflict(code, stated) or cs.excludes1_conflict(stated, code)) \
+        and not _asks_for(cs, stated, code)
+
+
 def _excludes(cs: CodeSet, symptom: str, diagnosis: str) -> bool:
     """Does an Excludes1 note on the symptom (or an ancestor) name the diagnosis ("R73
     hyperglycemia" excludes "diabetes mellitus (E08-E13)")? Not one on the diagnosis: that a
@@ -704,6 +839,7 @@ class _Combination(NamedTuple):
     category: str  # I12
     needs: tuple[tuple[tuple[str, str], ...], ...]  # each: key ranges one selected code falls in
     cause: str  # the condition the note must also hold, by name: "hypertension"
+    parts: tuple[str, ...] = ()  # the categories it reports together: I13 -> I11, I12
 
 
 def _combine(cs: CodeSet, prob: dict[str, float],
@@ -716,15 +852,17 @@ def _combine(cs: CodeSet, prob: dict[str, float],
     covered: set[str] = set()
     for comb in _combinations(cs):  # most needs first: I13 before I11 and I12
         causes = [c for c in prob if _names(cs, c, comb.cause)]
-        if not causes:
-            continue
         present = [c for c in prob if comb.category in cs.ancestors(c)]
+        # I11.9 beside I13.0: the code of the pair reports what a code of either part would
+        reported = causes + [c for c in prob if any(part in cs.ancestors(c) for part in comb.parts)]
         if present:  # I12.9 already selected beside I10: it reports the hypertension
-            for c in causes:  # unless the less sure of the two: then they contradict
+            for c in reported:  # unless the less sure of the two: then they contradict
                 if max(prob[p] for p in present) >= prob[c]:
                     replaced.add(c)
                 else:
                     outranked.setdefault(c, []).extend(present)
+            continue
+        if not causes:
             continue
         parts = [[c for c in prob if _within(c, need)] for need in comb.needs]
         if not all(parts) or set().union(*parts) <= covered:
@@ -739,9 +877,9 @@ def _combine(cs: CodeSet, prob: dict[str, float],
         # What the combination does not ask for as an additional code, it reports (I51.9 heart
         # disease beside I11.9; I50.22 stays beside I11.0, which asks for the heart failure).
         asked = _asked(cs, code)
-        replaced |= set(causes) | {t for t in targets if not any(_within(t, line) for line in asked)}
+        replaced |= set(reported) | {t for t in targets if not any(_within(t, line) for line in asked)}
         covered |= set(targets)
-    for generic in [c for c in prob if _WITHOUT.search(cs.description(c))]:
+    for generic in [c for c in prob if c not in replaced and _WITHOUT_ANY.search(cs.description(c))]:
         category = (cs.ancestors(generic) or [generic])[-1]
         others = [c for c in prob if c != generic and category not in cs.ancestors(c) + [c]]
         by_targets: dict[tuple[str, ...], list[str]] = {}
@@ -751,10 +889,13 @@ def _combine(cs: CodeSet, prob: dict[str, float],
                 targets = tuple(c for c in others if any(_within(c, line) for line in lines))
                 by_targets.setdefault(targets, []).append(option)
         for targets, options in by_targets.items():
-            if len(options) == 1 and options[0] not in prob:  # two would be a guess
+            if len(options) != 1:  # two would be a guess
+                continue
+            if options[0] not in prob:
                 added[options[0]] = (min([prob[generic]] + [prob[c] for c in targets]),
                                      [generic, *targets])
-                replaced.add(generic)
+            # I11.9 "without heart failure" beside I11.0 "with heart failure" and I50.22
+            replaced.add(generic)
     return added, replaced
 
 
@@ -771,7 +912,7 @@ def _combinations(cs: CodeSet) -> list[_Combination]:
                 due[code] = _Combination(code, (ranges,), _PARENS.sub("", m.group(2)).strip(" .").lower())
         elif m := _WITH_ANY.match(note.strip()):
             pairs.append((code, m.group(1).rstrip(".-"), m.group(2).rstrip(".-")))
-    both = [_Combination(code, due[a].needs + due[b].needs, due[a].cause)
+    both = [_Combination(code, due[a].needs + due[b].needs, due[a].cause, (a, b))
             for code, a, b in pairs if a in due and b in due and due[a].cause == due[b].cause]
     return both + list(due.values())
 

@@ -132,6 +132,11 @@ _NEGATION = re.compile(
     r"^\W*(?:[a-z]+\W+){0,3}?(?:no evidence of|no signs? of|no history of|no|not|nor|denies|"
     r"denied|deny|denying|without|negative for|ruled out|rules out|rule out|excluded|free of|"
     r"absence of|absent|never had)\b", re.I)
+# A condition "was considered and ruled out", "has been excluded": the cue comes later in the
+# clause, after a verb, and negates the words before it.
+_RULED_OUT = re.compile(
+    r"^\W*(?:[\w-]+\W+){1,6}?(?:was|were|is|are|been|and)\s+(?:[a-z]+\s+){0,2}?"
+    r"(?:ruled out|excluded)\b", re.I)
 # Cues that negate what follows them wherever they stand in a clause; the words before stay
 # affirmed: "Cough with no fever", "Type 2 diabetes without complications", "He has hypertension
 # and denies chest pain". Cues written after what they negate ("... was ruled out") and a bare
@@ -304,7 +309,8 @@ def _affirmed(piece: str, negated: bool) -> tuple[list[tuple[int, int]], bool]:
             start, end = 0, 0
         else:
             cue = _NEGATION_INSIDE.search(rest)
-            first = _NEGATION.match(rest[:cue.start()] if cue else rest)
+            before_cue = rest[:cue.start()] if cue else rest
+            first = _NEGATION.match(before_cue) or _RULED_OUT.match(before_cue)
             if first:  # the words before a cue among the first are what it negates
                 start, end = 0, first.end()
             elif cue:
@@ -326,6 +332,32 @@ def _affirmed(piece: str, negated: bool) -> tuple[list[tuple[int, int]], bool]:
             # mere qualifier ("Type 2 diabetes without complications, hypertension").
             return spans, negated or bool(key_words(rest[end:]))
         pos, negated = pos + restart.start(), False
+
+
+# Words that make what follows them a possibility, not a diagnosis ("probable tension-type
+# headache", "rule out angina", "suspected appendicitis", "findings consistent with pneumonia").
+# Not "likely": "bronchitis, likely viral" qualifies the cause. The possibility reaches to the end
+# of its clause (a comma, a contrast word, the sentence's end).
+_UNCERTAIN = re.compile(
+    r"\b(?:probable|probably|possible|possibly|suspected|suspect|suspicion of|questionable|"
+    r"rule out|r/o|presumed|presumptive|concern for|consistent with|compatible with|"
+    r"working diagnosis of)\b", re.I)
+_CLAUSE_END = re.compile(rf"[\n.;,]|\b(?:{_CONTRAST})\b", re.I)
+
+
+def without_uncertain(note: str) -> str:
+    """The note with what each uncertainty cue qualifies blanked out, cue included, to the end of
+    its clause: "Headache, probable tension-type headache." keeps "Headache,". Same length, so
+    spans found in it hold in the note."""
+    out, pos = [], 0
+    for cue in _UNCERTAIN.finditer(note):
+        if cue.start() < pos:
+            continue
+        end = _CLAUSE_END.search(note, cue.end())
+        end = end.start() if end else len(note)
+        out += [note[pos:cue.start()], " " * (end - cue.start())]
+        pos = end
+    return "".join(out) + note[pos:]
 
 
 def locate(note: str, quote: str) -> tuple[int, int] | None:

@@ -75,14 +75,14 @@ def test_validation_flags(cs):
     ])
     result = Pipeline(ScriptedRuntime(answer), cs).suggest(NOTE)
     by_code = {s.code: s for s in result.suggestions}
-    # I10 too, which the model left out: the assessment states "Essential hypertension".
-    assert set(by_code) == {"E11.9", "E10.9", "E11", "R51.9", "A00.0", "I10"}
-    assert Flag.EXCLUDES1 in by_code["E11.9"].flags and by_code["E11.9"].conflicts_with == ["E10.9"]
-    assert Flag.EXCLUDES1 in by_code["E10.9"].flags
+    # I10 too, which the model left out: the assessment states "Essential hypertension". Not
+    # E10.9: E11 excludes type 1 diabetes, and the assessment states type 2.
+    assert set(by_code) == {"E11.9", "E11", "R51.9", "A00.0", "I10"}
+    assert ("E10.9", "excluded_by_stated_code") in [(r.raw, r.reason) for r in result.rejected]
     assert Flag.NOT_BILLABLE in by_code["E11"].flags and "E11.9" in by_code["E11"].billable_children
     assert Flag.MORE_SPECIFIC in by_code["R51.9"].flags
     assert Flag.UNSUPPORTED in by_code["A00.0"].flags and by_code["A00.0"].evidence is None
-    assert [(r.raw, r.reason) for r in result.rejected] == [("E11.99", Flag.NOT_IN_CODESET)]
+    assert [(r.raw, r.reason) for r in result.rejected][0] == ("E11.99", Flag.NOT_IN_CODESET)
     ev = by_code["E11.9"].evidence  # found by the pipeline and narrowed to the phrase itself
     assert NOTE[ev.start:ev.end].lower() == "type 2 diabetes mellitus"
 
@@ -246,3 +246,11 @@ def test_flags_are_plain_strings_in_json_and_over_rest(cs):
         body = client.post("/v1/suggest", json={"note": NOTE}).json()
     assert [s["flags"] for s in body["suggestions"] if s["code"] == "E11"] == [["not_billable"]]
     assert {"raw": "E11.99", "reason": "not_in_codeset"} in body["rejected"]
+
+
+def test_an_excludes1_pair_the_note_does_not_settle_is_flagged(cs):
+    note = NOTE.split("ASSESSMENT")[0]  # no assessment says which diabetes the physician means
+    result = Pipeline(ScriptedRuntime(format_answer(["E11.9", "E10.9"])), cs).suggest(note)
+    by_code = {s.code: s for s in result.suggestions}
+    assert Flag.EXCLUDES1 in by_code["E11.9"].flags and by_code["E11.9"].conflicts_with == ["E10.9"]
+    assert Flag.EXCLUDES1 in by_code["E10.9"].flags

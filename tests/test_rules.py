@@ -485,3 +485,109 @@ def test_a_relatives_condition_in_the_assessment_states_no_diagnosis_of_the_pati
     # Stated for the patient, it is stated.
     own = note.replace("3. Family history of premature coronary disease.", "3. Coronary artery disease.")
     assert rules.stated_in_assessment(cs, own, ["I25.10", "I10"], ["I10"]) == ["I25.10"]
+
+
+def test_a_symptom_named_only_in_the_plan_is_not_assessed(cs):
+    note = ("HPI: productive cough, fever to 102 F and pleuritic chest pain for 4 days.\n"
+            "Assessment: Community-acquired pneumonia, right lower lobe.\n"
+            "Plan: Amoxicillin-clavulanate. Acetaminophen for fever. Return for chest pain.\n")
+    assert rules.unassessed(cs, note, ["J18.9", "R50.9", "R07.9"]) == [
+        Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R50.9", "R07.9")]
+    # Under one heading "Assessment and plan" every line is the assessment.
+    combined = note.replace("Plan: ", "")
+    assert rules.unassessed(cs, combined, ["J18.9", "R50.9", "R07.9"]) == []
+
+
+def test_a_code_of_either_part_goes_beside_the_code_that_reports_both(cs):
+    # I13: any condition in I11 with any condition in I12; I11.9 "without heart failure" beside
+    # I11.0 "with heart failure" and the heart failure I11.0 asks for.
+    assert run(cs, "I13.0", "I11.9", "I50.32", "N18.31") == (
+        ["I13.0", "I50.32", "N18.31"], {"I11.9": rules.IN_COMBINATION})
+    assert run(cs, "I11.0", "I11.9", "I50.22") == (["I11.0", "I50.22"], {"I11.9": rules.IN_COMBINATION})
+    assert run(cs, "I11.9", "I50.22") == (["I11.0", "I50.22"], {"I11.9": rules.IN_COMBINATION})
+    assert run(cs, "I11.9", "E78.5") == (["I11.9", "E78.5"], {})
+
+
+@pytest.mark.parametrize("generic, specific", [
+    ("F17.200", "F17.210"),  # nicotine dependence, unspecified / cigarettes
+    ("J45.909", "J45.20"),   # unspecified asthma / mild intermittent asthma
+    ("I48.91", "I48.21"),    # unspecified / permanent atrial fibrillation
+])
+def test_an_unspecified_code_gives_way_to_a_code_of_another_subcategory_that_says_more(cs, generic, specific):
+    assert run(cs, generic, specific) == ([specific], {generic: rules.LESS_SPECIFIC})
+    # Not to a residual "Other ..." code, nor to another condition of the category.
+    assert run(cs, "J45.909", "J45.998") == (["J45.909", "J45.998"], {})
+    assert run(cs, "E87.20", "E87.1") == (["E87.20", "E87.1"], {})
+
+
+def test_a_code_an_excludes1_note_forbids_beside_a_stated_diagnosis_goes(cs):
+    # E11 excludes type 1 diabetes (E10); F32 excludes recurrent depression (F33).
+    for other, stated in [("E11.9", "E10.10"), ("F32.9", "F33.1")]:
+        applied = rules.apply([(other, 0.9), (stated, 0.5)], cs, established=frozenset({stated}))
+        assert [c for c, _ in applied.kept] == [stated]
+        assert applied.dropped == [Rejected(other, rules.EXCLUDED)]
+        # Neither established (a case report without an assessment): both stay, flagged by the pipeline.
+        assert run(cs, other, stated) == ([other, stated], {})
+
+
+def test_a_sibling_the_note_does_not_state_goes_beside_the_one_the_assessment_states(cs):
+    note = ("Assessment:\n1. Type 2 diabetes mellitus with diabetic nephropathy, chronic kidney disease "
+            "stage 4.\n2. Major depressive disorder, recurrent, moderate.\n")
+    # N18.2: the 2 of "Type 2" is no stage 2. E11.21 and E11.22 are both stated: both stay.
+    assert rules.alternative_stated(cs, note, ["E11.21", "E11.22", "N18.4", "N18.2", "F33.1", "F33.0"]) == [
+        Rejected("N18.2", rules.OTHER_STATED), Rejected("F33.0", rules.OTHER_STATED)]
+    # An "unspecified" sibling is left to less_specific; a case report without an assessment to the model.
+    assert rules.alternative_stated(cs, note, ["N18.4", "N18.9"]) == []
+    assert rules.alternative_stated(cs, note.replace("Assessment:\n", ""), ["N18.4", "N18.2"]) == []
+
+
+def test_a_probable_diagnosis_in_a_clinic_note_is_not_coded_its_symptom_is(cs):
+    note = ("ED note.\nHPI: pressing headache since this afternoon.\n"
+            "Assessment: Headache, probable tension-type headache.\nPlan: ibuprofen.\n")
+    result = fixed_pipeline(cs, [("G44.209", 0.8), ("R51.9", 0.6)]).suggest(note)
+    assert result.codes == ["R51.9"]
+    assert ("G44.209", rules.UNCERTAIN) in [(r.raw, r.reason) for r in result.rejected]
+    # Stated without the qualifier, it is coded (and the headache is part of it).
+    certain = fixed_pipeline(cs, [("G44.209", 0.8), ("R51.9", 0.6)]).suggest(note.replace("probable ", ""))
+    assert "G44.209" in certain.codes and "R51.9" not in certain.codes
+    # A hospital's discharge diagnoses code it as if established (guidelines, Section II.H).
+    discharge = note.replace("Assessment:", "Discharge diagnoses:")
+    assert "G44.209" in fixed_pipeline(cs, [("G44.209", 0.8)]).suggest(discharge).codes
+
+
+def test_a_residual_code_counts_only_through_its_own_terms(cs):
+    # "Other constipation" says what K59.00 says; "Chronic constipation" is K59.09's inclusion term.
+    note = "Assessment:\n1. Chronic constipation.\n"
+    assert rules.specific_in_assessment(cs, note, ["K59.00"]) == {"K59.00": "K59.09"}
+    assert rules.specific_in_assessment(cs, "Assessment:\n1. Constipation.\n", ["K59.00"]) == {}
+    # Nor does a residual code displace the generic one by itself ("Other hyperlipidemia").
+    assert run(cs, "E78.5", "E78.49") == (["E78.5", "E78.49"], {})
+
+
+def test_the_parents_title_with_the_codes_side_states_it(cs):
+    note = "Impression: Moderate carpal tunnel syndrome, right.\nPlan: night splint.\n"
+    assert rules.stated_in_assessment(cs, note, ["G56.00", "G56.02", "G56.01"], []) == ["G56.01"]
+    assert rules.stated_in_assessment(cs, note.replace("right", "left"), ["G56.01", "G56.02"], []) == ["G56.02"]
+
+
+def test_alternatives_are_the_children_of_a_condition_not_of_a_residual_title(cs):
+    note = "Assessment:\n1. Hypertensive heart and kidney disease.\n2. CKD stage 3a.\n3. Metabolic alkalosis.\n"
+    # N18.2 sits under N18 beside N18.3, the stage 3a's parent; E87 "Other disorders of fluid,
+    # electrolyte and acid-base balance" holds unrelated conditions: hyponatremia stays.
+    assert rules.alternative_stated(cs, note, ["N18.31", "N18.2", "E87.3", "E87.1"]) == [
+        Rejected("N18.2", rules.OTHER_STATED)]
+
+
+def test_a_heart_and_kidney_note_is_coded_with_the_stage_and_the_combination_it_states(cs):
+    note = ("HPI: long-standing hypertension, chronic kidney disease and heart failure.\n"
+            "Assessment:\n1. Hypertensive heart and kidney disease.\n"
+            "2. Chronic diastolic heart failure, compensated, NYHA II.\n3. CKD stage 3a.\n"
+            "Plan: Increase torsemide. Return for chest pain or dizziness.\n")
+    chosen = [("N18.9", 0.8), ("I50.32", 0.5), ("I10", 0.7), ("I11.9", 0.6), ("N18.2", 0.3), ("R42", 0.4)]
+    result = fixed_pipeline(cs, chosen).suggest(note)
+    # N18.9 gives way to the stage 3a the assessment states, and then N18.2 to it; I13.0 reports
+    # the hypertension and I11.9; the dizziness is only in the plan.
+    assert sorted(result.codes) == ["I13.0", "I50.32", "N18.31"]
+    reasons = {r.raw: r.reason for r in result.rejected}
+    assert reasons["N18.2"] == rules.OTHER_STATED and reasons["I11.9"] == rules.IN_COMBINATION
+    assert reasons["R42"] == rules.NOT_IN_ASSESSMENT

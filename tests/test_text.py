@@ -176,3 +176,20 @@ def test_family_history_statements_are_about_relatives_not_informants():
     assert len(blank) == len(note) and "cancer" not in blank and "brother with diabetes" not in blank
     assert "Mother reports fever" in blank and "He has asthma" in blank  # the patient's, kept
     assert "Man with type 2 diabetes" in blank and "although mild" in blank
+
+
+def test_a_condition_considered_and_ruled_out_later_in_the_clause_is_negated():
+    assert kept("Subarachnoid hemorrhage was considered and ruled out by history and CT.") == []
+    assert kept("Hepatitis B and C were excluded, cirrhosis confirmed.") == ["cirrhosis confirmed."]
+    assert kept("Infection is ruled out but fever persists.") == ["fever persists."]
+    assert kept("Asthma was diagnosed and treated.") == ["Asthma was diagnosed and treated."]
+
+
+def test_what_an_uncertainty_cue_qualifies_is_blanked_to_the_end_of_its_clause():
+    from models.text import without_uncertain
+
+    note = "Headache, probable tension-type headache. Chest pressure, rule out angina; asthma."
+    blanked = without_uncertain(note)
+    assert len(blanked) == len(note)
+    assert blanked.split() == ["Headache,", ".", "Chest", "pressure,", ";", "asthma."]
+    assert without_uncertain("Acute bronchitis, likely viral.") == "Acute bronchitis, likely viral."

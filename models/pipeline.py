@@ -220,13 +220,13 @@ class Pipeline:
                 continue
             suggestion = self.validate(note, item, candidates.get(item.code))
             if Flag.UNSUPPORTED in suggestion.flags and denied(
-                    note, [suggestion.description, *self.cs.inclusion_terms(item.code, inherited=True)]):
+                    note, [suggestion.description, *rules.wordings(self.cs, item.code)]):
                 # Similar cases or phrases proposed it, but this note denies it: never suggested.
                 rejected.append(Rejected(item.code, Flag.NEGATED))
                 continue
             if self._about_a_relative(note, suggestion):
                 span = self.evidence(without_family_history(note), suggestion.description,
-                                     self.cs.inclusion_terms(item.code, inherited=True), "", candidates.get(item.code))
+                                     rules.wordings(self.cs, item.code), "", candidates.get(item.code))
                 if span is None:  # only a relative has it: a "Family history of" code reports that
                     rejected.append(Rejected(item.code, Flag.FAMILY_HISTORY))
                     continue
@@ -262,7 +262,7 @@ class Pipeline:
         certain = rules.certain_part(note)
         dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions if certain != note and s.evidence
                    and rules.is_diagnosis(self.cs, s.code) and self.evidence(
-                       certain, s.description, self.cs.inclusion_terms(s.code, inherited=True), "",
+                       certain, s.description, rules.wordings(self.cs, s.code), "",
                        candidates.get(s.code)) is None]
         suggestions = [s for s in suggestions if s.code not in {r.raw for r in dropped}]
         note, full_note = certain, note  # the rules read what the note says with certainty
@@ -345,7 +345,7 @@ class Pipeline:
             parent = next(iter(cs.ancestors(code)), None)  # a category, never a block
             if parent and len(cs.billable_descendants(parent)) > 1:
                 s.flags.append(Flag.MORE_SPECIFIC)
-        span = self.evidence(note, s.description, cs.inclusion_terms(code, inherited=True), item.evidence, candidate)
+        span = self.evidence(note, s.description, rules.wordings(cs, code), item.evidence, candidate)
         if span is None:
             s.flags.append(Flag.UNSUPPORTED)
         else:

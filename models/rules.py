@@ -202,7 +202,7 @@ from .text import (
 
 __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
            "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "OTHER_STATED", "REASONS", "UNCERTAIN", "WRONG_SIDE", "Applied",
-           "alternative_stated", "apply", "certain_part", "contradicted",
+           "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
            "drug_therapy", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
            "unassessed", "wrong_side"]
 
@@ -354,6 +354,7 @@ def certain_part(note: str) -> str:
 
 
 def is_diagnosis(cs: CodeSet, code: str) -> bool:
+    """A valid code of a condition: not a sign or symptom (chapter 18), not a Z code (chapter 21)."""
     return cs.is_valid(code) and _chapter_kind(cs, code) == "diagnosis"
 
 
@@ -522,6 +523,13 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     if side and parent and not _RESIDUAL.search(cs.description(parent)):
         inherited.append((cs.description(parent), essential_stems(cs.description(parent)) | side))
     return tuple(own + inherited)
+
+
+def wordings(cs: CodeSet, code: str) -> list[str]:
+    """The code's wordings but its description (`_wordings`): the words a note may say it in,
+    where the pipeline looks for its evidence too."""
+    description = cs.description(code)
+    return [w for w, _ in _wordings(cs, cs.normalize(code)) if w != description]
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")

@@ -591,3 +591,11 @@ def test_a_heart_and_kidney_note_is_coded_with_the_stage_and_the_combination_it_
     reasons = {r.raw: r.reason for r in result.rejected}
     assert reasons["N18.2"] == rules.OTHER_STATED and reasons["I11.9"] == rules.IN_COMBINATION
     assert reasons["R42"] == rules.NOT_IN_ASSESSMENT
+
+
+def test_a_code_stated_through_its_parents_title_has_those_words_as_evidence(cs):
+    note = "Impression: Moderate carpal tunnel syndrome, right.\nPlan: night splint.\n"
+    result = fixed_pipeline(cs, [("G56.01", 0.7)]).suggest(note)
+    s = result.suggestions[0]
+    assert s.evidence is not None and s.evidence.text.lower().startswith("carpal tunnel syndrome")
+    assert "unsupported" not in s.flags  # the app would say "no evidence found"

@@ -60,7 +60,7 @@ def check_note(text: str, max_chars: int = MAX_NOTE_CHARS) -> CheckedNote:
 # "Diagnoses:", at the start of a line. Case reports (CodiEsp) have none.
 _ASSESSMENT = re.compile(
     r"^[ \t]*(?:assessment(?:[ \t]*(?:and|&|/)[ \t]*plan)?|impression(?:[ \t]*(?:and|&|/)[ \t]*plan)?"
-    r"|a[ \t]*/[ \t]*p|(?:final |discharge )?diagnos[ie]s)[ \t]*(?::|$)", re.I | re.M)
+    r"|a[ \t]*/[ \t]*p|(?P<hospital>final |discharge )?diagnos[ie]s)[ \t]*(?::|$)", re.I | re.M)
 
 
 def assessment_start(text: str) -> int | None:
@@ -80,7 +80,7 @@ def discharge_summary(text: str) -> bool:
     diagnosis is coded as if established (ICD-10-CM guidelines, Section II.H); in an office,
     clinic or ED note it is not (Section IV.H)."""
     m = _ASSESSMENT.search(text)
-    return bool(m) and re.match(r"\s*(?:final|discharge)\b", m.group(), re.I) is not None
+    return bool(m and m.group("hospital"))
 
 
 def assessment_span(text: str) -> tuple[int, int] | None:

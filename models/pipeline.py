@@ -259,19 +259,16 @@ class Pipeline:
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
         ask for (Z79.84 for E11.65 where the note names metformin), the drug as their evidence."""
-        certain = rules.certain_part(note)
-        dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions if certain != note and s.evidence
-                   and rules.is_diagnosis(self.cs, s.code) and self.evidence(
-                       certain, s.description, rules.wordings(self.cs, s.code), "",
-                       candidates.get(s.code)) is None]
+        certain = rules.certain_part(note)  # the rules read what the note says with certainty
+        dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions
+                   if certain != note and self._only_supposed(certain, s, candidates.get(s.code))]
         suggestions = [s for s in suggestions if s.code not in {r.raw for r in dropped}]
-        note, full_note = certain, note  # the rules read what the note says with certainty
-        dropped += rules.wrong_side(self.cs, note, [s.code for s in suggestions])
-        dropped += rules.contradicted(self.cs, note, [s.code for s in suggestions
+        dropped += rules.wrong_side(self.cs, certain, [s.code for s in suggestions])
+        dropped += rules.contradicted(self.cs, certain, [s.code for s in suggestions
                                                       if s.code not in {r.raw for r in dropped}])
         gone = {r.raw for r in dropped}
         suggestions = [s for s in suggestions if s.code not in gone]
-        stated = rules.specific_in_assessment(self.cs, note, [s.code for s in suggestions])
+        stated = rules.specific_in_assessment(self.cs, certain, [s.code for s in suggestions])
         present = {s.code: s for s in suggestions}
         replaced = []
         for s in suggestions:
@@ -285,31 +282,31 @@ class Pipeline:
                     continue
                 if any(x.code == stated[s.code] for x in replaced):
                     continue
-                s = self.validate(full_note, CodedItem(stated[s.code], probability=s.confidence),
+                s = self.validate(note, CodedItem(stated[s.code], probability=s.confidence),
                                   candidates.get(stated[s.code]))
                 s.flags.append(Flag.STATED)
             replaced.append(s)
         pool = [c.code for c in sorted(candidates.values(), key=lambda c: -c.score)[: self.pool]]
-        for code in rules.stated_in_assessment(self.cs, note, pool, [s.code for s in replaced]):
+        for code in rules.stated_in_assessment(self.cs, certain, pool, [s.code for s in replaced]):
             # At least the threshold's probability: the assessment says it in the code set's words.
             probability = max(candidates[code].score, self.retriever.threshold)
-            s = self.validate(full_note, CodedItem(code, probability=probability), candidates[code])
+            s = self.validate(note, CodedItem(code, probability=probability), candidates[code])
             s.flags.append(Flag.STATED)
             replaced.append(s)
         # After the codes the assessment states came in: they are its diagnoses too.
-        gone = rules.alternative_stated(self.cs, note, [s.code for s in replaced])
-        gone += rules.unassessed(self.cs, note, [s.code for s in replaced])
+        gone = rules.alternative_stated(self.cs, certain, [s.code for s in replaced])
+        gone += rules.unassessed(self.cs, certain, [s.code for s in replaced])
         dropped += gone
         suggestions = [s for s in replaced if s.code not in {r.raw for r in gone}]
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
-                              rules.established_in_assessment(self.cs, note, [s.code for s in suggestions]))
+                              rules.established_in_assessment(self.cs, certain, [s.code for s in suggestions]))
         by_code = {s.code: s for s in suggestions}
         out = []
         for code, probability in applied.kept:
             s = by_code.get(code)
             if s is None:  # a combination code
                 sources = [by_code[c] for c in applied.combined[code]]
-                s = self.validate(full_note, CodedItem(code, probability=probability), candidates.get(code))
+                s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
                 support = next((x.evidence for x in sources if x.evidence), None)
                 if s.evidence is None and support is not None:
                     s.evidence, s.flags = support, [f for f in s.flags if f != Flag.UNSUPPORTED]
@@ -322,15 +319,21 @@ class Pipeline:
                 s.flags.append(Flag.SPECIFIC_SUGGESTED)
                 s.more_specific = applied.outranked[code]
             out.append(s)
-        for code, (span, asking) in rules.drug_therapy(self.cs, note, [s.code for s in out]).items():
+        for code, (span, asking) in rules.drug_therapy(self.cs, certain, [s.code for s in out]).items():
             # As sure as the surest code asking for it; the drug's name is its evidence.
             probability = max(x.confidence for x in out if x.code in asking)
-            s = self.validate(full_note, CodedItem(code, probability=probability), candidates.get(code))
-            s.evidence = Evidence(span[0], span[1], full_note[span[0]:span[1]])
+            s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
+            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
             s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.ADDITIONAL]
             s.confidence, s.asked_by = probability, asking
             out.append(s)
         return out, dropped + applied.dropped
+
+    def _only_supposed(self, certain: str, s: Suggestion, candidate: Candidate | None) -> bool:
+        """Is `s` a diagnosis with evidence in the note but none in its `certain` part, that is,
+        one the note only calls "probable", "suspected", "rule out" ...?"""
+        return s.evidence is not None and rules.is_diagnosis(self.cs, s.code) and self.evidence(
+            certain, s.description, rules.wordings(self.cs, s.code), "", candidate) is None
 
     def validate(self, note: str, item: CodedItem, candidate: Candidate | None) -> Suggestion:
         """Flags from the code set, then the evidence, then the confidence."""

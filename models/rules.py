@@ -491,8 +491,7 @@ def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> froze
     sure the selector was of them. A residual "Other ..." code only through its inclusion terms
     (`_wordings`): "Other specified disorders of the skin" says what L98.9 says."""
     affirmed = _assessment_sentences(cs, note)
-    return frozenset(c for c in codes if affirmed and cs.is_valid(c) and _chapter_kind(cs, c) == "diagnosis"
-                     and _stated_wordings(cs, c, affirmed))
+    return frozenset(c for c in codes if affirmed and is_diagnosis(cs, c) and _stated_wordings(cs, c, affirmed))
 
 
 def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:

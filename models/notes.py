@@ -57,10 +57,11 @@ def check_note(text: str, max_chars: int = MAX_NOTE_CHARS) -> CheckedNote:
 
 
 # The heading of a note's assessment: "ASSESSMENT:", "Assessment and plan", "A/P:", "Impression",
-# "Diagnoses:", at the start of a line. Case reports (CodiEsp) have none.
+# "Diagnoses:", at the start of a line. Most case reports (CodiEsp) have none.
 _ASSESSMENT = re.compile(
     r"^[ \t]*(?:assessment(?:[ \t]*(?:and|&|/)[ \t]*plan)?|impression(?:[ \t]*(?:and|&|/)[ \t]*plan)?"
-    r"|a[ \t]*/[ \t]*p|(?P<hospital>final |discharge )?diagnos[ie]s)[ \t]*(?::|$)", re.I | re.M)
+    r"|a[ \t]*/[ \t]*p|(?P<diagnoses>(?P<hospital>final |discharge )?diagnos[ie]s))[ \t]*(?::|$)",
+    re.I | re.M)
 
 
 def assessment_start(text: str) -> int | None:
@@ -81,6 +82,14 @@ def discharge_summary(text: str) -> bool:
     clinic or ED note it is not (Section IV.H)."""
     m = _ASSESSMENT.search(text)
     return bool(m and m.group("hospital"))
+
+
+def encounter_note(text: str) -> bool:
+    """Is the note an office, clinic or ED encounter's, with an "Assessment", "Impression" or
+    "A/P" heading? Its assessment names what the visit is coded for, in the note's words; a
+    "Diagnosis:" heading is also how case reports and hospital summaries list theirs."""
+    m = _ASSESSMENT.search(text)
+    return bool(m and not m.group("diagnoses"))
 
 
 def assessment_span(text: str) -> tuple[int, int] | None:

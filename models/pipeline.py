@@ -27,7 +27,7 @@ from . import rules
 from .codeset import CodeSet
 from .contract import Candidate, CodedItem, Rejected, build_messages
 from .evidence import best_clause, denied, narrow, overlap, stated_sentence, supports
-from .notes import check_note
+from .notes import check_note, encounter_note
 from .retrieve import Retriever, default_retriever
 from .runtimes import Cancelled, Runtime
 from .select import ModelSelector, Selector, ThresholdSelector, VerifierSelector, open_selector
@@ -258,7 +258,8 @@ class Pipeline:
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
-        ask for (Z79.84 for E11.65 where the note names metformin), the drug as their evidence."""
+        ask for (Z79.84 for E11.65 where the note names metformin), the drug as their evidence.
+        In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes."""
         certain = rules.certain_part(note)  # the rules read what the note says with certainty
         dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions
                    if certain != note and self._only_supposed(certain, s, candidates.get(s.code))]
@@ -327,6 +328,14 @@ class Pipeline:
             s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.ADDITIONAL]
             s.confidence, s.asked_by = probability, asking
             out.append(s)
+        if encounter_note(note):
+            # An office, clinic or ED note's assessment names what the visit is coded for in its
+            # own words: a code whose words the note never says is a guess of similar cases.
+            # (Case reports are translated and summarized: there a code without literal evidence
+            # is often right, so it stays, listed below the supported ones.)
+            unsupported = [s for s in out if Flag.UNSUPPORTED in s.flags]
+            dropped += [Rejected(s.code, rules.NO_EVIDENCE) for s in unsupported]
+            out = [s for s in out if s not in unsupported]
         return out, dropped + applied.dropped
 
     def _only_supposed(self, certain: str, s: Suggestion, candidate: Candidate | None) -> bool:

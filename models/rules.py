@@ -201,7 +201,8 @@ from .text import (
 )
 
 __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
-           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "OTHER_STATED", "REASONS", "UNCERTAIN", "WRONG_SIDE", "Applied",
+           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "NO_EVIDENCE", "OTHER_STATED", "REASONS", "UNCERTAIN",
+           "WRONG_SIDE", "Applied",
            "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
            "drug_therapy", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
            "unassessed", "wrong_side"]
@@ -216,9 +217,11 @@ FAMILY_NOT_IN_ASSESSMENT = "family_history_not_in_assessment"
 EXCLUDED = "excluded_by_stated_code"
 OTHER_STATED = "other_alternative_stated"
 UNCERTAIN = "uncertain_diagnosis"
+# In an encounter note, a code whose words the note never says (models/pipeline.py).
+NO_EVIDENCE = "no_evidence_in_encounter_note"
 # Every reason a rule gives, in the order the pipeline applies them.
 REASONS = (UNCERTAIN, WRONG_SIDE, CONTRADICTED, OTHER_STATED, LESS_SPECIFIC, NOT_IN_ASSESSMENT,
-           FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED, INTEGRAL_SYMPTOM)
+           FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED, INTEGRAL_SYMPTOM, NO_EVIDENCE)
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
 _SYMPTOM_BLOCK = re.compile(r"^symptoms and signs involving the (.+?)(?:\s*\([^()]*\))?$", re.I)
@@ -268,7 +271,7 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
 
     drop: dict[str, str] = {}
     outranked: dict[str, list[str]] = {}
-    added, replaced = _combine(cs, prob, outranked)
+    added, replaced = _combine(cs, prob, outranked, established)
     for code in replaced:
         drop[code] = IN_COMBINATION
     prob.update((code, p) for code, (p, _) in added.items())
@@ -489,9 +492,15 @@ def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> froze
     a wording of two or more essential words: the physician has established them, so
     `apply(established=...)` lets them displace a generic code and a pain at their site however
     sure the selector was of them. A residual "Other ..." code only through its inclusion terms
-    (`_wordings`): "Other specified disorders of the skin" says what L98.9 says."""
+    (`_wordings`): "Other specified disorders of the skin" says what L98.9 says. A combination
+    code is established where the assessment states its category's title ("Hypertensive heart
+    disease" for I11.0): the codes the note pairs with it choose the child."""
     affirmed = _assessment_sentences(cs, note)
-    return frozenset(c for c in codes if affirmed and is_diagnosis(cs, c) and _stated_wordings(cs, c, affirmed))
+    if not affirmed:
+        return frozenset()
+    combined = {comb.category for comb in _combinations(cs)}
+    return frozenset(c for c in codes if is_diagnosis(cs, c) and (_stated_wordings(cs, c, affirmed) or any(
+        a in combined and _stated_wordings(cs, a, affirmed) for a in cs.ancestors(c))))
 
 
 def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:
@@ -503,14 +512,15 @@ def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[
 
 @lru_cache(maxsize=65536)
 def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
-    """Each wording of a code with the essential words it asks for: its description and inclusion
-    terms, and the inclusion terms of its ancestors below the category, which hold for every code
-    under them, with the code's own side ("Sprain of talofibular ligament", under S93.49, says
-    S93.491A "Sprain of other ligament of right ankle" where the note says "right"), and for a
-    code with a side its parent's title with that side. A residual "Other ..." code's own
+    """Each wording of a code with the essential words it asks for: its description, inclusion
+    terms and Includes note ("hypertension" at I10), and the inclusion terms of its ancestors
+    below the category, which hold for every code under them, with the code's own side ("Sprain
+    of talofibular ligament", under S93.49, says S93.491A "Sprain of other ligament of right
+    ankle" where the note says "right"), and for a code with a side its parent's title with that
+    side. A residual "Other ..." code's own
     description is none of them: it says no more than the generic code of its category."""
     terms = cs.inclusion_terms(code)
-    own = [(w, essential_stems(w)) for w in [cs.description(code), *terms]]
+    own = [(w, essential_stems(w)) for w in [cs.description(code), *terms, *cs.includes(code)]]
     if _RESIDUAL.search(cs.description(code)):  # "Chronic constipation" is K59.09's own
         own = own[1:]
     sides = _code_sides(cs, code)
@@ -642,12 +652,9 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
 
 def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     """Does one clause of the assessment hold at least half the essential words of one of the
-    code's wordings (its description, inclusion terms)?"""
-    for wording in [cs.description(code), *cs.inclusion_terms(code)]:
-        wanted = essential_stems(wording)
-        if wanted and any(2 * len(wanted & words) >= len(wanted) for words in assessed):
-            return True
-    return False
+    code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00)?"""
+    return any(wanted and any(2 * len(wanted & words) >= len(wanted) for words in assessed)
+               for _, wanted in _wordings(cs, cs.normalize(code)))
 
 
 def _chapter_kind(cs: CodeSet, code: str) -> str:
@@ -849,11 +856,13 @@ class _Combination(NamedTuple):
     parts: tuple[str, ...] = ()  # the categories it reports together: I13 -> I11, I12
 
 
-def _combine(cs: CodeSet, prob: dict[str, float],
-             outranked: dict[str, list[str]]) -> tuple[dict[str, tuple[float, list[str]]], set[str]]:
+def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]],
+             established: frozenset[str] = frozenset(),
+             ) -> tuple[dict[str, tuple[float, list[str]]], set[str]]:
     """Combination codes for the selected codes: {added code: (probability, the codes it
     combines)} and the selected codes those report (dropped). A selected code that a less sure
-    selected combination would report goes into `outranked`."""
+    selected combination would report goes into `outranked`, unless the assessment establishes
+    the combination ("Hypertensive heart disease": I10 goes beside I11.0)."""
     added: dict[str, tuple[float, list[str]]] = {}
     replaced: set[str] = set()
     covered: set[str] = set()
@@ -864,7 +873,7 @@ def _combine(cs: CodeSet, prob: dict[str, float],
         reported = causes + [c for c in prob if any(part in cs.ancestors(c) for part in comb.parts)]
         if present:  # I12.9 already selected beside I10: it reports the hypertension
             for c in reported:  # unless the less sure of the two: then they contradict
-                if max(prob[p] for p in present) >= prob[c]:
+                if max(prob[p] for p in present) >= prob[c] or any(p in established for p in present):
                     replaced.add(c)
                 else:
                     outranked.setdefault(c, []).extend(present)

@@ -100,7 +100,7 @@ def stems(text: str) -> frozenset[str]:
 # Words of ICD-10-CM wording that say nothing about which condition it is.
 _BOILERPLATE = {stem(w) for w in ("unspecified", "specified", "other", "organism", "site", "part",
                                   "elsewhere", "classified", "mention", "complication", "without",
-                                  "type", "condition", "disorder")}
+                                  "uncomplicated", "type", "condition", "disorder")}
 
 
 def key_words(text: str) -> set[str]:

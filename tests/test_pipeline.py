@@ -77,11 +77,12 @@ def test_validation_flags(cs):
     by_code = {s.code: s for s in result.suggestions}
     # I10 too, which the model left out: the assessment states "Essential hypertension". Not
     # E10.9: E11 excludes type 1 diabetes, and the assessment states type 2.
-    assert set(by_code) == {"E11.9", "E11", "R51.9", "A00.0", "I10"}
+    # Not A00.0: nothing in this clinic note says cholera.
+    assert set(by_code) == {"E11.9", "E11", "R51.9", "I10"}
     assert ("E10.9", "excluded_by_stated_code") in [(r.raw, r.reason) for r in result.rejected]
+    assert ("A00.0", "no_evidence_in_encounter_note") in [(r.raw, r.reason) for r in result.rejected]
     assert Flag.NOT_BILLABLE in by_code["E11"].flags and "E11.9" in by_code["E11"].billable_children
     assert Flag.MORE_SPECIFIC in by_code["R51.9"].flags
-    assert Flag.UNSUPPORTED in by_code["A00.0"].flags and by_code["A00.0"].evidence is None
     assert [(r.raw, r.reason) for r in result.rejected][0] == ("E11.99", Flag.NOT_IN_CODESET)
     ev = by_code["E11.9"].evidence  # found by the pipeline and narrowed to the phrase itself
     assert NOTE[ev.start:ev.end].lower() == "type 2 diabetes mellitus"
@@ -91,10 +92,18 @@ def test_a_code_the_note_only_denies_is_never_suggested(cs):
     # Whatever proposes it (a model, similar cases, phrases), "He denies chest pain" is no chest pain.
     result = Pipeline(ScriptedRuntime(format_answer(["R07.9", "I10", "A00.0"])), cs).suggest(NOTE)
     # (E11.9 comes in too: the assessment states it in the code set's words.)
-    assert [s.code for s in result.suggestions] == ["I10", "E11.9", "A00.0"]
-    assert ("R07.9", Flag.NEGATED) in [(r.raw, r.reason) for r in result.rejected]
-    # Not found at all is another matter: unsupported, listed last, not rejected.
-    assert Flag.UNSUPPORTED in result.suggestions[-1].flags
+    assert [s.code for s in result.suggestions] == ["I10", "E11.9"]
+    rejected = [(r.raw, r.reason) for r in result.rejected]
+    assert ("R07.9", Flag.NEGATED) in rejected
+    # Not found at all is another matter. A clinic note's assessment names what the visit is
+    # coded for: a code the note never says goes.
+    assert ("A00.0", "no_evidence_in_encounter_note") in rejected
+    # A case report (no assessment heading) or a list of diagnoses: it stays, unsupported,
+    # listed last, for the coder to judge.
+    for note in (NOTE.split("ASSESSMENT")[0], NOTE.replace("ASSESSMENT:", "Diagnosis:")):
+        result = Pipeline(ScriptedRuntime(format_answer(["R07.9", "I10", "A00.0"])), cs).suggest(note)
+        assert result.suggestions[-1].code == "A00.0" and Flag.UNSUPPORTED in result.suggestions[-1].flags
+        assert ("R07.9", Flag.NEGATED) in [(r.raw, r.reason) for r in result.rejected]
 
 
 def test_a_condition_named_only_as_a_relatives_is_not_the_patients(cs):
@@ -254,3 +263,15 @@ def test_an_excludes1_pair_the_note_does_not_settle_is_flagged(cs):
     by_code = {s.code: s for s in result.suggestions}
     assert Flag.EXCLUDES1 in by_code["E11.9"].flags and by_code["E11.9"].conflicts_with == ["E10.9"]
     assert Flag.EXCLUDES1 in by_code["E10.9"].flags
+
+
+def test_a_condition_is_found_in_the_words_of_its_includes_note_and_without_its_defaults(cs):
+    """"Hypertension, controlled" is I10, whose Includes note lists hypertension; "Nicotine
+    dependence, cigarettes" is F17.210, "uncomplicated" being its default as "unspecified" is."""
+    note = ("HPI: 70-year-old man, smokes a pack a day, here for follow-up.\nAssessment:\n"
+            "1. Hypertension, controlled.\n2. Nicotine dependence, cigarettes.\nPlan: continue.\n")
+    result = Pipeline(ScriptedRuntime(format_answer(["I10", "F17.210"])), cs).suggest(note)
+    by_code = {s.code: s for s in result.suggestions}
+    assert set(by_code) == {"I10", "F17.210"}, result.rejected
+    assert by_code["I10"].evidence.text == "Hypertension"
+    assert by_code["F17.210"].evidence.text.startswith("Nicotine dependence")

@@ -205,6 +205,11 @@ def test_symptoms_the_assessment_leaves_out_are_not_coded_beside_its_diagnosis(c
     with_headache = CLINIC_NOTE + "3. Headache, tension type suspected, ibuprofen as needed.\n"
     assert rules.unassessed(cs, with_headache, codes + ["R51.9"]) == [
         Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R50.9", "R05.9", "R53.83")]
+    # The diagnosis is named in a wording of its parent's: "Graves' disease", at E05.0, is E05.00.
+    graves = ("HPI: palpitations, weight loss and a fine tremor.\nAssessment: Graves disease with "
+              "diffuse goiter, no thyroid storm.\nPlan: methimazole.\n")
+    assert rules.unassessed(cs, graves, ["E05.00", "R00.2", "R63.4", "R25.1"]) == [
+        Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R00.2", "R63.4", "R25.1")]
 
 
 def test_symptoms_stay_without_an_assessment_or_without_a_diagnosis_in_it(cs):
@@ -599,3 +604,19 @@ def test_a_code_stated_through_its_parents_title_has_those_words_as_evidence(cs)
     s = result.suggestions[0]
     assert s.evidence is not None and s.evidence.text.lower().startswith("carpal tunnel syndrome")
     assert "unsupported" not in s.flags  # the app would say "no evidence found"
+
+
+def test_a_combination_the_assessment_names_reports_its_cause_however_sure(cs):
+    """"Hypertensive heart disease" in the assessment: the I11 code reports the hypertension, so
+    I10 goes even where the selector was surer of it (the two contradict only where the note does
+    not settle it)."""
+    note = ("HPI: long-standing hypertension, heart failure with reduced ejection fraction.\n"
+            "Assessment:\n1. Chronic systolic heart failure.\n2. Hypertensive heart disease.\n")
+    result = fixed_pipeline(cs, [("I10", 0.9), ("I50.22", 0.8), ("I11.0", 0.4)]).suggest(note)
+    assert sorted(result.codes) == ["I11.0", "I50.22"]
+    assert ("I10", rules.IN_COMBINATION) in [(r.raw, r.reason) for r in result.rejected]
+    # Without that title, the surer I10 stays beside the less sure I11.0, flagged.
+    result = fixed_pipeline(cs, [("I10", 0.9), ("I50.22", 0.8), ("I11.0", 0.4)]).suggest(
+        note.replace("Hypertensive heart disease", "Hypertension"))
+    by_code = {s.code: s for s in result.suggestions}
+    assert set(by_code) == {"I10", "I50.22", "I11.0"} and by_code["I10"].more_specific == ["I11.0"]

@@ -193,3 +193,15 @@ def test_what_an_uncertainty_cue_qualifies_is_blanked_to_the_end_of_its_clause()
     assert len(blanked) == len(note)
     assert blanked.split() == ["Headache,", ".", "Chest", "pressure,", ";", "asthma."]
     assert without_uncertain("Acute bronchitis, likely viral.") == "Acute bronchitis, likely viral."
+
+
+def test_an_encounter_note_is_told_by_its_assessment_heading():
+    from models.notes import encounter_note
+
+    assert encounter_note("HPI: cough.\nAssessment: Acute bronchitis.\nPlan: fluids.")
+    assert encounter_note("S: cough\nA/P: bronchitis, fluids")
+    assert encounter_note("Impression and plan:\n1. Bronchitis.")
+    # A case report, and notes whose heading lists diagnoses (hospital summaries, case reports).
+    assert not encounter_note("A 45-year-old woman presented with cough. Bronchitis was diagnosed.")
+    assert not encounter_note("History: cough.\nDiagnosis: Acute bronchitis.")
+    assert not encounter_note("Course: treated.\nDischarge diagnoses:\n1. Pneumonia.")

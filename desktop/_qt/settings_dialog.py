@@ -1,7 +1,7 @@
 """Settings: which model runs, and the privacy choices. Remembered with QSettings."""
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -86,6 +86,11 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(buttons)
 
+        # The server look-up's answer is polled by a timer the dialog owns, so that a dialog closed
+        # before a busy server answers leaves nothing behind to call it (workers.ServerModelsLookup).
+        self._lookup: workers.ServerModelsLookup | None = None
+        self._lookup_timer = QTimer(self, interval=50)
+        self._lookup_timer.timeout.connect(self._lookup_answered)
         self.browse.clicked.connect(self._browse)
         self.allow_remote.toggled.connect(self.warning.setVisible)
         choice = choice or ModelChoice()
@@ -108,9 +113,8 @@ class SettingsDialog(QDialog):
             # What the local server offers now, if it runs: HTTP, so on a thread; the list fills
             # when it answers, and the dialog stays usable meanwhile.
             self.server_status.setText("Looking for models…")
-            worker = workers.ServerModelsWorker(kind)
-            worker.finished.connect(self._models_found)  # dropped by Qt if the dialog is gone
-            workers.start_detached(worker)
+            self._lookup = workers.ServerModelsLookup(kind)
+            self._lookup_timer.start()
         placeholder = {"ollama": "icd10-coder:q4_k_m", "openai": "http://127.0.0.1:1234/v1#icd10-coder"}
         self.value.lineEdit().setPlaceholderText(placeholder.get(kind, ""))
         self.value.setEnabled(kind != "retrieval")
@@ -119,6 +123,13 @@ class SettingsDialog(QDialog):
         self.advice.setVisible(bool(self.advice.text()) and kind in ("gguf", "onnx", "retrieval"))
         self.allow_remote.setVisible(kind in ("ollama", "openai"))
         self.warning.setVisible(kind in ("ollama", "openai") and self.allow_remote.isChecked())
+
+    def _lookup_answered(self) -> None:
+        if self._lookup is None or not self._lookup.done():
+            return
+        self._lookup_timer.stop()
+        lookup, self._lookup = self._lookup, None
+        self._models_found(lookup.kind, *lookup.result())
 
     def _models_found(self, kind: str, url: str, names: list[str] | None) -> None:
         if kind != self.kind.currentData():  # the user picked another kind meanwhile

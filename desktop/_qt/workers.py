@@ -2,16 +2,17 @@
 server which models it offers.
 
 A worker is a QObject moved to its own QThread (vorta's pattern); it reports through signals,
-which Qt delivers on the UI thread.
+which Qt delivers on the UI thread. The server look-up, whose requester may be gone before it
+answers, is a plain thread polled by its dialog instead (`ServerModelsLookup`).
 """
 from __future__ import annotations
 
 import gc
 import threading
 import time
+from concurrent.futures import Future
 
-import shiboken6
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop.model_choice import ModelChoice, open_pipeline, server_models
 from models.errors import CoderError
@@ -84,34 +85,34 @@ class SuggestWorker(QObject):
             self.done.set()
 
 
-class ServerModelsWorker(QObject):
+class ServerModelsLookup:
     """The models a local server (Ollama, LM Studio) offers now, for Settings: an HTTP call, which
-    can take seconds when the server is busy, so never on the UI thread."""
-    finished = Signal(str, str, object)  # kind, server URL, names (None: nothing answers there)
+    can take seconds when the server is busy, so never on the UI thread.
+
+    It runs on a plain Python thread that touches no Qt object, and Settings polls `done()` from a
+    timer it owns: the dialog may be closed and deleted before a busy server answers, and a
+    QObject worker reporting to it then raced the deletion (a crash in the worker's thread under
+    load). Here a closed dialog's timer is simply gone, and the answer is dropped."""
 
     def __init__(self, kind: str, timeout: float = 5.0):
-        super().__init__()
         self.kind = kind
-        self.timeout = timeout  # off the UI thread a busy server may take its time
+        self._answer: Future = Future()
+        threading.Thread(target=self._run, args=(timeout,), name=f"server-models-{kind}",
+                         daemon=True).start()  # daemon: a busy server never holds the app's exit
 
-    @Slot()
-    def run(self) -> None:
+    def _run(self, timeout: float) -> None:
         try:
-            url, names = server_models(self.kind, timeout=self.timeout)
+            url, names = server_models(self.kind, timeout=timeout)
         except Exception:  # noqa: BLE001 - an odd answer must not leave Settings waiting forever
             url, names = "", None
-        self.finished.emit(self.kind, url, names)
+        self._answer.set_result((url, names))
 
+    def done(self) -> bool:
+        return self._answer.done()
 
-_detached: list[QObject] = []
-
-
-def start_detached(worker: QObject) -> QThread:
-    """`start` for a worker whose requester may be gone before it reports (a closed dialog): the
-    thread belongs to the application, and the worker is referenced here until Qt deletes it
-    (when its thread ends). Qt drops a report whose receiver was deleted."""
-    _detached[:] = [w for w in _detached if shiboken6.isValid(w)] + [worker]
-    return start(worker, QCoreApplication.instance())
+    def result(self) -> tuple[str, list[str] | None]:
+        """(server URL, model names); names None: nothing answers there."""
+        return self._answer.result()
 
 
 def start(worker: QObject, owner: QObject) -> QThread:

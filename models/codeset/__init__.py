@@ -262,6 +262,13 @@ class CodeSet:
         owners = [code, *self.ancestors(code)[:-1]] if inherited else [code]
         return [term for owner in owners for term in self._notes(owner, "inclusion_term")]
 
+    def includes(self, code: str) -> list[str]:
+        """The code's own Includes note: conditions it holds, as a category's inclusion terms
+        ("high blood pressure" at I10), less the cross-references ("any condition classifiable
+        to I70.218 ...")."""
+        code = self._lookup(code)[0]
+        return [t for t in self._notes(code, "includes") if not t.lower().startswith("any condition")]
+
     def excludes1(self, code: str) -> list[Excludes1]:
         """Excludes1 notes on the code and on every ancestor (they apply to descendants)."""
         row = self._lookup(code)

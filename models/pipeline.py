@@ -247,8 +247,9 @@ class Pipeline:
 
     def apply_rules(self, note: str, suggestions: list[Suggestion],
                     candidates: dict[str, Candidate]) -> tuple[list[Suggestion], list[Rejected]]:
-        """models/rules.py on the suggestions: in an encounter note, a diagnosis the note only
-        calls "probable", "suspected", "rule out" ... goes, and the rules below read the note
+        """models/rules.py on the suggestions: in a note whose assessment is not a hospital's
+        discharge diagnoses, a diagnosis the note only calls "probable", "suspected", "rule out"
+        ... goes, and the rules below read the note
         without those words (`rules.certain_part`); codes for a side the note does not name go, a
         code "with complications" where the note says "without" goes, an "unspecified" code
         gives way to the specific one the assessment states, a retrieved code the assessment
@@ -333,9 +334,8 @@ class Pipeline:
             # own words: a code whose words the note never says is a guess of similar cases.
             # (Case reports are translated and summarized: there a code without literal evidence
             # is often right, so it stays, listed below the supported ones.)
-            unsupported = [s for s in out if Flag.UNSUPPORTED in s.flags]
-            dropped += [Rejected(s.code, rules.NO_EVIDENCE) for s in unsupported]
-            out = [s for s in out if s not in unsupported]
+            dropped += [Rejected(s.code, rules.NO_EVIDENCE) for s in out if Flag.UNSUPPORTED in s.flags]
+            out = [s for s in out if Flag.UNSUPPORTED not in s.flags]
         return out, dropped + applied.dropped
 
     def _only_supposed(self, certain: str, s: Suggestion, candidate: Candidate | None) -> bool:

@@ -348,9 +348,10 @@ def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
 
 
 def certain_part(note: str) -> str:
-    """What an encounter note (one with an assessment, not a discharge summary) says with
-    certainty: its "probable", "suspected", "rule out" ... diagnoses blanked out
-    (`text.without_uncertain`; UNCERTAIN above). Any other note as it is."""
+    """What a note with an assessment that is not a hospital's discharge diagnoses (office,
+    clinic and ED notes, and those headed "Diagnosis:") says with certainty: its "probable",
+    "suspected", "rule out" ... diagnoses blanked out (`text.without_uncertain`; UNCERTAIN
+    above). Any other note as it is."""
     if assessment_start(note) is None or discharge_summary(note):
         return note
     return without_uncertain(note)
@@ -517,8 +518,8 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     below the category, which hold for every code under them, with the code's own side ("Sprain
     of talofibular ligament", under S93.49, says S93.491A "Sprain of other ligament of right
     ankle" where the note says "right"), and for a code with a side its parent's title with that
-    side. A residual "Other ..." code's own
-    description is none of them: it says no more than the generic code of its category."""
+    side. A residual "Other ..." code's own description is none of them: it says no more than
+    the generic code of its category."""
     terms = cs.inclusion_terms(code)
     own = [(w, essential_stems(w)) for w in [cs.description(code), *terms, *cs.includes(code)]]
     if _RESIDUAL.search(cs.description(code)):  # "Chronic constipation" is K59.09's own

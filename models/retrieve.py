@@ -28,7 +28,7 @@ import numpy as np
 from .codeset import CodeSet
 from .contract import Candidate
 from .seventh import NoteEncounter
-from .text import clause_pairs, clauses, content_words, qualified_end, stem, stems
+from .text import clause_pairs, clauses, content_words, qualified_end, sided_end, stem, stems
 
 FEATURES = ("lex_cover", "lex_clauses", "lex_rank", "lex_score", "knn", "knn_share", "prior",
             "knn_x_lex", "centroid", "centroid_rank", "phrase_share", "phrase_notes", "phrase_affirmed", "pair_cover",
@@ -200,6 +200,7 @@ class Retriever:
         found: dict[str, dict] = {}
         for start, end in clauses(note):
             end = qualified_end(note, end)  # "Migraine" + "without aura": G43.0, not G43.1
+            end = sided_end(note, end)  # "Otitis externa" + ", left ear": H60.332's own words
             for hit in self.cs.search(note[start:end], limit=per_clause, billable_only=True):
                 entry = found.setdefault(hit.code, {"cover": 0.0, "clauses": 0, "score": 0.0,
                                                     "span": (start, end), "description": hit.description})

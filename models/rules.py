@@ -374,13 +374,19 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
         return parent is not None and parent in cs.ancestors(cs.normalize(stated)) \
             and not _RESIDUAL.search(cs.description(parent))  # E87 "Other disorders of ..." is a bag
 
+    def denied_by(code: str, stated: str) -> bool:  # N40.0 "without LUTS" beside N40.1 "with LUTS"
+        absent = negated_stems(cs.description(code))
+        return bool(absent) and absent <= essential_stems(cs.description(stated)) - negated_stems(
+            cs.description(stated))
+
     established = [c for c in established_in_assessment(cs, note, codes) if specified(c)]
     if not established:
         return []
     affirmed = _affirmed_sentences(cs, note, 0)
     return [Rejected(c, OTHER_STATED) for c in codes
-            if c not in established and specified(c) and any(alternative(c, e) for e in established)
-            and not _stated_wordings(cs, c, affirmed)]
+            if c not in established and specified(c)
+            and any(alternative(c, e) and (denied_by(c, e) or not _stated_wordings(cs, c, affirmed))
+                    for e in established)]
 
 
 def wrong_side(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -464,20 +470,26 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     if not affirmed:
         return []
     valid = [c for c in codes if cs.is_valid(c)]
-    taken = {(cs.ancestors(c) or [c])[-1] for c in valid}
-    chosen_words = [essential_stems(w) for c in valid for w in [cs.description(c), *cs.inclusion_terms(c)]]
+    # A category is taken by a code the assessment states, or by a guess where it states none
+    # of the category ("without lower urinary tract symptoms" gives way to the "with" it states).
+    taken = {(cs.ancestors(c) or [c])[-1] for c in valid if _stated_wordings(cs, c, affirmed)}
+    guessed = {(cs.ancestors(c) or [c])[-1] for c in valid} - taken
+    chosen_words = [((cs.ancestors(c) or [c])[-1], essential_stems(w))
+                    for c in valid for w in [cs.description(c), *cs.inclusion_terms(c)]]
     best: dict[str, list[tuple[int, str]]] = {}  # category -> (words stated, code)
     for code in candidates:
         description = cs.description(code)
         if not cs.is_billable(code) or _UNSPECIFIED.search(description):
             continue
         category = (cs.ancestors(code) or [code])[-1]
-        if category in taken:
+        if category in taken or (category in guessed and code in valid):
             continue
         # Stated, and not just part of what a chosen code says ("malignant neoplasm" is C61's
         # "malignant neoplasm of prostate", not C80.1).
+        # A guess of its category says nothing against it (N40.0 "without ..." for N40.1 "with ...").
         stated = max((len(wanted) for wanted in _stated_wordings(cs, code, affirmed)
-                      if not any(wanted <= said for said in chosen_words)), default=0)
+                      if not any(wanted <= said for of, said in chosen_words
+                                 if of != category or of in taken)), default=0)
         if stated:
             best.setdefault(category, []).append((stated, code))
     out = []

@@ -73,17 +73,34 @@ def expand(word: str) -> tuple[str, ...]:
     return _EXPANSIONS.get(word, (word,))
 
 
+# ICD-10-CM names the leg and the arm two ways: "lower limb" and "upper limb" in the skin, soft
+# tissue, nerve and neoplasm codes ("Cellulitis of left lower limb"), "leg" and "arm" in the
+# musculoskeletal and injury codes ("Pain in left leg"); notes also write "lower extremity".
+# All read as "leg" and "arm", in the note and in the code set alike, so "cellulitis of the left
+# lower leg" states L03.116.
+_LIMB = re.compile(r"\b(lower|upper) (?:limb|extremit(?:y|ie))s?\b")
+_LIMB_WORDS = {"lower": "leg", "upper": "arm"}
+_LIMB_PHRASES = {"leg": "lower limb", "legs": "lower limb", "arm": "upper limb", "arms": "upper limb"}
+
+
+def _limbs_named(text: str) -> str:
+    """A lower-cased text with its "lower limb" and "upper extremity" read as "leg" and "arm"."""
+    return _LIMB.sub(lambda m: _LIMB_WORDS[m.group(1)], text.lower())
+
+
 def synonym_phrases(text: str) -> list[str]:
     """The code set's wordings of a text's words, where one is several words ("distal" ->
-    "lower end"), for a phrase search: each of "lower" and "end" is in thousands of entries."""
-    return [" ".join(_EXPANSIONS[w][1:]) for w in dict.fromkeys(WORD_RE.findall(text.lower()))
-            if w in _SYNONYMS]
+    "lower end", "leg" -> "lower limb"), for a phrase search: each of "lower" and "end" is in
+    thousands of entries."""
+    words = dict.fromkeys(WORD_RE.findall(_limbs_named(text)))
+    return [" ".join(_EXPANSIONS[w][1:]) for w in words if w in _SYNONYMS] + list(
+        dict.fromkeys(_LIMB_PHRASES[w] for w in words if w in _LIMB_PHRASES))
 
 
 def content_words(text: str) -> list[str]:
     """The words of a text that say something, abbreviations spelled out ("COPD" -> chronic
     obstructive pulmonary disease), so the note, the code set and the evidence read alike."""
-    return [x for w in WORD_RE.findall(text.lower()) for x in expand(w) if x not in _STOPWORDS]
+    return [x for w in WORD_RE.findall(_limbs_named(text)) for x in expand(w) if x not in _STOPWORDS]
 
 
 def word_stems(word: str) -> frozenset[str]:
@@ -268,6 +285,13 @@ def negated_stems(text: str) -> frozenset[str]:
                      ) - _BOILERPLATE
 
 
+@lru_cache(maxsize=262144)
+def only_negated_stems(text: str) -> frozenset[str]:
+    """What a text says is absent and nowhere says is present: "... without spontaneous rupture
+    of ear drum, right ear" says no rupture, and says an ear."""
+    return negated_stems(text) - stems(_QUALIFIER.sub(" ", text))
+
+
 def qualified_end(note: str, end: int) -> int:
     """Where an affirmed clause's qualifiers end: past "without aura, episodic, not intractable,
     without status migrainosus" after "Migraine". The clause stops at the first "without"
@@ -288,6 +312,21 @@ def qualified_end(note: str, end: int) -> int:
             break
         pos += len(piece) + 1
     return reach
+
+
+# A side written after the condition it qualifies: "Acute otitis externa, left ear", "Gout
+# flare, right first MTP joint". The code set writes the side into the code's own wording.
+_SIDE_AFTER = re.compile(r",[ \t]*(?:on the |the )?(?:left|right|bilateral)\b[^,.;:()\n]{0,40}?(?=[,.;:\n]|$)", re.I)
+
+
+def sided_end(note: str, end: int) -> int:
+    """Where a clause ends with the side written after it (", left ear"), for a search that
+    reads the condition with its side; `end` itself when none follows."""
+    m = _SIDE_AFTER.match(note, end)
+    if not m or len(WORD_RE.findall(m.group().lower())) > 5:
+        return end
+    # and the qualifiers after the side: "..., right ear, without rupture of the eardrum"
+    return qualified_end(note, m.end() + 1) if note.startswith(",", m.end()) else m.end()
 
 
 def clause_pairs(note: str, max_chars: int = 300):

@@ -220,3 +220,31 @@ def test_cli_search_json():
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)
     assert len(hits) == 3 and hits[0]["code"] == "I10" and hits[0]["description"]
+
+
+def test_a_leg_is_the_code_sets_lower_limb_and_an_arm_its_upper_limb(cs):
+    """ICD-10-CM writes "lower limb" in its skin and soft tissue codes and "leg" in its
+    musculoskeletal ones; notes write either, or "lower extremity"."""
+    def codes(query):
+        return [h.code for h in cs.search(query, billable_only=True)[:3]]
+
+    assert codes("Cellulitis of the left lower leg")[0] == "L03.116"
+    assert codes("cellulitis of right lower extremity")[0] == "L03.115"
+    assert codes("Cellulitis of left arm")[0] == "L03.114"
+    assert codes("pain in left lower limb")[0] == "M79.605"  # the code set's "Pain in left leg"
+
+
+def test_a_side_after_a_comma_finds_the_sided_code(cs):
+    """"..., right ear, without rupture of the eardrum": H66.001 says "without spontaneous rupture
+    of ear drum, right ear"; the ear it names outside "without" is not an ear it says is absent."""
+    hits = [h.code for h in cs.search("Acute suppurative otitis media, right ear, without rupture of the eardrum",
+                                      billable_only=True)]
+    assert hits[0] == "H66.001"
+    assert [h.code for h in cs.search("Swimmer's ear, left ear", billable_only=True)][0] == "H60.332"
+
+
+def test_the_retriever_reads_a_condition_with_the_side_written_after_it(cs):
+    from models.retrieve import Retriever
+
+    found = Retriever(cs).lexical("Assessment: Acute otitis externa (swimmer's ear), left ear.\n")
+    assert found["H60.332"]["cover"] == 1.0

@@ -620,3 +620,18 @@ def test_a_combination_the_assessment_names_reports_its_cause_however_sure(cs):
         note.replace("Hypertensive heart disease", "Hypertension"))
     by_code = {s.code: s for s in result.suggestions}
     assert set(by_code) == {"I10", "I50.22", "I11.0"} and by_code["I10"].more_specific == ["I11.0"]
+
+
+def test_a_guess_of_a_category_gives_way_to_the_sibling_the_assessment_states(cs):
+    """The selector chose N40.0 "... without lower urinary tract symptoms" where the assessment
+    says "with": the stated N40.1 comes in and N40.0 goes, though the exam's "enlarged prostate"
+    is one of N40.0's wordings (it says "without" what N40.1 has)."""
+    note = ("Exam: Enlarged prostate, smooth, nontender.\n"
+            "Assessment: Benign prostatic hyperplasia with lower urinary tract symptoms: nocturia and weak stream.\n"
+            "Plan: Start tamsulosin 0.4 mg at bedtime.\n")
+    assert rules.stated_in_assessment(cs, note, ["N40.0", "N40.1"], ["N40.0"]) == ["N40.1"]
+    assert rules.alternative_stated(cs, note, ["N40.0", "N40.1"]) == [Rejected("N40.0", rules.OTHER_STATED)]
+    result = fixed_pipeline(cs, [("N40.0", 0.6)]).suggest(note)
+    assert "N40.1" in result.codes and "N40.0" not in result.codes
+    # A code the assessment states keeps its category: nothing else of it comes in.
+    assert rules.stated_in_assessment(cs, note, ["N40.0", "N40.1", "N40.3"], ["N40.1"]) == []

@@ -1,7 +1,7 @@
 """The note's clauses: a negation cue covers the list after it, and no more."""
 import pytest
 
-from models.text import clauses, essential_stems
+from models.text import clauses, essential_stems, sided_end
 
 
 def kept(note: str) -> list[str]:
@@ -205,3 +205,18 @@ def test_an_encounter_note_is_told_by_its_assessment_heading():
     assert not encounter_note("A 45-year-old woman presented with cough. Bronchitis was diagnosed.")
     assert not encounter_note("History: cough.\nDiagnosis: Acute bronchitis.")
     assert not encounter_note("Course: treated.\nDischarge diagnoses:\n1. Pneumonia.")
+
+
+@pytest.mark.parametrize("note, condition_with_side", [
+    ("Acute otitis externa (swimmer's ear), left ear. Plan: drops.", "Acute otitis externa (swimmer's ear), left ear"),
+    ("Acute gout flare, right first MTP joint.", "Acute gout flare, right first MTP joint"),
+    # and the qualifiers after the side, which the code set writes with it
+    ("Acute suppurative otitis media, right ear, without rupture of the eardrum.",
+     "Acute suppurative otitis media, right ear, without rupture of the eardrum"),
+    # a clause that goes on about something else is not a side
+    ("Chest pain, left side of the chest wall radiating to the back.", "Chest pain"),
+    ("Hypertension, diabetes.", "Hypertension"),
+])
+def test_a_side_written_after_a_condition_is_read_with_it(note, condition_with_side):
+    end = note.index(",")
+    assert note[:sided_end(note, end)] == condition_with_side

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import CoderError
 from ..files import atomic_path, cache_dir
-from ..text import content_words, essential_stems, negated_stems, stem, stems, synonym_phrases
+from ..text import content_words, essential_stems, negated_stems, only_negated_stems, stem, stems, synonym_phrases
 from . import _schema
 
 EDITION = _schema.EDITION
@@ -366,7 +366,7 @@ class CodeSet:
                 continue
             # With and without are one word apart: "Migraine without aura" is not G43.1 (with
             # aura), "Parkinson disease with dyskinesia" not G20.A1 (without).
-            if absent & (stems(matched) - negated_stems(matched)) or negated_stems(matched) & (wanted - absent):
+            if absent & (stems(matched) - negated_stems(matched)) or only_negated_stems(matched) & (wanted - absent):
                 continue
             common = len(wanted & stems(matched))
             needed = essential_stems(matched)

@@ -297,14 +297,20 @@ def qualified_end(note: str, end: int) -> int:
     without status migrainosus" after "Migraine". The clause stops at the first "without"
     (negation), but the code set names a condition with its qualifiers, so a search for it reads
     them too. Later comma items count while they start with a qualifier, or are a word or two
-    between two that do ("episodic"); `end` itself when no qualifier follows."""
-    if not _QUALIFIER_CUE.match(note, end):
+    between two that do ("episodic"), also where the clause ends at a comma ("Type 1 diabetes
+    mellitus with diabetic ketoacidosis, moderate, without coma"); `end` itself when no
+    qualifier follows."""
+    if _QUALIFIER_CUE.match(note, end):
+        start = end
+    elif note.startswith(",", end):
+        start = end + 1  # no qualifier of its own: the items after the comma must earn it
+    else:
         return end
     stop = _SENTENCE_END.search(note, end)
     stop = stop.start() if stop else len(note)
-    reach, pos, pending = end, end, False
-    for i, piece in enumerate(note[end:stop].split(",")):
-        if i == 0 or _QUALIFIER_CUE.match(piece):
+    reach, pos, pending = end, start, False
+    for i, piece in enumerate(note[start:stop].split(",")):
+        if (i == 0 and start == end) or _QUALIFIER_CUE.match(piece):
             reach, pending = pos + len(piece), False
         elif len(WORD_RE.findall(piece.lower())) <= 2 and not pending:
             pending = True

@@ -635,3 +635,8 @@ def test_a_guess_of_a_category_gives_way_to_the_sibling_the_assessment_states(cs
     assert "N40.1" in result.codes and "N40.0" not in result.codes
     # A code the assessment states keeps its category: nothing else of it comes in.
     assert rules.stated_in_assessment(cs, note, ["N40.0", "N40.1", "N40.3"], ["N40.1"]) == []
+
+
+def test_a_qualifier_after_a_comma_states_the_code_that_names_it(cs):
+    note = "Assessment: Type 1 diabetes mellitus with diabetic ketoacidosis, moderate, without coma.\n"
+    assert rules.specific_in_assessment(cs, note, ["E10.9"]) == {"E10.9": "E10.10"}

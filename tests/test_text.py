@@ -147,6 +147,11 @@ def test_a_condition_is_searched_with_the_qualifiers_written_after_it(cs):
     # The qualifier itself stays negated: the note does not state a fever.
     assert "fever" not in " ".join(ends)
     assert negated_stems("Chills (without fever)") == {"fever"}
+    # A clause that ends at a comma reaches a qualifier one or two words further on.
+    dka = "Type 1 diabetes mellitus with diabetic ketoacidosis, moderate, without coma. Plan: insulin."
+    assert dka[:qualified_end(dka, dka.index(","))] == dka[:dka.index(".")]
+    for plain in ("Asthma, mild intermittent, controlled.", "Gout, right toe."):
+        assert qualified_end(plain, plain.index(",")) == plain.index(",")
     assert not negated_stems("Other specified arthritis, not elsewhere classified")
     lexical = Retriever(cs).lexical(note)
     assert max(lexical, key=lambda c: (lexical[c]["cover"], lexical[c]["score"])).startswith("G43.0")

@@ -88,6 +88,17 @@ The reasons are plain strings:
     names is treated or watched for ("Acetaminophen for fever", "return for chest pain"), not
     diagnosed.
 
+`unspecified_not_in_assessment` (UNSPECIFIED_NOT_IN_ASSESSMENT), from `unassessed` too
+    In an office, clinic or ED note (`notes.encounter_note`), an "unspecified" diagnosis that the
+    assessment does not name, when the assessment names a diagnosis: L53.9 "Erythematous
+    condition, unspecified" from the exam's "erythema" beside the cellulitis the assessment
+    names, T30.0 "Burn of unspecified body region" from "burning on urination". An unspecified
+    code says the physician named nothing more precise; in such a note the assessment is where a
+    condition is named, so one it leaves out is a finding the named diagnosis explains. Not a
+    residual "Other ... of unspecified site" code, nor an organism "as the cause of diseases
+    classified elsewhere", nor a case report (its "Diagnosis:" heading lists conditions it
+    details elsewhere).
+
 `family_history_not_in_assessment` (FAMILY_NOT_IN_ASSESSMENT), from `unassessed` too
     In such a note, a "Family history of ..." code (Z80-Z84) where no statement about a relative
     is in the assessment: a family history is coded where it bears on the visit (a colonoscopy
@@ -183,7 +194,7 @@ from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
 from .drugs import current_drug, drug_class
-from .notes import assessment_span, assessment_start, discharge_summary
+from .notes import assessment_span, assessment_start, discharge_summary, encounter_note
 from .text import (
     NONESSENTIAL,
     clauses,
@@ -202,7 +213,7 @@ from .text import (
 
 __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
            "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "NO_EVIDENCE", "OTHER_STATED", "REASONS", "UNCERTAIN",
-           "WRONG_SIDE", "Applied",
+           "UNSPECIFIED_NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied",
            "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
            "drug_therapy", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
            "unassessed", "wrong_side"]
@@ -211,6 +222,7 @@ LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
 IN_COMBINATION = "in_combination"
 NOT_IN_ASSESSMENT = "symptom_not_in_assessment"
+UNSPECIFIED_NOT_IN_ASSESSMENT = "unspecified_not_in_assessment"
 WRONG_SIDE = "side_not_in_note"
 CONTRADICTED = "contradicted_by_note"
 FAMILY_NOT_IN_ASSESSMENT = "family_history_not_in_assessment"
@@ -221,7 +233,8 @@ UNCERTAIN = "uncertain_diagnosis"
 NO_EVIDENCE = "no_evidence_in_encounter_note"
 # Every reason a rule gives, in the order the pipeline applies them.
 REASONS = (UNCERTAIN, WRONG_SIDE, CONTRADICTED, OTHER_STATED, LESS_SPECIFIC, NOT_IN_ASSESSMENT,
-           FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED, INTEGRAL_SYMPTOM, NO_EVIDENCE)
+           UNSPECIFIED_NOT_IN_ASSESSMENT, FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED,
+           INTEGRAL_SYMPTOM, NO_EVIDENCE)
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
 _SYMPTOM_BLOCK = re.compile(r"^symptoms and signs involving the (.+?)(?:\s*\([^()]*\))?$", re.I)
@@ -234,6 +247,7 @@ _WITH = re.compile(r"\bwith\b", re.I)
 _WITH_COMPLICATIONS = re.compile(r"\bwith (?:unspecified |other specified )?complications?\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
 _UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
+_OR_UNSPECIFIED = re.compile(r"\bor unspecified\b", re.I)
 # Sides of the body as notes and the code set write them. Not "both": notes write "both diabetes
 # and hypertension" far more often than "both knees".
 _SIDE = re.compile(r"\b(right|left|bilateral(?:ly)?)\b", re.I)
@@ -314,8 +328,9 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
 
 def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     """The signs and symptoms among `codes` that the note's assessment (not its plan) leaves out, where it
-    names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above), and there the family
-    history codes, where no statement about a relative is in the assessment
+    names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above), in an encounter note
+    the "unspecified" diagnoses it leaves out too (UNSPECIFIED_NOT_IN_ASSESSMENT above), and
+    there the family history codes, where no statement about a relative is in the assessment
     (FAMILY_NOT_IN_ASSESSMENT above)."""
     span = assessment_span(note)
     if span is None:
@@ -326,10 +341,22 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     if not any(kinds[c] == "diagnosis" for c in named):
         return []
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
+    if encounter_note(note):
+        out += [Rejected(c, UNSPECIFIED_NOT_IN_ASSESSMENT) for c in kinds
+                if kinds[c] == "diagnosis" and c not in named and _unspecified_condition(cs, c)]
     if not any(b > span[0] and a < span[1] for a, b in family_history_statements(note)):
         out += [Rejected(c, FAMILY_NOT_IN_ASSESSMENT) for c in kinds
                 if reports_family_history(cs.description(c))]
     return out
+
+
+def _unspecified_condition(cs: CodeSet, code: str) -> bool:
+    """Does the code say the condition is unspecified (L53.9 "Erythematous condition,
+    unspecified"), not a residual "Other ... of unspecified site", an organism "as the cause of
+    diseases classified elsewhere" or a combination "... or unspecified chronic kidney disease"?"""
+    description = cs.description(code)
+    return bool(_UNSPECIFIED.search(description)) and not (
+        _RESIDUAL.search(description) or _ELSEWHERE.search(description) or _OR_UNSPECIFIED.search(description))
 
 
 def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -663,10 +690,19 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
     return scored[0][1]
 
 
+# Words that say how, where or how badly, not what: "Acute otitis externa" does not name R52's
+# "Acute pain NOS", nor "Chronic kidney disease" "Chronic fatigue".
+_QUALIFYING = frozenset(stem(w) for w in (
+    "acute", "subacute", "chronic", "recurrent", "persistent", "generalized", "localized", "primary",
+    "secondary", "mild", "moderate", "severe", "left", "right", "bilateral", "unilateral", "multiple"))
+
+
 def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     """Does one clause of the assessment hold at least half the essential words of one of the
-    code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00)?"""
-    return any(wanted and any(2 * len(wanted & words) >= len(wanted) for words in assessed)
+    code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00), one of them more
+    than a qualifier (`_QUALIFYING`)?"""
+    return any(wanted and any(2 * len(held := wanted & words) >= len(wanted) and held - _QUALIFYING
+                              for words in assessed)
                for _, wanted in _wordings(cs, cs.normalize(code)))
 
 

@@ -640,3 +640,29 @@ def test_a_guess_of_a_category_gives_way_to_the_sibling_the_assessment_states(cs
 def test_a_qualifier_after_a_comma_states_the_code_that_names_it(cs):
     note = "Assessment: Type 1 diabetes mellitus with diabetic ketoacidosis, moderate, without coma.\n"
     assert rules.specific_in_assessment(cs, note, ["E10.9"]) == {"E10.9": "E10.10"}
+
+
+def test_an_unspecified_finding_the_assessment_leaves_out_goes_in_a_clinic_note(cs):
+    """L53.9 "Erythematous condition, unspecified" from the exam's erythema beside the cellulitis
+    the assessment names: a coder reports the cellulitis. A case report keeps it."""
+    exam = "Exam: 12 x 9 cm area of warm, tender erythema of the left shin.\n"
+    note = exam + "Assessment:\n1. Cellulitis of the left lower leg, nonpurulent.\nPlan: cephalexin.\n"
+    assert rules.unassessed(cs, note, ["L03.116", "L53.9"]) == [
+        Rejected("L53.9", rules.UNSPECIFIED_NOT_IN_ASSESSMENT)]
+    result = fixed_pipeline(cs, [("L03.116", 0.7), ("L53.9", 0.6)]).suggest(note)
+    assert result.codes == ["L03.116"]
+    # Named in the assessment, it stays; so does a residual "Other ... of unspecified site".
+    assert rules.unassessed(cs, note.replace("nonpurulent", "with erythema"), ["L03.116", "L53.9"]) == []
+    assert rules.unassessed(cs, note, ["L03.116", "A49.8"]) == []
+    # A case report's "Diagnosis:" heading lists what it details elsewhere: nothing goes.
+    report = exam + "Diagnosis: cellulitis of the left lower leg.\n"
+    assert rules.unassessed(cs, report, ["L03.116", "L53.9"]) == []
+
+
+def test_a_qualifier_alone_does_not_name_a_symptom_in_the_assessment(cs):
+    """"Acute otitis externa" shares only "acute" with R52's "Acute pain NOS": the ear pain of
+    the history is the otitis', and R52 goes."""
+    note = "HPI: 3 days of left ear pain.\nAssessment: Acute otitis externa (swimmer's ear), left ear.\n"
+    assert rules.unassessed(cs, note, ["H60.332", "R52"]) == [Rejected("R52", rules.NOT_IN_ASSESSMENT)]
+    # "Chronic pain" in the assessment names it.
+    assert rules.unassessed(cs, note.replace("left ear.", "left ear. Chronic pain syndrome."), ["H60.332", "R52"]) == []

@@ -547,7 +547,16 @@ def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[
     """The essential words of each wording of `code` (`_wordings`) of two or more such words that
     one affirmed sentence states."""
     return [wanted for wording, wanted in _wordings(cs, cs.normalize(code))
-            if len(wanted) >= 2 and any(_states(wording, wanted, sentence) for sentence in affirmed)]
+            if any(_enough_words(wording, wanted, sentence) and _states(wording, wanted, sentence)
+                   for sentence in affirmed)]
+
+
+def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
+    """Two essential words or more; or one, where the wording and the sentence both say "without
+    complications" ("Herpes zoster of the right T6 dermatome, uncomplicated" states B02.9
+    "Zoster without complications"): a lone word is too often a part of another diagnosis."""
+    return len(wanted) >= 2 or (len(wanted) == 1 and bool(_WITHOUT.search(wording))
+                                and bool(_WITHOUT.search(sentence.text)))
 
 
 @lru_cache(maxsize=65536)

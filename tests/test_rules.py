@@ -666,3 +666,13 @@ def test_a_qualifier_alone_does_not_name_a_symptom_in_the_assessment(cs):
     assert rules.unassessed(cs, note, ["H60.332", "R52"]) == [Rejected("R52", rules.NOT_IN_ASSESSMENT)]
     # "Chronic pain" in the assessment names it.
     assert rules.unassessed(cs, note.replace("left ear.", "left ear. Chronic pain syndrome."), ["H60.332", "R52"]) == []
+
+
+def test_one_word_and_uncomplicated_state_the_without_complications_code(cs):
+    """"Herpes zoster ..., uncomplicated" states B02.9 "Zoster without complications": one word
+    of the condition, and the note says "without complications" as the code does."""
+    note = "Assessment: Herpes zoster of the right T6 dermatome, uncomplicated.\nPlan: valacyclovir.\n"
+    assert rules.stated_in_assessment(cs, note, ["L53.9", "B02.9"], []) == ["B02.9"]
+    # Without "uncomplicated", a lone "zoster" states nothing (B02.29 "Other postherpetic nervous
+    # system involvement" holds it too).
+    assert rules.stated_in_assessment(cs, note.replace(", uncomplicated", ""), ["L53.9", "B02.9"], []) == []

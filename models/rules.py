@@ -500,7 +500,6 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     # A category is taken by a code the assessment states, or by a guess where it states none
     # of the category ("without lower urinary tract symptoms" gives way to the "with" it states).
     taken = {(cs.ancestors(c) or [c])[-1] for c in valid if _stated_wordings(cs, c, affirmed)}
-    guessed = {(cs.ancestors(c) or [c])[-1] for c in valid} - taken
     chosen_words = [((cs.ancestors(c) or [c])[-1], essential_stems(w))
                     for c in valid for w in [cs.description(c), *cs.inclusion_terms(c)]]
     best: dict[str, list[tuple[int, str]]] = {}  # category -> (words stated, code)
@@ -509,7 +508,7 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         if not cs.is_billable(code) or _UNSPECIFIED.search(description):
             continue
         category = (cs.ancestors(code) or [code])[-1]
-        if category in taken or (category in guessed and code in valid):
+        if category in taken or code in valid:
             continue
         # Stated, and not just part of what a chosen code says ("malignant neoplasm" is C61's
         # "malignant neoplasm of prostate", not C80.1).

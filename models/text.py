@@ -332,7 +332,7 @@ def sided_end(note: str, end: int) -> int:
     if not m or len(WORD_RE.findall(m.group().lower())) > 5:
         return end
     # and the qualifiers after the side: "..., right ear, without rupture of the eardrum"
-    return qualified_end(note, m.end() + 1) if note.startswith(",", m.end()) else m.end()
+    return qualified_end(note, m.end())
 
 
 def clause_pairs(note: str, max_chars: int = 300):

@@ -4,18 +4,19 @@ ICD-10-CM asks for a long-term drug therapy code in "Use additional code" notes,
 name: E11 "code to identify control using: insulin (Z79.4), oral antidiabetic drugs (Z79.84),
 injectable non-insulin antidiabetic drugs (Z79.85)", I82.5 "long-term (current) use of
 anticoagulants (Z79.01)". The code set names the class, not its drugs: this module holds what a
-coder knows, the generic and common brand names of each class those notes name, and finds them
-in a note's affirmed clauses.
+coder knows, the generic and common brand names of each class those notes and the Z79 codes
+name, and finds them in a note's affirmed clauses: as a current drug, or as one the note says
+the patient takes long term, which a coder codes whether or not a diagnosis asks for it.
 """
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
-from .text import clauses
+from .text import clauses, sentences
 
-# The class as a "Use additional code" line names it (checked in this order: "injectable
-# non-insulin antidiabetic drugs" holds "insulin"), and the names a note gives its drugs.
+# The class as a "Use additional code" line and its Z79 code name it (checked in this order:
+# "injectable non-insulin antidiabetic drugs" holds "insulin"), and the names a note gives its drugs.
 DRUG_CLASSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("injectable non-insulin antidiabetic drugs", r"\binjectable non-insulin antidiabetic",
      ("liraglutide", "dulaglutide", "exenatide", "lixisenatide", "tirzepatide", "pramlintide",
@@ -34,7 +35,21 @@ DRUG_CLASSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("warfarin", "acenocoumarol", "phenprocoumon", "apixaban", "rivaroxaban", "dabigatran",
       "edoxaban", "Coumadin", "Sintrom", "Eliquis", "Xarelto", "Pradaxa", "Savaysa",
       "anticoagulant", "anticoagulants", "anticoagulation", "anticoagulated")),
+    ("antiplatelets", r"\bantiplatelets?\b|\bantithrombotics?\b",
+     ("clopidogrel", "prasugrel", "ticagrelor", "ticlopidine", "cilostazol", "dipyridamole", "vorapaxar",
+      "Plavix", "Effient", "Brilinta", "Pletal", "antiplatelet", "antiplatelets", "antithrombotic",
+      "antithrombotics")),
+    ("aspirin", r"\baspirin\b", ("aspirin", "acetylsalicylic acid", "Ecotrin")),
 )
+
+# The classes a coder codes wherever the note says the patient takes them long term ("Continue
+# apixaban long term", "Long-term aspirin and clopidogrel"). The diabetes drugs are coded only
+# where a diabetes code asks for them: ICD-10-CM codes no insulin use with type 1 diabetes, which
+# asks for none (guideline I.C.4.a.3).
+CODED_WHEN_STATED = ("anticoagulants", "antiplatelets", "aspirin")
+
+# "long-term", "long term", "longterm", "chronic anticoagulation"
+_LONG_TERM = re.compile(r"\blong[- ]?term\b|\bchronic(?:ally)? anticoagula", re.I)
 
 # A drug stopped, refused or only planned is no current therapy: "warfarin was discontinued",
 # "allergic to metformin", "start metformin 500 mg" (a drug begun at this visit is not yet
@@ -68,10 +83,23 @@ def current_drug(note: str, class_name: str) -> tuple[int, int] | None:
     """Where the note names a drug of the class as one the patient takes: in an affirmed clause
     that does not say it was stopped, refused or is only planned (a clause, not the sentence: one
     item of a medication list may be stopped). None if nowhere."""
-    names = next(n for name, _, n in DRUG_CLASSES if name == class_name)
-    pattern = _name_pattern(names)
-    for start, end in clauses(note):
-        hit = pattern.search(note, start, end)
-        if hit is not None and not _NOT_CURRENT.search(note, start, end):
-            return hit.span()
+    return _current_in(note, class_name, 0, len(note))
+
+
+def long_term_drug(note: str, class_name: str) -> tuple[int, int] | None:
+    """Where the note says the patient takes a drug of the class long term: a sentence that says
+    "long-term" and names a current drug of the class (`current_drug`). None if nowhere."""
+    for start, end in sentences(note):
+        if _LONG_TERM.search(note, start, end) and (span := _current_in(note, class_name, start, end)):
+            return span
+    return None
+
+
+def _current_in(note: str, class_name: str, start: int, end: int) -> tuple[int, int] | None:
+    pattern = _name_pattern(next(n for name, _, n in DRUG_CLASSES if name == class_name))
+    for a, b in clauses(note):
+        if start <= a < end:
+            hit = pattern.search(note, a, b)
+            if hit is not None and not _NOT_CURRENT.search(note, a, b):
+                return hit.span()
     return None

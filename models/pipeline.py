@@ -58,6 +58,9 @@ class Flag(StrEnum):
     # Added by the coding rules: a drug therapy code (Z79.4 insulin) that a suggested code's "Use
     # additional code" note asks for (E11.65), where the note names a current drug of its class.
     ADDITIONAL = "additional_code"
+    # Added by the coding rules: the long-term use of an anticoagulant, antiplatelet or aspirin
+    # that the note states ("Continue apixaban long term"), whether or not a code asks for it.
+    LONG_TERM = "long_term_drug_stated"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
     # A rejection: the note names the condition only as a relative's ("father with colon cancer");
@@ -259,7 +262,9 @@ class Pipeline:
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
-        ask for (Z79.84 for E11.65 where the note names metformin), the drug as their evidence.
+        ask for (Z79.84 for E11.65 where the note names metformin) and those the note says the
+        patient takes long term (Z79.01 for "Continue apixaban long term"), the drug as their
+        evidence.
         In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes."""
         certain = rules.certain_part(note)  # the rules read what the note says with certainty
         dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions
@@ -328,6 +333,15 @@ class Pipeline:
             s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
             s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.ADDITIONAL]
             s.confidence, s.asked_by = probability, asking
+            out.append(s)
+        for code, span in rules.long_term_therapy(self.cs, certain, [s.code for s in out]).items():
+            # The note says so: at least the threshold's probability, as for a code the
+            # assessment states; the drug's name is its evidence.
+            candidate = candidates.get(code)
+            probability = max(candidate.score if candidate else 0.0, self.retriever.threshold)
+            s = self.validate(note, CodedItem(code, probability=probability), candidate)
+            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
+            s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.LONG_TERM]
             out.append(s)
         if encounter_note(note):
             # An office, clinic or ED note's assessment names what the visit is coded for in its

@@ -109,7 +109,9 @@ The reasons are plain strings:
     A code "with (unspecified) complications" (E11.8, E11.69) where an affirmed sentence of the
     note states its category's "without complications" code ("Type 2 diabetes mellitus without
     complications"): the note says there are none. A code that names its complication (E11.65
-    "with hyperglycemia") is left to the other rules.
+    "with hyperglycemia") is left to the other rules. And a code of an acute or chronic course
+    the note never names, where an affirmed sentence says the rest of its words with the other
+    course: J32.0 "Chronic maxillary sinusitis" for "Acute bacterial maxillary sinusitis".
 
 `other_alternative_stated` (OTHER_STATED), from `alternative_stated`, which reads the note
     A diagnosis that no affirmed sentence of the note states, where the assessment states
@@ -117,9 +119,12 @@ The reasons are plain strings:
     the children of a condition are its alternatives (N18.2 and N18.4, CKD stages 2 and 4; N18.2
     and N18.31, stage 3a, under N18.3; F33.0 and F33.1, mild and moderate), and the physician
     named one. Not under a residual parent ("Other disorders of fluid, electrolyte and acid-base
-    balance" holds hyponatremia beside alkalosis). A sibling the note also states stays (E11.21
-    diabetic nephropathy beside E11.22 diabetic CKD, both in "with diabetic nephropathy, chronic
-    kidney disease stage 4"). A note without an assessment is untouched.
+    balance" holds hyponatremia beside alkalosis), but a residual "Other ..." code the note does
+    not state goes beside any code of its category the assessment states (F41.8 "Other
+    specified anxiety disorders" beside "Generalized anxiety disorder", F41.1). A sibling the
+    note also states stays (E11.21 diabetic nephropathy beside E11.22 diabetic CKD, both in
+    "with diabetic nephropathy, chronic kidney disease stage 4"). A note without an assessment
+    is untouched.
 
 `uncertain_diagnosis` (UNCERTAIN), from the pipeline with `certain_part`
     In an office, clinic or ED note (one with an assessment heading that is not "Final" or
@@ -193,7 +198,7 @@ from typing import NamedTuple
 from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
-from .drugs import current_drug, drug_class
+from .drugs import CODED_WHEN_STATED, DRUG_CLASSES, current_drug, drug_class, long_term_drug
 from .notes import assessment_span, assessment_start, discharge_summary, encounter_note
 from .text import (
     NONESSENTIAL,
@@ -203,9 +208,11 @@ from .text import (
     family_history_statements,
     key_words,
     negated_stems,
+    only_negated_stems,
     qualified_end,
     reports_family_history,
     sentences,
+    slash_alternatives,
     stem,
     stems,
     without_uncertain,
@@ -247,6 +254,9 @@ _WITH = re.compile(r"\bwith\b", re.I)
 _WITH_COMPLICATIONS = re.compile(r"\bwith (?:unspecified |other specified )?complications?\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
 _UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
+_NOS = re.compile(r"\bNOS\b")
+# A place "unspecified" ("Other injury of unspecified body region"), not its behaviour or kind.
+_UNSPECIFIED_PART = re.compile(r"\bunspecified (?:body )?(?:region|site|part|location)s?\b", re.I)
 _OR_UNSPECIFIED = re.compile(r"\bor unspecified\b", re.I)
 # Sides of the body as notes and the code set write them. Not "both": notes write "both diabetes
 # and hypertension" far more often than "both knees".
@@ -257,6 +267,7 @@ _IRREGULAR = {"feet": "foot", "teeth": "tooth"}
 # A residual code ("Other cirrhosis of liver", "Fever presenting with conditions classified
 # elsewhere") is not a more specific one: it holds what the named codes do not.
 _ELSEWHERE = re.compile(r"\bclassified elsewhere\b", re.I)
+_OTHER_CONDITION = re.compile(r"other\b", re.I)  # "Other hyperlipidemia"; not "..., other site"
 _RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?|sites?)\b|\belsewhere\b", re.I)
 
 
@@ -362,16 +373,52 @@ def _unspecified_condition(cs: CodeSet, code: str) -> bool:
 def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     """The codes "with (unspecified) complications" among `codes` (E11.8) where an affirmed
     sentence of the note states a code of their category "without complications" in its words
-    ("Type 2 diabetes mellitus without complications", E11.9): CONTRADICTED above."""
-    without = [s for s in _affirmed_sentences(cs, note, 0) if _WITHOUT.search(s.text)]
+    ("Type 2 diabetes mellitus without complications", E11.9), and the codes of an acute or
+    chronic course that the note never names, where an affirmed sentence says the condition with
+    the other course (J32.0 "Chronic maxillary sinusitis" for "Acute bacterial maxillary
+    sinusitis"): CONTRADICTED above."""
+    affirmed = _affirmed_sentences(cs, note, 0)
+    without = [s for s in affirmed if _WITHOUT.search(s.text)]
+    said = stems(note)
     out = []
     for code in codes:
-        if without and cs.is_valid(code) and _WITH_COMPLICATIONS.search(cs.description(code)):
-            category = (cs.ancestors(code) or [code])[-1]
+        if not cs.is_valid(code):
+            continue
+        if without and _WITH_COMPLICATIONS.search(cs.description(code)):
+            category = _category(cs, code)
             if any(_stated_wordings(cs, plain, without) for plain in cs.billable_descendants(category)
                    if _WITHOUT.search(cs.description(plain))):
                 out.append(Rejected(code, CONTRADICTED))
+                continue
+        # "Nausea without vomiting" (R11.0) where a sentence says "nausea with vomiting".
+        if any(_says_present(wording, wanted, s) for wording, wanted in _wordings(cs, cs.normalize(code))
+               for s in affirmed):
+            out.append(Rejected(code, CONTRADICTED))
+            continue
+        # "Chronic maxillary sinusitis" where the note says "acute maxillary sinusitis" and never
+        # "chronic".
+        wanted = essential_stems(cs.description(code))
+        for course in wanted & _COURSES.keys():
+            rest = wanted - {course}
+            if course not in said and rest and any(
+                    _COURSES[course] in s.words and rest <= s.words for s in affirmed):
+                out.append(Rejected(code, CONTRADICTED))
+                break
     return out
+
+
+_COURSES = {stem("acute"): stem("chronic"), stem("chronic"): stem("acute")}
+
+
+def _says_present(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
+    """Does the sentence say all the words of a wording "... without X", X not negated, and no
+    "without" of its own ("osteoporosis w/o current pathological fracture")?"""
+    absent = only_negated_stems(wording)
+    return bool(absent) and wanted | absent <= sentence.words and not absent & sentence.negated \
+        and not _ABSENCE_CUE.search(sentence.text)
+
+
+_ABSENCE_CUE = re.compile(r"\bwithout\b|\bw/o\b|\bno\b|\bnot\b", re.I)
 
 
 def certain_part(note: str) -> str:
@@ -406,14 +453,22 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
         return bool(absent) and absent <= essential_stems(cs.description(stated)) - negated_stems(
             cs.description(stated))
 
-    established = [c for c in established_in_assessment(cs, note, codes) if specified(c)]
-    if not established:
-        return []
-    affirmed = _affirmed_sentences(cs, note, 0)
-    return [Rejected(c, OTHER_STATED) for c in codes
-            if c not in established and specified(c)
-            and any(alternative(c, e) and (denied_by(c, e) or not _stated_wordings(cs, c, affirmed))
-                    for e in established)]
+    def residual_beside(code: str, stated: str) -> bool:  # F41.8 "Other specified ..." beside F41.1
+        return bool(_OTHER_CONDITION.match(cs.description(code))) and _category(cs, code) == _category(cs, stated)
+
+    stated_codes = established_in_assessment(cs, note, codes)
+    established = [c for c in stated_codes if specified(c)]
+    affirmed = _affirmed_sentences(cs, note, 0) if stated_codes else []
+
+    def goes(code: str) -> bool:
+        if code in stated_codes or not specified(code):
+            return False
+        if any(alternative(code, e) and denied_by(code, e) for e in established):
+            return True
+        return not _stated_wordings(cs, code, affirmed) and (
+            any(alternative(code, e) for e in established) or any(residual_beside(code, e) for e in stated_codes))
+
+    return [Rejected(c, OTHER_STATED) for c in codes if goes(c)]
 
 
 def wrong_side(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -499,23 +554,26 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     valid = [c for c in codes if cs.is_valid(c)]
     # A category is taken by a code the assessment states, or by a guess where it states none
     # of the category ("without lower urinary tract symptoms" gives way to the "with" it states).
-    taken = {(cs.ancestors(c) or [c])[-1] for c in valid if _stated_wordings(cs, c, affirmed)}
-    chosen_words = [((cs.ancestors(c) or [c])[-1], essential_stems(w))
+    taken = {_category(cs, c) for c in valid if _stated_wordings(cs, c, affirmed)}
+    chosen_words = [(_category(cs, c), essential_stems(w))
                     for c in valid for w in [cs.description(c), *cs.inclusion_terms(c)]]
     best: dict[str, list[tuple[int, str]]] = {}  # category -> (words stated, code)
     for code in candidates:
         description = cs.description(code)
-        if not cs.is_billable(code) or _UNSPECIFIED.search(description):
+        if not cs.is_billable(code):
             continue
-        category = (cs.ancestors(code) or [code])[-1]
+        category = _category(cs, code)
         if category in taken or code in valid:
             continue
         # Stated, and not just part of what a chosen code says ("malignant neoplasm" is C61's
         # "malignant neoplasm of prostate", not C80.1).
         # A guess of its category says nothing against it (N40.0 "without ..." for N40.1 "with ...").
+        # An "unspecified" code only where the assessment says no more than its one word
+        # ("Hyperlipidemia."): where it says more, that more has a code of its own.
         stated = max((len(wanted) for wanted in _stated_wordings(cs, code, affirmed)
-                      if not any(wanted <= said for of, said in chosen_words
-                                 if of != category or of in taken)), default=0)
+                      if (len(wanted) == 1 or not _UNSPECIFIED.search(description))
+                      and not any(wanted <= said for of, said in chosen_words
+                                  if of != category or of in taken)), default=0)
         if stated:
             best.setdefault(category, []).append((stated, code))
     out = []
@@ -545,36 +603,70 @@ def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> froze
 def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:
     """The essential words of each wording of `code` (`_wordings`) of two or more such words that
     one affirmed sentence states."""
-    return [wanted for wording, wanted in _wordings(cs, cs.normalize(code))
+    code = cs.normalize(code)
+    return [wanted for wording, wanted in _wordings(cs, code)
             if any(_enough_words(wording, wanted, sentence) and _states(wording, wanted, sentence)
-                   for sentence in affirmed)]
+                   and _not_otherwise_specified(cs, code, wording, wanted, sentence) for sentence in affirmed)]
+
+
+def _not_otherwise_specified(cs: CodeSet, code: str, wording: str, wanted: frozenset[str],
+                             sentence: _Sentence) -> bool:
+    """A wording "... NOS" holds where the sentence says nothing more that the code set codes
+    apart: no word of another code of its category or of the categories its Excludes1 notes
+    name (F32.9's "Major depression NOS" is not "Major depressive disorder, recurrent episode,
+    moderate": F32 has "moderate" and excludes F33 "recurrent"). "Migraine with aura, two
+    attacks a month" is G43.109's "Migraine with aura NOS"; a note that writes "NOS" says so."""
+    if not _NOS.search(wording) or _NOS.search(sentence.text):
+        return True
+    return not (sentence.words - wanted - _STATUS - _SIDE_WORDS) & _distinguishing_words(cs, code)
+
+
+@lru_cache(maxsize=4096)
+def _distinguishing_words(cs: CodeSet, code: str) -> frozenset[str]:
+    """The key words of the billable codes of `code`'s category and of the categories the
+    Excludes1 notes on `code` and its ancestors name."""
+    categories = {_category(cs, code)}
+    for note in [n for link in [code, *cs.ancestors(code)] for n in cs.record(link).excludes1]:
+        categories.update(end[:3] for lo, hi in note_ranges(note) for end in (lo, hi) if cs.is_valid(end[:3]))
+    return frozenset().union(*(key_words(cs.description(c)) for category in categories
+                               for c in cs.billable_descendants(category)))
 
 
 def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
     """Two essential words or more; or one, where the wording and the sentence both say "without
     complications" ("Herpes zoster of the right T6 dermatome, uncomplicated" states B02.9
-    "Zoster without complications"): a lone word is too often a part of another diagnosis."""
-    return len(wanted) >= 2 or (len(wanted) == 1 and bool(_WITHOUT.search(wording))
-                                and bool(_WITHOUT.search(sentence.text)))
+    "Zoster without complications"), or where the sentence says that word and nothing else but
+    how the condition is doing ("Hyperlipidemia, at goal." states E78.5 "Hyperlipidemia,
+    unspecified"): a lone word is too often a part of another diagnosis."""
+    return len(wanted) >= 2 or (len(wanted) == 1 and (
+        bool(_WITHOUT.search(wording)) and bool(_WITHOUT.search(sentence.text)) or _says_only(wanted, sentence)))
+
+
+def _says_only(wanted: frozenset[str], sentence: _Sentence) -> bool:
+    """Does the sentence say those words and nothing else but how the condition is doing and
+    which side (`_STATUS`)?"""
+    return not sentence.words - wanted - _STATUS - _SIDE_WORDS
 
 
 @lru_cache(maxsize=65536)
 def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     """Each wording of a code with the essential words it asks for: its description, inclusion
-    terms and Includes note ("hypertension" at I10), and the inclusion terms of its ancestors
+    terms and Includes note ("hypertension" at I10), each once per alternative of a slashed pair
+    ("Grade II hemorrhoids" and "stage II hemorrhoids" for "Grade/stage II"), and the inclusion terms of its ancestors
     below the category, which hold for every code under them, with the code's own side ("Sprain
     of talofibular ligament", under S93.49, says S93.491A "Sprain of other ligament of right
     ankle" where the note says "right"), and for a code with a side its parent's title with that
     side. A residual "Other ..." code's own description is none of them: it says no more than
     the generic code of its category."""
     terms = cs.inclusion_terms(code)
-    own = [(w, essential_stems(w)) for w in [cs.description(code), *terms, *cs.includes(code)]]
-    if _RESIDUAL.search(cs.description(code)):  # "Chronic constipation" is K59.09's own
-        own = own[1:]
+    said = [*terms, *cs.includes(code)]
+    if not _RESIDUAL.search(cs.description(code)):  # "Chronic constipation" is K59.09's own
+        said.insert(0, cs.description(code))
+    own = [(w, essential_stems(w)) for term in said for w in slash_alternatives(term)]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
-    inherited = [(term, essential_stems(term) | side)
-                 for term in cs.inclusion_terms(code, inherited=True)[len(terms):]]
+    inherited = [(w, essential_stems(w) | side)
+                 for term in cs.inclusion_terms(code, inherited=True)[len(terms):] for w in slash_alternatives(term)]
     # The parent's title with the code's side: "Carpal tunnel syndrome" + right is G56.01.
     parent = next(iter(cs.ancestors(cs.ancestors(code)[0] if cs.seventh_variants(code) else code)), None)
     if side and parent and not _RESIDUAL.search(cs.description(parent)):
@@ -590,6 +682,7 @@ def wordings(cs: CodeSet, code: str) -> list[str]:
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")
+_SIDE_WORDS = frozenset({_UNILATERAL, _BILATERAL, stem("left"), stem("right")})
 
 
 class _Sentence(NamedTuple):
@@ -676,7 +769,7 @@ def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str
 
 
 def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str | None:
-    category = (cs.ancestors(code) or [code])[-1]
+    category = _category(cs, code)
     own = [essential_stems(w) for w in [cs.description(code), *cs.inclusion_terms(code)]]
     said = set().union(*own)
     scored = []
@@ -703,6 +796,13 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
 _QUALIFYING = frozenset(stem(w) for w in (
     "acute", "subacute", "chronic", "recurrent", "persistent", "generalized", "localized", "primary",
     "secondary", "mild", "moderate", "severe", "left", "right", "bilateral", "unilateral", "multiple"))
+
+
+# Words that say how a condition is doing, not what it is ("Hyperlipidemia, at goal"), and the
+# heading's own ("Assessment: pneumonia.").
+_STATUS = frozenset(stem(w) for w in (
+    "stable", "controlled", "goal", "improved", "improving", "unchanged", "acceptable", "well",
+    "resolving", "continue", "continued", "monitor", "monitoring", "assessment", "impression", "diagnosis"))
 
 
 def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
@@ -735,11 +835,22 @@ def _more_specific(cs: CodeSet, other: str, code: str) -> bool:
     parent = next(iter(cs.ancestors(code)), None)
     if parent is None or code in cs.ancestors(other) + [other] or _RESIDUAL.search(cs.description(other)):
         return False  # "Other hyperlipidemia" says no more than E78.5, unless stated (specific_in_assessment)
+    if _denies_what_it_says(cs, other, code):
+        return False  # R11.0 "Nausea without vomiting" is R11.2's alternative, not its detail
     if parent not in cs.ancestors(other):
         return _reports_generic(cs, cs.normalize(other), cs.normalize(code)) \
             or _names_unspecified(cs, cs.normalize(other), cs.normalize(code))
     return (not _GENERIC.search(cs.description(other))
             or len(code_key(other)) > len(code_key(code)))
+
+
+@lru_cache(maxsize=65536)
+def _denies_what_it_says(cs: CodeSet, other: str, code: str) -> bool:
+    """Does a wording of `other` say absent a word `code`'s description asks for (R11.0's
+    "Nausea without vomiting" and R11.2 "Nausea with vomiting, unspecified")? Not a word it
+    also says ("Retinal detachment without retinal break" says the retina)."""
+    wanted = essential_stems(cs.description(code)) - negated_stems(cs.description(code))
+    return any(only_negated_stems(w) & wanted for w, _ in _wordings(cs, cs.normalize(other)))
 
 
 @lru_cache(maxsize=65536)
@@ -755,9 +866,11 @@ def _reports_generic(cs: CodeSet, other: str, code: str) -> bool:
     base = cs.ancestors(code)[0] if cs.seventh_variants(code) else code  # T14.90, not its encounter
     if not _UNSPECIFIED.search(cs.description(base)) or _ELSEWHERE.search(cs.description(other)) \
             or _chapter(cs, code) != _chapter(cs, other) \
-            or (cs.ancestors(code) or [code])[-1] == (cs.ancestors(other) or [other])[-1]:
+            or _category(cs, code) == _category(cs, other):
         return False
-    wanted = _title_stems(cs.description(base))
+    # What "unspecified" qualifies is not asked for: "Other injury of unspecified body region"
+    # wants an injury.
+    wanted = _title_stems(_UNSPECIFIED_PART.sub("", cs.description(base)))
     titles = [other, *cs.ancestors(other, include_groups=True)][:-1]  # not the chapter
     held = set().union(*(_title_stems(cs.description(t)) for t in titles))
     return (bool(wanted) and wanted <= held and len(_title_stems(cs.description(other))) > len(wanted)
@@ -772,7 +885,7 @@ def _names_unspecified(cs: CodeSet, other: str, code: str) -> bool:
     J45.909 "Unspecified asthma, uncomplicated" beside J45.20 "Mild intermittent asthma,
     uncomplicated"."""
     if not _UNSPECIFIED.search(cs.description(code)) or _RESIDUAL.search(cs.description(other)) \
-            or (cs.ancestors(code) or [code])[-1] != (cs.ancestors(other) or [other])[-1]:
+            or _category(cs, code) != _category(cs, other):
         return False
     wanted = _title_stems(_UNSPECIFIED.sub(" ", cs.description(code)))
     held = _title_stems(cs.description(other))
@@ -794,6 +907,11 @@ def _groups(cs: CodeSet, code: str) -> list[str]:
 
 
 @lru_cache(maxsize=65536)
+def _category(cs: CodeSet, code: str) -> str:
+    """The three-character category a code is under (itself for a category)."""
+    return (cs.ancestors(code) or [code])[-1]
+
+
 def _chapter_of(cs: CodeSet, code: str) -> str | None:
     groups = _groups(cs, code)
     return groups[-1] if groups else None
@@ -953,7 +1071,7 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
         replaced |= set(reported) | {t for t in targets if not any(_within(t, line) for line in asked)}
         covered |= set(targets)
     for generic in [c for c in prob if c not in replaced and _WITHOUT_ANY.search(cs.description(c))]:
-        category = (cs.ancestors(generic) or [generic])[-1]
+        category = _category(cs, generic)
         others = [c for c in prob if c != generic and category not in cs.ancestors(c) + [c]]
         by_targets: dict[tuple[str, ...], list[str]] = {}
         for option in _with_codes(cs, category):
@@ -1062,6 +1180,27 @@ def drug_therapy(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tu
             elif (span := current_drug(note, drugs)) is not None:
                 out[asked] = (span, [code])
     return out
+
+
+def long_term_therapy(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """The long-term drug therapy codes of the classes a coder codes wherever the note says the
+    patient takes them long term (`drugs.CODED_WHEN_STATED`: "Continue apixaban long term" is
+    Z79.01, "Long-term aspirin and clopidogrel" Z79.82 and Z79.02): {code: where the note names
+    the drug}. None that is among `codes` already."""
+    out = {}
+    for class_name in CODED_WHEN_STATED:
+        code = _class_code(cs, class_name)
+        if code is not None and code not in codes and (span := long_term_drug(note, class_name)):
+            out[code] = span
+    return out
+
+
+@lru_cache(maxsize=16)
+def _class_code(cs: CodeSet, class_name: str) -> str | None:
+    """The billable Z79 code of a drug class, by the class's name in its title ("Long term
+    (current) use of aspirin")."""
+    wording = next(w for name, w, _ in DRUG_CLASSES if name == class_name)
+    return next((c for c in cs.billable_descendants("Z79") if re.search(wording, cs.description(c), re.I)), None)
 
 
 @lru_cache(maxsize=65536)

@@ -137,6 +137,22 @@ def essential_stems(text: str) -> frozenset[str]:
     return frozenset(key_words(NONESSENTIAL.sub(" ", text))) or stems(text)
 
 
+# Two words joined by a slash, each of three letters or more: the code set's "either" ("Grade/stage
+# II hemorrhoids", "antithrombotics/antiplatelets"). Levels and names keep theirs ("C5/C6",
+# "T/NK-cell").
+_SLASHED = re.compile(r"\b([A-Za-z]{3,})/([A-Za-z]{3,})\b")
+
+
+def slash_alternatives(wording: str) -> list[str]:
+    """The wording once per alternative of its slashed pairs ("Grade/stage II hemorrhoids" ->
+    "Grade II hemorrhoids", "stage II hemorrhoids"): a note says one of them, rarely both."""
+    hit = _SLASHED.search(wording)
+    if hit is None:
+        return [wording]
+    head, tail = wording[:hit.start()], wording[hit.end():]
+    return [head + word + rest for word in hit.groups() for rest in slash_alternatives(tail)]
+
+
 _SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)
 _SENTENCE_END = re.compile(r"[\n.;]")
 # Where a sentence splits into clauses: a comma, or a contrast word. A contrast word also ends a

@@ -91,8 +91,9 @@ def test_validation_flags(cs):
 def test_a_code_the_note_only_denies_is_never_suggested(cs):
     # Whatever proposes it (a model, similar cases, phrases), "He denies chest pain" is no chest pain.
     result = Pipeline(ScriptedRuntime(format_answer(["R07.9", "I10", "A00.0"])), cs).suggest(NOTE)
-    # (E11.9 comes in too: the assessment states it in the code set's words.)
-    assert [s.code for s in result.suggestions] == ["I10", "E11.9"]
+    # (E11.9 and R51.9 come in too: the assessment states them in the code set's words, the
+    # headache as an item of its own.)
+    assert [s.code for s in result.suggestions] == ["I10", "R51.9", "E11.9"]
     rejected = [(r.raw, r.reason) for r in result.rejected]
     assert ("R07.9", Flag.NEGATED) in rejected
     # Not found at all is another matter. A clinic note's assessment names what the visit is

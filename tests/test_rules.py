@@ -286,9 +286,11 @@ def test_a_retrieved_code_the_assessment_states_in_its_own_words_is_suggested(cs
     pool = ["I48.91", "I48.21", "I10", "R00.2"]
     assert rules.stated_in_assessment(cs, note, pool, ["I10"]) == ["I48.21"]
     assert rules.stated_in_assessment(cs, note, pool, ["I10", "I48.91"]) == []  # its category is taken
-    # Named only in the history, or in a note without an assessment: not added.
-    assert rules.stated_in_assessment(cs, note.replace("Permanent atrial fibrillation", "Palpitations")
-                                      .replace("palpitations", "permanent atrial fibrillation"), pool, []) == ["I10"]
+    # Named only in the history, or in a note without an assessment: not added (the item
+    # "Palpitations." states R00.2).
+    history = note.replace("Permanent atrial fibrillation", "Palpitations").replace(
+        "palpitations", "permanent atrial fibrillation")
+    assert rules.stated_in_assessment(cs, history, pool, []) == ["I10", "R00.2"]
     assert rules.stated_in_assessment(cs, "Permanent atrial fibrillation.", pool, []) == []
     # A wording that says what is absent is stated only where the note says it is absent.
     migraine = "Assessment: 1. Migraine without aura, two attacks a month.\n"
@@ -296,9 +298,11 @@ def test_a_retrieved_code_the_assessment_states_in_its_own_words_is_suggested(cs
     assert rules.stated_in_assessment(cs, migraine, pool, []) == ["G43.009"]
     assert rules.stated_in_assessment(cs, migraine.replace("without", "with"), pool, []) == ["G43.109"]
     assert rules.specific_in_assessment(cs, migraine, ["G43.909"]) == {"G43.909": "G43.009"}
-    # A one-word wording is too little to go on ("Hypertension" alone would be I10, but the
-    # ranker already proposes what a single word names).
-    assert rules.stated_in_assessment(cs, "Assessment: pneumonia.\n", ["J18.9"], []) == []
+    # A one-word wording is too little to go on inside a longer diagnosis ("pneumonia" is in
+    # "pneumonia due to Streptococcus pneumoniae"); an item that says that word and nothing
+    # else states it, "unspecified" or not.
+    assert rules.stated_in_assessment(cs, "Assessment: pneumonia of the left lower lobe.\n", ["J18.9"], []) == []
+    assert rules.stated_in_assessment(cs, "Assessment: pneumonia.\n", ["J18.9"], []) == ["J18.9"]
 
     pipeline = fixed_pipeline(cs, [("I10", 0.9)])
     result = pipeline.suggest(note)
@@ -676,3 +680,126 @@ def test_one_word_and_uncomplicated_state_the_without_complications_code(cs):
     # Without "uncomplicated", a lone "zoster" states nothing (B02.29 "Other postherpetic nervous
     # system involvement" holds it too).
     assert rules.stated_in_assessment(cs, note.replace(", uncomplicated", ""), ["L53.9", "B02.9"], []) == []
+
+
+def test_an_assessment_item_of_one_word_states_its_code(cs):
+    """"3. Hyperlipidemia." and "Hyperlipidemia, at goal" state E78.5 "Hyperlipidemia,
+    unspecified": the item says the condition and how it is doing, nothing a more specific code
+    would need. An item that says more states the code of what it says."""
+    pool = ["E78.5", "E78.2", "E78.49"]
+    for item in ("3. Hyperlipidemia.", "4. Hyperlipidemia, at goal.", "Hyperlipidemia, stable."):
+        note = f"PMH: high cholesterol.\nAssessment:\n1. Essential hypertension.\n{item}\nPlan: statin.\n"
+        assert rules.stated_in_assessment(cs, note, pool, ["I10"]) == ["E78.5"], item
+    mixed = "Assessment:\n1. Mixed hyperlipidemia.\nPlan: statin.\n"
+    assert rules.stated_in_assessment(cs, mixed, pool, []) == ["E78.2"]
+    # The word inside a longer diagnosis, or named only in the history: nothing.
+    assert rules.stated_in_assessment(cs, "Assessment:\n1. Hyperlipidemia due to hypothyroidism.\n", pool, []) == []
+    assert rules.stated_in_assessment(cs, "PMH: hyperlipidemia.\nAssessment:\n1. Gout.\n", pool, []) == []
+
+
+def test_a_slashed_pair_of_a_code_is_either_word(cs):
+    """K64.1's "Grade/stage II hemorrhoids" says grade II or stage II: "Grade II internal
+    hemorrhoids" states it, and it displaces the guesses of its category."""
+    note = "Anoscopy: internal hemorrhoids.\nAssessment:\n1. Grade II internal hemorrhoids with bleeding.\n"
+    assert rules.stated_in_assessment(cs, note, ["K64.8", "K64.9", "K64.1"], []) == ["K64.1"]
+    assert rules.stated_in_assessment(cs, note.replace("Grade", "Stage"), ["K64.8", "K64.9", "K64.1"], []) == ["K64.1"]
+    result = fixed_pipeline(cs, [("K64.8", 0.4), ("K64.9", 0.3)]).suggest(note)
+    assert result.codes == ["K64.1"]
+
+
+@pytest.mark.parametrize("note, added", [
+    ("Assessment: Permanent atrial fibrillation. Continue apixaban long term and metoprolol.", {"Z79.01": "apixaban"}),
+    ("Assessment: 5. Long-term aspirin and clopidogrel.", {"Z79.82": "aspirin", "Z79.02": "clopidogrel"}),
+    ("Assessment: 4. Long-term antiplatelet therapy for secondary prevention.", {"Z79.02": "antiplatelet"}),
+    ("On chronic anticoagulation with warfarin for a mechanical valve.", {"Z79.01": "anticoagulation"}),
+    ("Takes apixaban 5 mg twice daily.", {}),                              # not said to be long term
+    ("Long-term warfarin was discontinued after the bleed.", {}),          # stopped
+    ("Long-term insulin glargine 20 units nightly.", {}),                  # only where diabetes asks
+    ("Plan: consider long-term anticoagulation if AF recurs.", {}),         # only planned
+])
+def test_a_drug_the_note_says_is_taken_long_term_gets_its_z79_code(cs, note, added):
+    """A coder codes the long-term use of an anticoagulant (Z79.01), antiplatelet (Z79.02) or
+    aspirin (Z79.82) wherever the note says the patient takes it long term, whether or not a
+    diagnosis asks for it; the drug's name is the evidence."""
+    found = rules.long_term_therapy(cs, note, [])
+    assert {code: note[a:b] for code, (a, b) in found.items()} == added
+    assert rules.long_term_therapy(cs, note, list(added)) == {}  # already suggested
+
+
+def test_the_pipeline_adds_the_long_term_drug_with_its_flag_and_evidence(cs):
+    note = ("Cardiology follow-up.\nHPI: permanent atrial fibrillation, takes apixaban 5 mg twice daily.\n"
+            "Assessment:\n1. Permanent atrial fibrillation. Continue apixaban long term.\n")
+    result = fixed_pipeline(cs, [("I48.21", 0.9)]).suggest(note)
+    assert result.codes == ["I48.21", "Z79.01"]
+    z79 = result.suggestions[1]
+    assert z79.flags == ["long_term_drug_stated"] and z79.evidence.text == "apixaban"
+    assert fixed_pipeline(cs, [("I48.21", 0.9)], coding_rules=False).suggest(note).codes == ["I48.21"]
+
+
+def test_a_residual_other_code_goes_beside_the_code_of_its_category_the_assessment_states(cs):
+    """F41.8 "Other specified anxiety disorders" beside the "Generalized anxiety disorder" the
+    assessment states: the physician named which anxiety disorder. A residual code the note
+    states stays, and so does one beside nothing stated."""
+    note = "Assessment:\n1. Major depressive disorder, recurrent episode, moderate.\n2. Generalized anxiety disorder.\n"
+    assert rules.alternative_stated(cs, note, ["F33.1", "F41.1", "F41.8"]) == [Rejected("F41.8", rules.OTHER_STATED)]
+    assert rules.alternative_stated(cs, note.replace("Generalized anxiety disorder", "Anxiety"),
+                                    ["F33.1", "F41.8"]) == []
+    # "..., other site" is a site, not another condition: M89.78 is what the note says.
+    osseous = "Assessment:\n1. Major osseous defect, other site.\n"
+    assert rules.alternative_stated(cs, osseous, ["M89.70", "M89.78"]) == []
+
+
+def test_a_code_of_the_other_course_than_the_note_says_is_contradicted(cs):
+    """J32.0 "Chronic maxillary sinusitis" where the note says "Acute bacterial maxillary
+    sinusitis" and never "chronic"; a note that also says chronic keeps it."""
+    note = "HPI: 12 days of congestion.\nAssessment: Acute bacterial maxillary sinusitis.\n"
+    assert rules.contradicted(cs, note, ["J01.00", "J32.0"]) == [Rejected("J32.0", rules.CONTRADICTED)]
+    both = note.replace("HPI: 12 days of congestion.", "PMH: chronic maxillary sinusitis.")
+    assert rules.contradicted(cs, both, ["J01.00", "J32.0"]) == []
+    # An acute code where the note says "chronic" of the same condition, likewise.
+    assert rules.contradicted(cs, "Assessment: Chronic maxillary sinusitis.\n", ["J01.00", "J32.0"]) == [
+        Rejected("J01.00", rules.CONTRADICTED)]
+
+
+def test_a_code_that_says_absent_what_another_says_is_not_its_more_specific_code(cs):
+    """R11.0 "Nausea" holds "Nausea without vomiting": beside R11.2 "Nausea with vomiting,
+    unspecified" it is the alternative, not the detail, and R11.2 stays for the note that says
+    "nausea with vomiting". A word the wording also says is not absent ("Retinal detachment
+    without retinal break" still says the retina, so H33.22 reports H33.20)."""
+    assert not rules._more_specific(cs, "R11.0", "R11.2")
+    kept, dropped, *_ = rules.apply([("R11.0", 0.6), ("R11.2", 0.4)], cs)
+    assert [c for c, _ in kept] == ["R11.0", "R11.2"] and dropped == []
+    assert rules._more_specific(cs, "H33.22", "H33.20")
+
+
+def test_an_injury_of_unspecified_body_region_goes_beside_the_injury_the_note_names(cs):
+    """T14.8XXA "Other injury of unspecified body region, initial encounter" says an injury and
+    that its place is unknown: the Colles' fracture (S52.532A) reports it with its place."""
+    assert run(cs, "S52.532A", "T14.8XXA") == (["S52.532A"], {"T14.8XXA": rules.LESS_SPECIFIC})
+    # "Neoplasm of unspecified behavior of bladder" names a place; the behaviour is what it leaves open.
+    assert not rules._more_specific(cs, "C67.9", "D49.4")
+
+
+def test_a_nos_wording_states_its_code_only_where_the_note_says_no_more(cs):
+    """F32.9's inclusion term "Major depression NOS" is not what "Major depressive disorder,
+    recurrent episode, moderate" says: the recurrence is F33.1's, and F32 excludes F33."""
+    note = "Assessment:\n1. Major depressive disorder, recurrent episode, moderate.\n2. Generalized anxiety disorder.\n"
+    assert rules.established_in_assessment(cs, note, ["F32.9", "F33.1", "F41.1"]) == {"F33.1", "F41.1"}
+    kept, dropped, *_ = rules.apply([("F32.9", 0.6), ("F33.1", 0.4), ("F41.1", 0.5)], cs,
+                                    rules.established_in_assessment(cs, note, ["F32.9", "F33.1", "F41.1"]))
+    assert Rejected("F32.9", rules.EXCLUDED) in dropped
+    # The item that says just that, or a note that writes "NOS" itself, states it.
+    assert rules.established_in_assessment(cs, "Assessment:\n1. Major depression.\n", ["F32.9"]) == {"F32.9"}
+    assert rules.established_in_assessment(cs, "Assessment:\n1. Major depression NOS - follow up.\n",
+                                           ["F32.9"]) == {"F32.9"}
+
+
+def test_a_code_whose_wording_says_absent_what_the_note_says_is_contradicted(cs):
+    """R11.0 "Nausea" holds "Nausea without vomiting": a note that says "nausea with vomiting"
+    contradicts it (R11.2 is the code); "Migraine with aura" contradicts G43.009's "without aura".
+    A note that denies the vomiting keeps R11.0."""
+    note = "Assessment: Nausea with vomiting and diarrhea.\n"
+    assert rules.contradicted(cs, note, ["R11.0", "R11.2", "R19.7"]) == [Rejected("R11.0", rules.CONTRADICTED)]
+    assert rules.contradicted(cs, "Assessment: Migraine with aura.\n", ["G43.009", "G43.109"]) == [
+        Rejected("G43.009", rules.CONTRADICTED)]
+    assert rules.contradicted(cs, "Assessment: Nausea, no vomiting.\n", ["R11.0"]) == []

@@ -1,7 +1,7 @@
 """The note's clauses: a negation cue covers the list after it, and no more."""
 import pytest
 
-from models.text import clauses, essential_stems, sided_end
+from models.text import clauses, essential_stems, sided_end, slash_alternatives
 
 
 def kept(note: str) -> list[str]:
@@ -225,3 +225,16 @@ def test_an_encounter_note_is_told_by_its_assessment_heading():
 def test_a_side_written_after_a_condition_is_read_with_it(note, condition_with_side):
     end = note.index(",")
     assert note[:sided_end(note, end)] == condition_with_side
+
+
+@pytest.mark.parametrize("wording, alternatives", [
+    ("Grade/stage II hemorrhoids", ["Grade II hemorrhoids", "stage II hemorrhoids"]),
+    ("Long term (current) use of antithrombotics/antiplatelets",
+     ["Long term (current) use of antithrombotics", "Long term (current) use of antiplatelets"]),
+    ("Subluxation of C5/C6 cervical vertebrae", ["Subluxation of C5/C6 cervical vertebrae"]),  # a level
+    ("Other mature T/NK-cell lymphomas", ["Other mature T/NK-cell lymphomas"]),                # a name
+    ("Anorexia nervosa, binge eating/purging type, and/or dermis",
+     ["Anorexia nervosa, binge eating type, and/or dermis", "Anorexia nervosa, binge purging type, and/or dermis"]),
+])
+def test_a_slashed_pair_of_words_is_read_as_either(wording, alternatives):
+    assert slash_alternatives(wording) == alternatives

@@ -31,6 +31,9 @@ from models.files import write_json_atomic, write_jsonl_atomic, write_text_atomi
 from models.pipeline import Flag, Pipeline, open_bundle_selector
 from models.rules import REASONS as RULE_REASONS
 
+# The flags of codes the coding rules brought in, not the selector.
+ADDED_BY_RULES = frozenset({Flag.COMBINATION, Flag.STATED, Flag.ADDITIONAL, Flag.LONG_TERM})
+
 
 class EvalDataError(CoderError, ValueError):
     pass
@@ -191,8 +194,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
         # and code I10 beside N18 rather than I12).
         "micro_f1_without_coding_rules": score([
             {"gold": r["gold"],
-             "predicted": [c for c in r["predicted"]
-                           if not {Flag.COMBINATION, Flag.STATED, Flag.ADDITIONAL} & set(r["flags"].get(c, []))]
+             "predicted": [c for c in r["predicted"] if not ADDED_BY_RULES & set(r["flags"].get(c, []))]
              + [x["raw"] for x in r["rejected"] if x["reason"] in RULE_REASONS]}
             for r in rows])["micro_f1"],
         "invalid_rate": round(invalid / predicted_total, 4) if predicted_total else 0.0,

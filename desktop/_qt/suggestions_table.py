@@ -16,6 +16,7 @@ FLAG_TEXT = {
     Flag.COMBINATION: "one code for",
     Flag.STATED: "stated in the assessment",
     Flag.ADDITIONAL: "additional code for",
+    Flag.LONG_TERM: "long-term use stated",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}

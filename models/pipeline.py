@@ -55,8 +55,9 @@ class Flag(StrEnum):
     # Came in because the note's assessment states it in the code set's words: a code the
     # selector left out, or the specific code in place of its "unspecified" one (models/rules.py).
     STATED = "stated_in_assessment"
-    # Added by the coding rules: a drug therapy code (Z79.4 insulin) that a suggested code's "Use
-    # additional code" note asks for (E11.65), where the note names a current drug of its class.
+    # Added by the coding rules: a code that a suggested code's "Use additional code" note asks
+    # for: a drug therapy (Z79.4 insulin for E11.65) where the note names a current drug of its
+    # class, or the BMI (Z68.37 for E66.812) where the note records it.
     ADDITIONAL = "additional_code"
     # Added by the coding rules: the long-term use of an anticoagulant, antiplatelet or aspirin
     # that the note states ("Continue apixaban long term"), whether or not a code asks for it.
@@ -262,7 +263,8 @@ class Pipeline:
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
-        ask for (Z79.84 for E11.65 where the note names metformin) and those the note says the
+        ask for (Z79.84 for E11.65 where the note names metformin; Z68.37 for E66.812 where it
+        records "BMI 37.4") and those the note says the
         patient takes long term (Z79.01 for "Continue apixaban long term"), the drug as their
         evidence.
         In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes."""
@@ -326,8 +328,11 @@ class Pipeline:
                 s.flags.append(Flag.SPECIFIC_SUGGESTED)
                 s.more_specific = applied.outranked[code]
             out.append(s)
-        for code, (span, asking) in rules.drug_therapy(self.cs, certain, [s.code for s in out]).items():
-            # As sure as the surest code asking for it; the drug's name is its evidence.
+        kept = [s.code for s in out]
+        asked = rules.drug_therapy(self.cs, certain, kept) | rules.body_mass_index(self.cs, certain, kept)
+        for code, (span, asking) in asked.items():
+            # As sure as the surest code asking for it; what the note records (the drug's name,
+            # the BMI) is its evidence.
             probability = max(x.confidence for x in out if x.code in asking)
             s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
             s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])

@@ -188,6 +188,15 @@ The reasons are plain strings:
     note names a drug of that class (models/drugs.py) in an affirmed clause that does not stop,
     refuse or only plan it. So no Z79.4 with type 1 diabetes (E10 asks for none), and nothing for
     a metformin on the list of a patient without diabetes.
+
+`body_mass_index`, which adds the BMI a selected code asks for
+    The Z68 code of the adult BMI the note records ("BMI 37.4": Z68.37), where a selected code's
+    "Use additional code" note asks for the BMI (E66 obesity), the value as its evidence.
+
+`long_term_therapy`, which adds the long-term use the note states
+    An anticoagulant (Z79.01), antiplatelet (Z79.02) or aspirin (Z79.82) that a sentence of the
+    note says the patient takes long term ("Continue apixaban long term"), whether or not a
+    selected code asks for it (`drugs.CODED_WHEN_STATED`).
 """
 from __future__ import annotations
 
@@ -195,6 +204,7 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+from .bmi import adult_bmi_code, recorded_bmi
 from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
@@ -222,8 +232,8 @@ __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATI
            "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "NO_EVIDENCE", "OTHER_STATED", "REASONS", "UNCERTAIN",
            "UNSPECIFIED_NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied",
            "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
-           "drug_therapy", "established_in_assessment", "specific_in_assessment", "stated_in_assessment",
-           "unassessed", "wrong_side"]
+           "body_mass_index", "drug_therapy", "long_term_therapy", "established_in_assessment",
+           "specific_in_assessment", "stated_in_assessment", "unassessed", "wrong_side"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
@@ -1180,6 +1190,23 @@ def drug_therapy(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tu
             elif (span := current_drug(note, drugs)) is not None:
                 out[asked] = (span, [code])
     return out
+
+
+def body_mass_index(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tuple[int, int], list[str]]]:
+    """The BMI code that the `codes` ask for in their "Use additional code" notes (E66 obesity:
+    "code to identify body mass index (BMI), if known"), where the note records an adult's BMI
+    (`bmi.recorded_bmi`): {code: (where the note writes it, the codes asking)}. None that is
+    among `codes` already."""
+    asking = [c for c in codes if cs.is_valid(c) and _asks_for_bmi(cs, cs.normalize(c))]
+    found = recorded_bmi(note) if asking else None
+    code = adult_bmi_code(cs, found[0]) if found else None
+    return {} if code is None or code in codes else {code: (found[1], asking)}
+
+
+@lru_cache(maxsize=65536)
+def _asks_for_bmi(cs: CodeSet, code: str) -> bool:
+    return any("body mass index" in note.lower()
+               for link in [code, *cs.ancestors(code)] for note in cs.record(link).use_additional_code)
 
 
 def long_term_therapy(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:

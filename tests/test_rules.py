@@ -803,3 +803,30 @@ def test_a_code_whose_wording_says_absent_what_the_note_says_is_contradicted(cs)
     assert rules.contradicted(cs, "Assessment: Migraine with aura.\n", ["G43.009", "G43.109"]) == [
         Rejected("G43.009", rules.CONTRADICTED)]
     assert rules.contradicted(cs, "Assessment: Nausea, no vomiting.\n", ["R11.0"]) == []
+
+
+@pytest.mark.parametrize("note, added", [
+    ("Exam: Weight 118 kg, BMI 37.4.\nAssessment: Class 2 obesity.", {"Z68.37": "BMI 37.4"}),
+    ("61-year-old man. Body mass index of 31 today.", {"Z68.31": "Body mass index of 31"}),
+    ("BMI: 45.0", {"Z68.42": "BMI: 45.0"}),                   # the lower end of 45.0-49.9
+    ("BMI 19.5, recent weight loss.", {"Z68.1": "BMI 19.5"}),
+    ("14-year-old girl, BMI 31.", {}),                         # a child's code is by percentile
+    ("Obesity; weight 118 kg.", {}),                           # no value written
+])
+def test_the_bmi_a_code_asks_for_is_coded_from_the_value_the_note_records(cs, note, added):
+    """E66's "Use additional code to identify body mass index (BMI), if known" asks for the Z68
+    code of the value the note writes, by the ranges of the Z68 titles; the value is the evidence."""
+    found = rules.body_mass_index(cs, note, ["E66.812"])
+    assert {code: note[a:b] for code, ((a, b), _) in found.items()} == added
+    assert all(asking == ["E66.812"] for _, asking in found.values())
+    assert rules.body_mass_index(cs, note, ["I10"]) == {}          # nothing asks for it
+    assert rules.body_mass_index(cs, note, ["E66.812", *added]) == {}  # already suggested
+
+
+def test_the_pipeline_adds_the_bmi_the_obesity_asks_for(cs):
+    note = ("Endocrinology follow-up.\nExam: Weight 118 kg, BMI 37.4.\n"
+            "Assessment:\n1. Class 2 obesity, BMI 37.4.\n")
+    result = fixed_pipeline(cs, [("E66.812", 0.8)]).suggest(note)
+    assert result.codes == ["E66.812", "Z68.37"]
+    z68 = result.suggestions[1]
+    assert z68.flags == ["additional_code"] and z68.asked_by == ["E66.812"] and z68.evidence.text == "BMI 37.4"

@@ -398,16 +398,27 @@ def test_a_code_asks_for_the_drug_therapy_the_note_names(cs, codes, note, added)
         assert note[span[0]:span[1]].lower() in {"metformin", "insulin", "januvia", "ozempic", "apixaban"}
 
 
-def test_the_pipeline_adds_the_drug_therapy_with_the_drug_as_evidence(cs):
-    note = ("HPI: type 2 diabetes, takes metformin 1000 mg twice daily.\n"
-            "Assessment and plan:\n1. Type 2 diabetes mellitus with hyperglycemia: increase metformin.\n")
-    result = fixed_pipeline(cs, [("E11.65", 0.9)]).suggest(note)
-    assert result.codes == ["E11.65", "Z79.84"]
-    z79 = result.suggestions[1]
-    assert z79.flags == ["additional_code"] and z79.asked_by == ["E11.65"]
-    assert z79.evidence.text == "metformin" and z79.confidence == pytest.approx(0.9)
+@pytest.mark.parametrize("chosen, note, added, flag, evidence", [
+    ("E11.65", "HPI: type 2 diabetes, takes metformin 1000 mg twice daily.\nAssessment and plan:\n"
+     "1. Type 2 diabetes mellitus with hyperglycemia: increase metformin.\n", "Z79.84", "additional_code", "metformin"),
+    ("E66.812", "Endocrinology follow-up.\nExam: Weight 118 kg, BMI 37.4.\nAssessment:\n"
+     "1. Class 2 obesity, BMI 37.4.\n", "Z68.37", "additional_code", "BMI 37.4"),
+    ("I48.21", "Cardiology follow-up.\nHPI: permanent atrial fibrillation, takes apixaban 5 mg twice daily.\n"
+     "Assessment:\n1. Permanent atrial fibrillation. Continue apixaban long term.\n", "Z79.01", "long_term_drug_stated",
+     "apixaban"),
+])
+def test_the_pipeline_adds_the_code_the_rules_ask_for_with_what_the_note_records_as_evidence(
+        cs, chosen, note, added, flag, evidence):
+    """A drug therapy or BMI that the chosen code asks for (as sure as the code asking), and the
+    long-term drug the note states: each with the words of the note it rests on."""
+    result = fixed_pipeline(cs, [(chosen, 0.9)]).suggest(note)
+    assert result.codes == [chosen, added]
+    code = result.suggestions[1]
+    assert code.flags == [flag] and code.evidence.text == evidence
+    if flag == "additional_code":
+        assert code.asked_by == [chosen] and code.confidence == pytest.approx(0.9)
     # Without coding rules, only what was selected.
-    assert fixed_pipeline(cs, [("E11.65", 0.9)], coding_rules=False).suggest(note).codes == ["E11.65"]
+    assert fixed_pipeline(cs, [(chosen, 0.9)], coding_rules=False).suggest(note).codes == [chosen]
 
 
 ANKLE_NOTE = ("Urgent care, injury visit.\nHPI: 31-year-old man turned his right ankle stepping off a curb "
@@ -726,16 +737,6 @@ def test_a_drug_the_note_says_is_taken_long_term_gets_its_z79_code(cs, note, add
     assert rules.long_term_therapy(cs, note, list(added)) == {}  # already suggested
 
 
-def test_the_pipeline_adds_the_long_term_drug_with_its_flag_and_evidence(cs):
-    note = ("Cardiology follow-up.\nHPI: permanent atrial fibrillation, takes apixaban 5 mg twice daily.\n"
-            "Assessment:\n1. Permanent atrial fibrillation. Continue apixaban long term.\n")
-    result = fixed_pipeline(cs, [("I48.21", 0.9)]).suggest(note)
-    assert result.codes == ["I48.21", "Z79.01"]
-    z79 = result.suggestions[1]
-    assert z79.flags == ["long_term_drug_stated"] and z79.evidence.text == "apixaban"
-    assert fixed_pipeline(cs, [("I48.21", 0.9)], coding_rules=False).suggest(note).codes == ["I48.21"]
-
-
 def test_a_residual_other_code_goes_beside_the_code_of_its_category_the_assessment_states(cs):
     """F41.8 "Other specified anxiety disorders" beside the "Generalized anxiety disorder" the
     assessment states: the physician named which anxiety disorder. A residual code the note
@@ -821,12 +822,3 @@ def test_the_bmi_a_code_asks_for_is_coded_from_the_value_the_note_records(cs, no
     assert all(asking == ["E66.812"] for _, asking in found.values())
     assert rules.body_mass_index(cs, note, ["I10"]) == {}          # nothing asks for it
     assert rules.body_mass_index(cs, note, ["E66.812", *added]) == {}  # already suggested
-
-
-def test_the_pipeline_adds_the_bmi_the_obesity_asks_for(cs):
-    note = ("Endocrinology follow-up.\nExam: Weight 118 kg, BMI 37.4.\n"
-            "Assessment:\n1. Class 2 obesity, BMI 37.4.\n")
-    result = fixed_pipeline(cs, [("E66.812", 0.8)]).suggest(note)
-    assert result.codes == ["E66.812", "Z68.37"]
-    z68 = result.suggestions[1]
-    assert z68.flags == ["additional_code"] and z68.asked_by == ["E66.812"] and z68.evidence.text == "BMI 37.4"

@@ -264,9 +264,8 @@ class Pipeline:
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
         ask for (Z79.84 for E11.65 where the note names metformin; Z68.37 for E66.812 where it
-        records "BMI 37.4") and those the note says the
-        patient takes long term (Z79.01 for "Continue apixaban long term"), the drug as their
-        evidence.
+        records "BMI 37.4") and the drugs the note says the patient takes long term (Z79.01 for
+        "Continue apixaban long term"), what the note records as their evidence.
         In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes."""
         certain = rules.certain_part(note)  # the rules read what the note says with certainty
         dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions
@@ -331,23 +330,17 @@ class Pipeline:
         kept = [s.code for s in out]
         asked = rules.drug_therapy(self.cs, certain, kept) | rules.body_mass_index(self.cs, certain, kept)
         for code, (span, asking) in asked.items():
-            # As sure as the surest code asking for it; what the note records (the drug's name,
-            # the BMI) is its evidence.
+            # As sure as the surest code asking for it.
             probability = max(x.confidence for x in out if x.code in asking)
-            s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
-            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
-            s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.ADDITIONAL]
-            s.confidence, s.asked_by = probability, asking
+            s = self._recorded(note, code, span, probability, candidates.get(code), Flag.ADDITIONAL)
+            s.asked_by = asking
             out.append(s)
         for code, span in rules.long_term_therapy(self.cs, certain, [s.code for s in out]).items():
             # The note says so: at least the threshold's probability, as for a code the
-            # assessment states; the drug's name is its evidence.
+            # assessment states.
             candidate = candidates.get(code)
             probability = max(candidate.score if candidate else 0.0, self.retriever.threshold)
-            s = self.validate(note, CodedItem(code, probability=probability), candidate)
-            s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
-            s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [Flag.LONG_TERM]
-            out.append(s)
+            out.append(self._recorded(note, code, span, probability, candidate, Flag.LONG_TERM))
         if encounter_note(note):
             # An office, clinic or ED note's assessment names what the visit is coded for in its
             # own words: a code whose words the note never says is a guess of similar cases.
@@ -356,6 +349,16 @@ class Pipeline:
             dropped += [Rejected(s.code, rules.NO_EVIDENCE) for s in out if Flag.UNSUPPORTED in s.flags]
             out = [s for s in out if Flag.UNSUPPORTED not in s.flags]
         return out, dropped + applied.dropped
+
+    def _recorded(self, note: str, code: str, span: tuple[int, int], probability: float,
+                  candidate: Candidate | None, flag: Flag) -> Suggestion:
+        """A code a coding rule adds for what the note records (a drug's name, a BMI): those
+        words are its evidence, and `flag` says why it came."""
+        s = self.validate(note, CodedItem(code, probability=probability), candidate)
+        s.evidence = Evidence(span[0], span[1], note[span[0]:span[1]])
+        s.flags = [f for f in s.flags if f != Flag.UNSUPPORTED] + [flag]
+        s.confidence = probability
+        return s
 
     def _only_supposed(self, certain: str, s: Suggestion, candidate: Candidate | None) -> bool:
         """Is `s` a diagnosis with evidence in the note but none in its `certain` part, that is,

@@ -552,10 +552,11 @@ def _own_sides(cs: CodeSet, code: str) -> frozenset[str]:
 
 def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: list[str]) -> list[str]:
     """The retrieved `candidates` that the note's assessment states in the code set's own words,
-    when nothing of their category is among `codes` yet: a billable code, neither "unspecified"
-    nor a residual "Other ...", with a wording of two or more essential words, every one in one
-    affirmed sentence of the assessment ("Permanent atrial fibrillation") and not all within a
-    wording of one of `codes`; of a category, the one stating most words. A coder codes the
+    when nothing of their category is among `codes` yet: a billable code, not a residual "Other
+    ..." by its own title, with a wording that one affirmed sentence of the assessment states
+    (`_stated_wordings`: "Permanent atrial fibrillation"; an "unspecified" code only through an
+    item of its one word, "Hyperlipidemia.") and not all within a wording of one of `codes`; of
+    a category, the one stating most words. A coder codes the
     diagnosis the physician states; the ranker's threshold, fitted on case reports, can leave it
     out."""
     affirmed = _assessment_sentences(cs, note)
@@ -611,8 +612,9 @@ def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> froze
 
 
 def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:
-    """The essential words of each wording of `code` (`_wordings`) of two or more such words that
-    one affirmed sentence states."""
+    """The essential words of each wording of `code` (`_wordings`) that one affirmed sentence
+    states: enough of them (`_enough_words`: two, or one said alone), and for a "... NOS"
+    wording nothing more that the code set codes apart (`_not_otherwise_specified`)."""
     code = cs.normalize(code)
     return [wanted for wording, wanted in _wordings(cs, code)
             if any(_enough_words(wording, wanted, sentence) and _states(wording, wanted, sentence)
@@ -922,6 +924,7 @@ def _category(cs: CodeSet, code: str) -> str:
     return (cs.ancestors(code) or [code])[-1]
 
 
+@lru_cache(maxsize=65536)
 def _chapter_of(cs: CodeSet, code: str) -> str | None:
     groups = _groups(cs, code)
     return groups[-1] if groups else None

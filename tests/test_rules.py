@@ -411,12 +411,15 @@ def test_the_pipeline_adds_the_code_the_rules_ask_for_with_what_the_note_records
         cs, chosen, note, added, flag, evidence):
     """A drug therapy or BMI that the chosen code asks for (as sure as the code asking), and the
     long-term drug the note states: each with the words of the note it rests on."""
-    result = fixed_pipeline(cs, [(chosen, 0.9)]).suggest(note)
+    pipeline = fixed_pipeline(cs, [(chosen, 0.9)])
+    result = pipeline.suggest(note)
     assert result.codes == [chosen, added]
     code = result.suggestions[1]
     assert code.flags == [flag] and code.evidence.text == evidence
     if flag == "additional_code":
         assert code.asked_by == [chosen] and code.confidence == pytest.approx(0.9)
+    else:  # the note's words are its evidence: not the halved confidence of an unsupported code
+        assert code.confidence >= pipeline.retriever.threshold
     # Without coding rules, only what was selected.
     assert fixed_pipeline(cs, [(chosen, 0.9)], coding_rules=False).suggest(note).codes == [chosen]
 

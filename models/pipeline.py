@@ -264,8 +264,10 @@ class Pipeline:
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
         ask for (Z79.84 for E11.65 where the note names metformin; Z68.37 for E66.812 where it
-        records "BMI 37.4") and the drugs the note says the patient takes long term (Z79.01 for
-        "Continue apixaban long term"), what the note records as their evidence.
+        records "BMI 37.4"), the drugs the note says the patient takes long term (Z79.01 for
+        "Continue apixaban long term") and the family or personal history the assessment states
+        (Z80.0 for "Family history of colon cancer"), what the note records as their evidence;
+        a malignancy whose personal history code is among them (Z85.828 beside C44.311) goes.
         In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes."""
         certain = rules.certain_part(note)  # the rules read what the note says with certainty
         dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions
@@ -296,8 +298,8 @@ class Pipeline:
             replaced.append(s)
         pool = [c.code for c in sorted(candidates.values(), key=lambda c: -c.score)[: self.pool]]
         for code in rules.stated_in_assessment(self.cs, certain, pool, [s.code for s in replaced]):
-            # At least the threshold's probability: the assessment says it in the code set's words.
-            probability = max(candidates[code].score, self.retriever.threshold)
+            # The assessment says it in the code set's words: as sure as such codes prove to be.
+            probability = max(candidates[code].score, self._stated_confidence())
             s = self.validate(note, CodedItem(code, probability=probability), candidates[code])
             s.flags.append(Flag.STATED)
             replaced.append(s)
@@ -335,12 +337,15 @@ class Pipeline:
             s = self._recorded(note, code, span, probability, candidates.get(code), Flag.ADDITIONAL)
             s.asked_by = asking
             out.append(s)
-        for code, span in rules.long_term_therapy(self.cs, certain, [s.code for s in out]).items():
-            # The note says so: at least the threshold's probability, as for a code the
-            # assessment states.
-            candidate = candidates.get(code)
-            probability = max(candidate.score if candidate else 0.0, self.retriever.threshold)
-            out.append(self._recorded(note, code, span, probability, candidate, Flag.LONG_TERM))
+        for rule, flag in ((rules.long_term_therapy, Flag.LONG_TERM), (rules.history_of, Flag.STATED)):
+            for code, span in rule(self.cs, certain, [s.code for s in out]).items():
+                # The note says so, as for a code the assessment states in the code set's words.
+                candidate = candidates.get(code)
+                probability = max(candidate.score if candidate else 0.0, self._stated_confidence())
+                out.append(self._recorded(note, code, span, probability, candidate, flag))
+        past = rules.in_personal_history(self.cs, [s.code for s in out])
+        dropped += past
+        out = [s for s in out if s.code not in {r.raw for r in past}]
         if encounter_note(note):
             # An office, clinic or ED note's assessment names what the visit is coded for in its
             # own words: a code whose words the note never says is a guess of similar cases.
@@ -349,6 +354,12 @@ class Pipeline:
             dropped += [Rejected(s.code, rules.NO_EVIDENCE) for s in out if Flag.UNSUPPORTED in s.flags]
             out = [s for s in out if Flag.UNSUPPORTED not in s.flags]
         return out, dropped + applied.dropped
+
+    def _stated_confidence(self) -> float:
+        """The confidence of a code the note states in words: how often such codes were right
+        on the train notes, out of fold (`Retriever.stated_precision`), and never below the
+        threshold a code needs."""
+        return max(self.retriever.threshold, self.retriever.stated_precision or 0.0)
 
     def _recorded(self, note: str, code: str, span: tuple[int, int], probability: float,
                   candidate: Candidate | None, flag: Flag) -> Suggestion:

@@ -187,6 +187,9 @@ class Retriever:
         self.weights = np.array(self.model.get("weights", [4.0, 1.0, 1.0] + [0.0] * (len(FEATURES) - 3)))
         self.bias = float(self.model.get("bias", -3.0))
         self.threshold = float(self.model.get("threshold", 0.5))
+        # How often a code the note states in words was right, out of fold (`builder retriever`);
+        # None in a retriever fitted before it was measured.
+        self.stated_precision: float | None = self.model.get("stated_precision")
         self.name = self.model.get("name", "lexical")
 
     @classmethod

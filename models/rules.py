@@ -229,10 +229,12 @@ from .text import (
 )
 
 __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
-           "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "NO_EVIDENCE", "OTHER_STATED", "REASONS", "UNCERTAIN",
+           "IN_PERSONAL_HISTORY", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "NO_EVIDENCE", "OTHER_STATED", "REASONS",
+           "UNCERTAIN",
            "UNSPECIFIED_NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied",
            "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
            "body_mass_index", "drug_therapy", "long_term_therapy", "established_in_assessment",
+           "history_of", "in_personal_history",
            "specific_in_assessment", "stated_in_assessment", "unassessed", "wrong_side"]
 
 LESS_SPECIFIC = "less_specific"
@@ -246,12 +248,14 @@ FAMILY_NOT_IN_ASSESSMENT = "family_history_not_in_assessment"
 EXCLUDED = "excluded_by_stated_code"
 OTHER_STATED = "other_alternative_stated"
 UNCERTAIN = "uncertain_diagnosis"
+# A malignancy the assessment calls personal history (Z85): excised, not current.
+IN_PERSONAL_HISTORY = "neoplasm_in_personal_history"
 # In an encounter note, a code whose words the note never says (models/pipeline.py).
 NO_EVIDENCE = "no_evidence_in_encounter_note"
 # Every reason a rule gives, in the order the pipeline applies them.
 REASONS = (UNCERTAIN, WRONG_SIDE, CONTRADICTED, OTHER_STATED, LESS_SPECIFIC, NOT_IN_ASSESSMENT,
            UNSPECIFIED_NOT_IN_ASSESSMENT, FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED,
-           INTEGRAL_SYMPTOM, NO_EVIDENCE)
+           INTEGRAL_SYMPTOM, IN_PERSONAL_HISTORY, NO_EVIDENCE)
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
 _SYMPTOM_BLOCK = re.compile(r"^symptoms and signs involving the (.+?)(?:\s*\([^()]*\))?$", re.I)
@@ -1245,3 +1249,106 @@ def _asked_drug_codes(cs: CodeSet, code: str) -> tuple[tuple[str, str], ...]:
                 if asked and drugs and cs.is_billable(asked.group(1)):
                     out.append((cs.normalize(asked.group(1)), drugs))
     return tuple(dict.fromkeys(out))
+
+
+# "Family history of colon cancer", "Personal history of basal cell carcinoma": the words that
+# say whose condition and that it is past, then the condition, to the end of its clause (what
+# follows a comma says how it is now: "no recurrence").
+_HISTORY_OF = re.compile(r"\b(family|personal)\s+(?:medical\s+)?history\s+of\s+([^:;(,]+)", re.I)
+_HISTORY_KINDS = {"family": "family history of", "personal": "personal history of"}
+_HISTORY_WORDS = key_words("family personal history")
+
+
+def history_of(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """The "Family history of" (Z80-Z84) and "Personal history of" (Z85-Z87) codes that the
+    assessment states through the condition it names: the code whose "Conditions classifiable
+    to ..." range holds that condition's code ("Family history of colon cancer": C18.9 is in
+    Z80.0's C15-C26, Z80.0 "... malignant neoplasm of digestive organs"; "Personal history of
+    basal cell carcinoma": C44.91, Z85.828). {code: the words of the note}. None that is among
+    `codes`, or of whose category one is (the note states it in the code set's words)."""
+    start = assessment_start(note)
+    if start is None:
+        return {}
+    taken = {c[:3] for c in codes}
+    out = {}
+    for a, b in sentences(note):
+        if b <= start:
+            continue
+        for m in _HISTORY_OF.finditer(note, a, b):
+            if _NEGATED_BEFORE.search(note[a:m.start()]):
+                continue
+            code = _history_code(cs, m.group(1).lower(), m.group(2))
+            if code is not None and code[:3] not in taken:
+                out[code] = (m.start(), m.end(2) - len(m.group(2)) + len(m.group(2).rstrip(" .,")))
+    return out
+
+
+_NEGATED_BEFORE = re.compile(r"\b(?:no|denies|negative for|without)\b[^,]*$", re.I)
+
+
+def in_personal_history(cs: CodeSet, codes: list[str]) -> list[Rejected]:
+    """The malignant neoplasm codes among `codes` that a personal history code among them reports
+    by its own range: "Personal history of basal cell carcinoma" (Z85.828, C44) beside C44.311
+    for the "history of basal cell carcinoma of the nose, excised in 2019" of the HPI. A
+    malignancy excised with no treatment and no evidence left is coded from Z85 (guideline
+    I.C.2.d), not as current."""
+    ranges = [r for c in codes if c.startswith("Z85") and cs.is_valid(c) for r in _classifiable(cs, cs.normalize(c))]
+    return [Rejected(c, IN_PERSONAL_HISTORY) for c in codes
+            if c.startswith("C") and cs.is_valid(c) and _within(cs.normalize(c), ranges)]
+
+
+def _history_code(cs: CodeSet, kind: str, condition: str) -> str | None:
+    """The billable history code of `kind` for `condition`: of those whose range holds one of the
+    five codes the code-set search finds first for it (conditions, not signs or Z codes), the
+    one whose title says most of its words, then most of the first code's, then the one most of
+    the five fall in, then a residual "other"; none whose title says none of its words ("Family history of epilepsy and
+    other diseases of the nervous system" for "sudden cardiac death")."""
+    found = [h.code for h in cs.search(condition, limit=12, billable_only=True) if is_diagnosis(cs, h.code)][:5]
+    words = key_words(condition)
+    first = key_words(cs.description(found[0])) if found else set()  # "ovarian": "... ovary"
+    votes: dict[str, int] = {}
+    for code in found:
+        for history in _history_codes(cs, kind):
+            if _within(code, history[1]):
+                votes[history[0]] = votes.get(history[0], 0) + 1
+    scored = [(len((title := key_words(_title_rest(cs, h))) & words), len(title & first), n,
+               "other" in cs.description(h).lower(), h) for h, n in votes.items()]
+    best = max(scored, default=None, key=lambda s: s[:4])
+    return best[4] if best and best[0] else None
+
+
+def _title_rest(cs: CodeSet, code: str) -> str:
+    """A history code's title without its "Family history of": the condition it reports."""
+    title = cs.description(code)
+    return title[title.lower().find(" of ") + 4:]
+
+
+@lru_cache(maxsize=4)
+def _history_codes(cs: CodeSet, kind: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """(code, ranges) of each billable history code of `kind` ("family", "personal") whose
+    "Conditions classifiable to ..." inclusion terms name ranges: its own, else its nearest
+    ancestor's where no sibling has its own (Z85.828 holds C44 itself; Z80.42 takes Z80.4's C51-C63, but
+    Z85.830 not Z85.8's range of all "other" sites, which its siblings split)."""
+    out = []
+    for code in cs.billable_descendants("Z80") + cs.billable_descendants("Z81") + cs.billable_descendants(
+            "Z82") + cs.billable_descendants("Z83") + cs.billable_descendants("Z84") + cs.billable_descendants(
+            "Z85") + cs.billable_descendants("Z86") + cs.billable_descendants("Z87"):
+        if not cs.description(code).lower().startswith(_HISTORY_KINDS[kind]):
+            continue
+        ranges = _classifiable(cs, code)
+        parent = cs.parent(code)
+        if not ranges and parent and not any(_classifiable(cs, c) for c in cs.children(parent)):
+            # Z80.4's C51-C63 for Z80.41 ... Z80.49 alike, Z86.7's I00-I99 for Z86.711
+            ranges = next((r for link in cs.ancestors(code) if (r := _classifiable(cs, link))), ())
+        if ranges:
+            out.append((code, ranges))
+    return tuple(out)
+
+
+def _classifiable(cs: CodeSet, code: str) -> tuple[tuple[str, str], ...]:
+    """The ranges of a code's own "Conditions classifiable to ..." inclusion terms."""
+    terms = [t for t in cs.inclusion_terms(code) if t.lower().startswith(_CLASSIFIABLE)]
+    return tuple(r for t in terms for r in _bare_ranges(t[len(_CLASSIFIABLE):].replace(";", ",")))
+
+
+_CLASSIFIABLE = "conditions classifiable to "

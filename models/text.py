@@ -54,7 +54,11 @@ _ABBREVIATIONS = {
 # Words clinicians write where the code set writes others: ICD-10-CM names the ends of a long
 # bone "lower end" and "upper end" ("Fracture of lower end of radius"), a note "distal radius".
 # The word stays beside its synonym: "distal phalanx" is the code set's own wording.
-_SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end"}
+_SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
+             # The colon is the large intestine, the code set's word in K55-K63 ("Diverticulitis
+             # of large intestine"); the sigmoid is the colon's last part.
+             "colon": "colon large intestine", "sigmoid": "sigmoid large intestine",
+             "secondhand": "second hand"}  # "Exposure to second hand tobacco smoke"
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -69,8 +73,14 @@ _EXPANSIONS = {abbr: tuple(words.split()) for abbr, words in (_ABBREVIATIONS | _
 
 
 def expand(word: str) -> tuple[str, ...]:
-    """A lower-cased word, or the words its abbreviation stands for ("copd" -> chronic ...)."""
-    return _EXPANSIONS.get(word, (word,))
+    """A lower-cased word, or the words its abbreviation stands for ("copd" -> chronic ...); a
+    plural in -oses as its singular in -osis ("keratoses" -> keratosis), as the code set names
+    it (the stemmers part them: keratos, keratosi); "sided" as "side"."""
+    if word in _EXPANSIONS:
+        return _EXPANSIONS[word]
+    if word == "sided":  # "left-sided sciatica": the code set's "left side" (too short to stem)
+        return ("side",)
+    return (word[:-2] + "is",) if len(word) > 6 and word.endswith("oses") else (word,)
 
 
 # ICD-10-CM names the leg and the arm two ways: "lower limb" and "upper limb" in the skin, soft
@@ -83,9 +93,16 @@ _LIMB_WORDS = {"lower": "leg", "upper": "arm"}
 _LIMB_PHRASES = {"leg": "lower limb", "legs": "lower limb", "arm": "upper limb", "arms": "upper limb"}
 
 
+# Low back pain is lumbago: M54.50 "Low back pain, unspecified" includes "Lumbago NOS", and the
+# code set names it so in its combinations ("Lumbago with sciatica, left side").
+_LOW_BACK_PAIN = re.compile(r"\blow back pain\b")
+
+
 def _limbs_named(text: str) -> str:
-    """A lower-cased text with its "lower limb" and "upper extremity" read as "leg" and "arm"."""
-    return _LIMB.sub(lambda m: _LIMB_WORDS[m.group(1)], text.lower())
+    """A lower-cased text with its "lower limb" and "upper extremity" read as "leg" and "arm",
+    and its "low back pain" as lumbago too."""
+    text = _LIMB.sub(lambda m: _LIMB_WORDS[m.group(1)], text.lower())
+    return _LOW_BACK_PAIN.sub("low back pain lumbago", text)
 
 
 def synonym_phrases(text: str) -> list[str]:

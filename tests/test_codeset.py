@@ -165,6 +165,20 @@ def test_tumor_and_cancer_find_the_code_sets_neoplasm(cs):
     assert codes("Carcinoma in situ of bladder")[0] == "D09.0"  # the code set's own wording still first
 
 
+def test_a_clinic_notes_words_find_the_code_sets_own(cs):
+    """What a note writes and the code set names otherwise: a plural in -oses is its -osis
+    ("keratoses"), the colon and the sigmoid are the large intestine, low back pain is lumbago
+    (M54.50 includes "Lumbago NOS"), secondhand smoke is "second hand tobacco smoke"."""
+    def codes(query, n=3):
+        return [h.code for h in cs.search(query, billable_only=True)[:n]]
+
+    assert codes("Actinic keratoses")[0] == "L57.0"
+    assert codes("Seborrheic keratoses, benign")[0] == "L82.1"
+    assert "K57.32" in codes("Sigmoid diverticulitis without bleeding", 2)
+    assert "M54.42" in codes("Low back pain with left-sided sciatica", 6)
+    assert codes("Exposure to secondhand smoke")[0] == "Z77.22"
+
+
 def test_cli_record_json():
     out = run_module("models.codeset", "e1122", "--json")
     assert out.returncode == 0, out.stderr

@@ -97,8 +97,8 @@ def test_the_ranker_also_learns_from_synthetic_notes_as_an_unseen_note_gets_them
 
     cs = codeset.load()
     cfg = load_config(None, ["data.synthetic_train=3"])
-    cases, gold = synthetic_cases(cfg, cs, default_retriever(cs), Counter(default_retriever(cs).prior))
-    assert len(cases) == len(gold) == 3
+    cases, gold, texts = synthetic_cases(cfg, cs, default_retriever(cs), Counter(default_retriever(cs).prior))
+    assert len(cases) == len(gold) == len(texts) == 3
     for (codes, x, labels), true_codes in zip(cases, gold):
         assert x.shape == (len(codes), len(FEATURES)) and set(true_codes) <= set(cs.all_codes())
         assert labels.sum() == len(set(codes) & set(true_codes)) > 0  # named in the note, found
@@ -121,3 +121,15 @@ def test_the_retriever_stage_fits_on_train_alone_and_never_reads_dev(small_codie
     assert not any(k.startswith("dev") for k in metrics) and 0.0 < metrics["threshold"] < 1.0
     oof = [json.loads(line) for line in (tmp_path / "run/retriever" / stage.TRAIN_OOF_FILE).read_text().splitlines()]
     assert len(oof) == 6 and all(len(row["candidates"]) <= stage.OOF_KEEP for row in oof)
+
+
+def test_a_code_the_note_states_is_as_sure_as_such_codes_proved_on_train(cs):
+    """The confidence of a code the assessment states in the code set's words is measured on
+    notes no fold saw: right where the gold has it, wrong where not; none stated, no figure."""
+    from builder.stages.retriever import stated_precision
+
+    note = "HPI: palpitations.\nAssessment:\n1. Permanent atrial fibrillation.\n2. Chest pain, resolved."
+    ranked = [[("I48.21", 0.05), ("R00.2", 0.6), ("I48.91", 0.04)]]  # I48.21 below the threshold
+    assert stated_precision(cs, [note], ranked, [["I48.21"]], threshold=0.3) == (1.0, 1)
+    assert stated_precision(cs, [note] * 2, ranked * 2, [["I48.21"], ["I48.91"]], threshold=0.3) == (0.5, 2)
+    assert stated_precision(cs, ["Palpitations, resolved."], ranked, [["R00.2"]], threshold=0.3) == (None, 0)

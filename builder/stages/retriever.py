@@ -35,6 +35,7 @@ from builder.stages.data import codiesp
 from builder.stages.data.codes import map_codes
 from builder.stages.data.synthetic import codiesp_prior
 from models import codeset as codeset_mod
+from models import rules
 from models.bundle import RETRIEVER_FILE
 from models.files import atomic_path, write_json_atomic, write_jsonl_atomic
 from models.retrieve import FEATURES, NeighbourIndex, Retriever
@@ -131,13 +132,34 @@ def synthetic_cases(cfg: BuildConfig, cs, retriever: Retriever, prior: Counter):
     from builder.stages.data.synthetic import SyntheticNoteGenerator  # noqa: PLC0415
 
     gen = SyntheticNoteGenerator(cs, seed=cfg.data.seed, prior=prior)
-    out, gold = [], []
+    out, gold, texts = [], [], []
     for i in tqdm(range(min(cfg.data.synthetic_train, SYNTHETIC_NOTES)), desc="retriever: synthetic notes"):
         note = gen.generate(i)
         codes, x, _ = retriever.features(note.text)
         gold.append([item.code for item in note.items])
+        texts.append(note.text)
         out.append((codes, x, np.array([c in gold[-1] for c in codes], dtype=np.float64)))
-    return out, gold
+    return out, gold, texts
+
+
+def stated_precision(cs, texts: list[str], ranked: list[list[tuple[str, float]]], gold: list[list[str]],
+                     threshold: float, pool: int = 50) -> tuple[float | None, int]:
+    """How often a code the note states in words is right, out of fold: the codes
+    `rules.stated_in_assessment` adds to what the ranker keeps at `threshold` (from its `pool`
+    best candidates) and those `rules.long_term_therapy` and `rules.history_of` add, over notes
+    no fold saw. The app
+    shows it as such a code's confidence: the ranker's probability of a code it would leave out
+    says nothing of a code the physician wrote down. (None, 0) where no note stated one."""
+    right = total = 0
+    for text, codes, wanted in zip(texts, ranked, gold):
+        certain = rules.certain_part(text)
+        kept = [c for c, p in codes if p >= threshold]
+        stated = rules.stated_in_assessment(cs, certain, [c for c, _ in codes[:pool]], kept)
+        stated += list(rules.long_term_therapy(cs, certain, kept + stated))
+        stated += list(rules.history_of(cs, certain, kept + stated))
+        total += len(stated)
+        right += sum(c in wanted for c in stated)
+    return (round(right / total, 4) if total else None), total
 
 
 def run(cfg: BuildConfig) -> dict:
@@ -161,7 +183,7 @@ def run(cfg: BuildConfig) -> dict:
     progress.close()
     model = fitted_model(texts, gold_train)
     prior = codiesp_prior((c.codes for c in train.cases), cs)
-    synthetic, gold_synthetic = synthetic_cases(cfg, cs, Retriever(cs, model), prior)
+    synthetic, gold_synthetic, synthetic_texts = synthetic_cases(cfg, cs, Retriever(cs, model), prior)
     n = len(cases)
     positives = sum(c[2].sum() for c in cases), sum(c[2].sum() for c in synthetic)
     weight = [1.0] * n + [SYNTHETIC_WEIGHT * positives[0] / max(positives[1], 1.0)] * len(synthetic)
@@ -177,7 +199,10 @@ def run(cfg: BuildConfig) -> dict:
     threshold, oof_f1s = shared_threshold(groups)
     x, y, sw = _stacked(everything, range(len(everything)), weight)
     w, b = fit_logistic(x, y, l2=l2, sample_weight=sw)
-    model.update(weights=[round(float(v), 5) for v in w], bias=round(float(b), 5), threshold=threshold)
+    precision, stated = stated_precision(cs, texts + synthetic_texts, ranked, gold_train + gold_synthetic,
+                                         threshold)
+    model.update(weights=[round(float(v), 5) for v in w], bias=round(float(b), 5), threshold=threshold,
+                 stated_precision=precision)
 
     metrics = {"train_cases": len(train.cases),
                "synthetic_notes": len(synthetic), "synthetic_weight": SYNTHETIC_WEIGHT,
@@ -188,7 +213,8 @@ def run(cfg: BuildConfig) -> dict:
                "candidate_pool_positive_rate": round(float(np.concatenate([y for _, _, y in cases]).mean()), 4),
                "l2_train_oof_recall_at_50": {str(k): v for k, v in tried.items()}, "l2": l2,
                "weights": dict(zip(FEATURES, model["weights"])), "bias": model["bias"],
-               "threshold": threshold, "train_oof_micro_f1_at_threshold": round(oof_f1s[0], 4),
+               "threshold": threshold, "stated_precision": precision, "stated_codes": stated,
+               "train_oof_micro_f1_at_threshold": round(oof_f1s[0], 4),
                "synthetic_oof_micro_f1_at_threshold": round(oof_f1s[1], 4) if synthetic else None,
                **{f"train_oof_recall_at_{k}": recall_at([[c for c, _ in r] for r in oof], gold_train, k)
                   for k in (10, 20, 50, 100)}}

@@ -1256,7 +1256,7 @@ def _asked_drug_codes(cs: CodeSet, code: str) -> tuple[tuple[str, str], ...]:
 # follows a comma says how it is now: "no recurrence").
 _HISTORY_OF = re.compile(r"\b(family|personal)\s+(?:medical\s+)?history\s+of\s+([^:;(,]+)", re.I)
 _HISTORY_KINDS = {"family": "family history of", "personal": "personal history of"}
-_HISTORY_WORDS = key_words("family personal history")
+_HISTORY_CATEGORIES = ("Z80", "Z81", "Z82", "Z83", "Z84", "Z85", "Z86", "Z87")
 
 
 def history_of(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
@@ -1279,7 +1279,7 @@ def history_of(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int,
                 continue
             code = _history_code(cs, m.group(1).lower(), m.group(2))
             if code is not None and code[:3] not in taken:
-                out[code] = (m.start(), m.end(2) - len(m.group(2)) + len(m.group(2).rstrip(" .,")))
+                out[code] = (m.start(), m.start(2) + len(m.group(2).rstrip(" .")))
     return out
 
 
@@ -1301,8 +1301,9 @@ def _history_code(cs: CodeSet, kind: str, condition: str) -> str | None:
     """The billable history code of `kind` for `condition`: of those whose range holds one of the
     five codes the code-set search finds first for it (conditions, not signs or Z codes), the
     one whose title says most of its words, then most of the first code's, then the one most of
-    the five fall in, then a residual "other"; none whose title says none of its words ("Family history of epilepsy and
-    other diseases of the nervous system" for "sudden cardiac death")."""
+    the five fall in, then a residual "other"; none whose title says none of its words
+    ("Family history of epilepsy and other diseases of the nervous system" for "sudden cardiac
+    death")."""
     found = [h.code for h in cs.search(condition, limit=12, billable_only=True) if is_diagnosis(cs, h.code)][:5]
     words = key_words(condition)
     first = key_words(cs.description(found[0])) if found else set()  # "ovarian": "... ovary"
@@ -1327,12 +1328,10 @@ def _title_rest(cs: CodeSet, code: str) -> str:
 def _history_codes(cs: CodeSet, kind: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     """(code, ranges) of each billable history code of `kind` ("family", "personal") whose
     "Conditions classifiable to ..." inclusion terms name ranges: its own, else its nearest
-    ancestor's where no sibling has its own (Z85.828 holds C44 itself; Z80.42 takes Z80.4's C51-C63, but
-    Z85.830 not Z85.8's range of all "other" sites, which its siblings split)."""
+    ancestor's where no sibling has its own (Z85.828 holds C44 itself; Z80.42 takes Z80.4's
+    C51-C63, but Z85.830 not Z85.8's range of all "other" sites, which its siblings split)."""
     out = []
-    for code in cs.billable_descendants("Z80") + cs.billable_descendants("Z81") + cs.billable_descendants(
-            "Z82") + cs.billable_descendants("Z83") + cs.billable_descendants("Z84") + cs.billable_descendants(
-            "Z85") + cs.billable_descendants("Z86") + cs.billable_descendants("Z87"):
+    for code in (c for category in _HISTORY_CATEGORIES for c in cs.billable_descendants(category)):
         if not cs.description(code).lower().startswith(_HISTORY_KINDS[kind]):
             continue
         ranges = _classifiable(cs, code)

@@ -33,10 +33,11 @@ def read(run_dir: str | Path) -> dict:
 
 
 @contextmanager
-def _manifest_lock(run_dir: Path):
-    """Exclusive hold on the run's manifest across processes (parallel evaluations of one run).
-    The lock is a separate file because manifest.json itself is replaced by a rename on each
-    write, and a lock on a replaced file guards nothing."""
+def run_lock(run_dir: Path):
+    """Exclusive hold on the run's manifest and bundle.json across processes (parallel
+    evaluations of one run, a bundle rebuilt meanwhile). The lock is a separate file because
+    manifest.json itself is replaced by a rename on each write, and a lock on a replaced file
+    guards nothing."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(run_dir) / "manifest.json.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on a crash
@@ -59,7 +60,7 @@ def record_stage(run_dir: Path, stage: str, config: dict, inputs: dict, outputs:
         },
         **(extra or {}),
     }
-    with _manifest_lock(run_dir):  # read-modify-write: nobody may write between the two
+    with run_lock(run_dir):  # read-modify-write: nobody may write between the two
         manifest = read(run_dir)
         manifest["stages"][stage] = entry
         write_json_atomic(Path(run_dir) / "manifest.json", manifest)

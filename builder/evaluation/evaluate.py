@@ -19,11 +19,13 @@ from tqdm import tqdm
 
 from builder.config import BuildConfig
 from builder.evaluation.scoring import RULES, recall_at, score
-from builder.manifest import record_stage
+from builder.manifest import record_stage, run_lock
 from builder.plots import pyplot, save_png
 from builder.stages.data import codiesp
 from builder.stages.data.codes import map_code
+from models import bundle as bundle_mod
 from models import codeset as codeset_mod
+from models.bundle import Bundle
 from models.codeset import InvalidCodeFormat, normalize
 from models.contract import note_from_messages
 from models.errors import CoderError
@@ -226,9 +228,22 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
                      {"codeset": cs.edition}, [p for p in outputs if _inside(p, cfg.run_dir)],
                      metrics["seconds"], {"metrics": metrics})
     if used_bundle and _inside(used_bundle.root, cfg.run_dir):
-        used_bundle.metrics[out.name] = {k: v for k, v in metrics.items() if k != "scoring"}
-        used_bundle.save()  # bundle.json only; the files and their checksums are unchanged
+        _record_in_bundle(Path(cfg.run_dir), used_bundle, out.name, metrics)
     return metrics
+
+
+def _record_in_bundle(run_dir: Path, evaluated: Bundle, name: str, metrics: dict) -> None:
+    """Add the figures to bundle.json as it is now (another evaluation may have added its own
+    since this one began), and only if it is still the bundle evaluated: one rebuilt meanwhile
+    keeps no figures of the one before. The files and their checksums are unchanged."""
+    with run_lock(run_dir):
+        current = bundle_mod.read(evaluated.root)
+        if current.created_at != evaluated.created_at:
+            print(f"evaluate: {evaluated.root} was rebuilt during this evaluation; these figures "
+                  "are not recorded in it (they stay in the evaluation's own folder).")
+            return
+        current.metrics[name] = {k: v for k, v in metrics.items() if k != "scoring"}
+        current.save()
 
 
 def model_bytes(system: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from builder.config import BuildConfig
 from builder.manifest import read as read_manifest
-from builder.manifest import record_stage
+from builder.manifest import record_stage, run_lock
 from builder.stages.export import STACKER_SUFFIX
 from models import bundle as bundle_mod
 from models import codeset as codeset_mod
@@ -175,7 +175,8 @@ def run(cfg: BuildConfig, out: str | Path | None = None, retrieval_only: bool = 
     files = {} if retrieval_only else {**_checked(run_dir, stages, "merge"), **_checked(run_dir, stages, "export")}
     metrics = stages["retriever"].get("metrics", {})
     out = Path(out) if out else bundle_dir(run_dir)
-    with atomic_dir(out) as tmp:
+    # An evaluation running meanwhile records its figures in bundle.json under the same lock.
+    with run_lock(run_dir), atomic_dir(out) as tmp:
         link_or_copy(retriever, tmp / RETRIEVER_FILE)
         for rel, path in files.items():
             link_or_copy(path, tmp / rel)

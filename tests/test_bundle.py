@@ -134,23 +134,24 @@ def test_evaluate_labels_in_sample_figures_and_records_them_in_the_bundle(tiny_b
     assert "ev2" in bundle_mod.read(tiny_bundle.root).metrics
 
 
-def test_evaluations_record_their_figures_without_losing_each_others_or_a_rebuild(tiny_bundle):
+def test_evaluations_record_their_figures_without_losing_each_others_or_a_rebuild(tiny_bundle, tmp_path):
     """Two evaluations of one bundle each add their figures to bundle.json as it is when they
     finish, so neither loses the other's; an evaluation that outlives a rebuild of the bundle
     records nothing in the new one (before, it wrote back the whole bundle.json it had read,
     and a rebuilt bundle's default system went back to the old one's)."""
     from builder.evaluation.evaluate import _record_in_bundle
 
-    run = tiny_bundle.root.parent
-    first, second = bundle_mod.read(tiny_bundle.root), bundle_mod.read(tiny_bundle.root)  # both started
+    run = tmp_path / "run"  # a copy: the other tests share the fixture's bundle
+    root = shutil.copytree(tiny_bundle.root, run / "bundle")
+    first, second = bundle_mod.read(root), bundle_mod.read(root)  # both started
     _record_in_bundle(run, first, "clinic", {"micro_f1": 0.8, "scoring": "..."})
     _record_in_bundle(run, second, "dev", {"micro_f1": 0.5})
-    assert {"clinic", "dev"} <= set(bundle_mod.read(tiny_bundle.root).metrics)
-    rebuilt = bundle_mod.read(tiny_bundle.root)
+    assert {"clinic", "dev"} <= set(bundle_mod.read(root).metrics)
+    rebuilt = bundle_mod.read(root)
     rebuilt.created_at, rebuilt.default_system = "later", "retrieval"
     rebuilt.save()
     _record_in_bundle(run, first, "synthetic", {"micro_f1": 0.7})
-    now = bundle_mod.read(tiny_bundle.root)
+    now = bundle_mod.read(root)
     assert "synthetic" not in now.metrics and now.default_system == "retrieval"
 
 

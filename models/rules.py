@@ -1270,20 +1270,18 @@ def history_of(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int,
     if start is None:
         return {}
     taken = {c[:3] for c in codes}
+    affirmed = list(clauses(note))
     out = {}
     for a, b in sentences(note):
         if b <= start:
             continue
         for m in _HISTORY_OF.finditer(note, a, b):
-            if _NEGATED_BEFORE.search(note[a:m.start()]):
+            if not any(x <= m.start(2) < y for x, y in affirmed):  # "No family history of ..."
                 continue
             code = _history_code(cs, m.group(1).lower(), m.group(2))
             if code is not None and code[:3] not in taken:
                 out[code] = (m.start(), m.start(2) + len(m.group(2).rstrip(" .")))
     return out
-
-
-_NEGATED_BEFORE = re.compile(r"\b(?:no|denies|negative for|without)\b[^,]*$", re.I)
 
 
 def in_personal_history(cs: CodeSet, codes: list[str]) -> list[Rejected]:

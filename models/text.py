@@ -57,8 +57,7 @@ _ABBREVIATIONS = {
 _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
              # The colon is the large intestine, the code set's word in K55-K63 ("Diverticulitis
              # of large intestine"); the sigmoid is the colon's last part.
-             "colon": "colon large intestine", "sigmoid": "sigmoid large intestine",
-             "secondhand": "second hand"}  # "Exposure to second hand tobacco smoke"
+             "colon": "colon large intestine", "sigmoid": "sigmoid large intestine"}
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -69,17 +68,18 @@ _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
 _INDEX_SEE = {"neoplasm": "tumor tumors tumour tumours",
               "malignant neoplasm": "carcinoma carcinomas adenocarcinoma adenocarcinomas cancer cancers"}
 _SYNONYMS |= {w: f"{w} {target}" for target, words in _INDEX_SEE.items() for w in words.split()}
-_EXPANSIONS = {abbr: tuple(words.split()) for abbr, words in (_ABBREVIATIONS | _SYNONYMS).items()}
+# Word forms the code set writes otherwise, read in their place: "left-sided" is "left side" (too
+# short to stem), "secondhand" the code set's "second hand tobacco smoke".
+_WORD_FORMS = {"sided": "side", "secondhand": "second hand"}
+_EXPANSIONS = {abbr: tuple(words.split()) for abbr, words in (_ABBREVIATIONS | _SYNONYMS | _WORD_FORMS).items()}
 
 
 def expand(word: str) -> tuple[str, ...]:
     """A lower-cased word, or the words its abbreviation stands for ("copd" -> chronic ...); a
     plural in -oses as its singular in -osis ("keratoses" -> keratosis), as the code set names
-    it (the stemmers part them: keratos, keratosi); "sided" as "side"."""
+    it (the stemmers part them: keratos, keratosi)."""
     if word in _EXPANSIONS:
         return _EXPANSIONS[word]
-    if word == "sided":  # "left-sided sciatica": the code set's "left side" (too short to stem)
-        return ("side",)
     return (word[:-2] + "is",) if len(word) > 6 and word.endswith("oses") else (word,)
 
 
@@ -98,9 +98,9 @@ _LIMB_PHRASES = {"leg": "lower limb", "legs": "lower limb", "arm": "upper limb",
 _LOW_BACK_PAIN = re.compile(r"\blow back pain\b")
 
 
-def _limbs_named(text: str) -> str:
-    """A lower-cased text with its "lower limb" and "upper extremity" read as "leg" and "arm",
-    and its "low back pain" as lumbago too."""
+def _in_code_set_words(text: str) -> str:
+    """A lower-cased text in the code set's words: its "lower limb" and "upper extremity" read as
+    "leg" and "arm", its "low back pain" as lumbago too."""
     text = _LIMB.sub(lambda m: _LIMB_WORDS[m.group(1)], text.lower())
     return _LOW_BACK_PAIN.sub("low back pain lumbago", text)
 
@@ -109,7 +109,7 @@ def synonym_phrases(text: str) -> list[str]:
     """The code set's wordings of a text's words, where one is several words ("distal" ->
     "lower end", "leg" -> "lower limb"), for a phrase search: each of "lower" and "end" is in
     thousands of entries."""
-    words = dict.fromkeys(WORD_RE.findall(_limbs_named(text)))
+    words = dict.fromkeys(WORD_RE.findall(_in_code_set_words(text)))
     return [" ".join(_EXPANSIONS[w][1:]) for w in words if w in _SYNONYMS] + list(
         dict.fromkeys(_LIMB_PHRASES[w] for w in words if w in _LIMB_PHRASES))
 
@@ -117,7 +117,7 @@ def synonym_phrases(text: str) -> list[str]:
 def content_words(text: str) -> list[str]:
     """The words of a text that say something, abbreviations spelled out ("COPD" -> chronic
     obstructive pulmonary disease), so the note, the code set and the evidence read alike."""
-    return [x for w in WORD_RE.findall(_limbs_named(text)) for x in expand(w) if x not in _STOPWORDS]
+    return [x for w in WORD_RE.findall(_in_code_set_words(text)) for x in expand(w) if x not in _STOPWORDS]
 
 
 def word_stems(word: str) -> frozenset[str]:

@@ -25,7 +25,6 @@ from builder.stages.data import codiesp
 from builder.stages.data.codes import map_code
 from models import bundle as bundle_mod
 from models import codeset as codeset_mod
-from models.bundle import Bundle
 from models.codeset import InvalidCodeFormat, normalize
 from models.contract import note_from_messages
 from models.errors import CoderError
@@ -232,7 +231,7 @@ def run(cfg: BuildConfig, data: str, system: str, out_dir: str | None = None, li
     return metrics
 
 
-def _record_in_bundle(run_dir: Path, evaluated: Bundle, name: str, metrics: dict) -> None:
+def _record_in_bundle(run_dir: Path, evaluated: bundle_mod.Bundle, name: str, metrics: dict) -> None:
     """Add the figures to bundle.json as it is now (another evaluation may have added its own
     since this one began), and only if it is still the bundle evaluated: one rebuilt meanwhile
     keeps no figures of the one before. The files and their checksums are unchanged."""

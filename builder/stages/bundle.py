@@ -102,8 +102,9 @@ def default_system(cfg: BuildConfig, stages: dict, verifier: VerifierPart | None
     held = {"codiesp": metrics.get("holdout_micro_f1", {}), "synthetic": metrics.get("holdout_synthetic_micro_f1", {})}
     own = stages.get("export", {}).get("exports", {}).get(model.format, {}).get(
         Path(model.path).name, {}).get("stacker", {})
-    mine = own.get("cv_micro_f1_by_kind") or {"codiesp": own.get("cv_micro_f1")}
-    mine = {kind: mine.get(kind, held[kind].get("stacked_cross_validated")) for kind in held}
+    # The GGUF's own stacker where the export refitted one, else the full-precision margins'.
+    by_kind = own.get("cv_micro_f1_by_kind") or {"codiesp": own.get("cv_micro_f1")}
+    mine = {kind: by_kind.get(kind, held[kind].get("stacked_cross_validated")) for kind in held}
     bar = {kind: max(h.get("ranker_alone_at_its_threshold", 0.0),
                      h.get("stacked_without_verifier_cross_validated", 0.0)) for kind, h in held.items() if h}
     kinds = [kind for kind in bar if mine.get(kind) is not None]

@@ -147,9 +147,9 @@ def stated_precision(cs, texts: list[str], ranked: list[list[tuple[str, float]]]
     """How often a code the note states in words is right, out of fold: the codes
     `rules.stated_in_assessment` adds to what the ranker keeps at `threshold` (from its `pool`
     best candidates) and those `rules.long_term_therapy` and `rules.history_of` add, over notes
-    no fold saw. The app
-    shows it as such a code's confidence: the ranker's probability of a code it would leave out
-    says nothing of a code the physician wrote down. (None, 0) where no note stated one."""
+    no fold saw. The app shows it as such a code's confidence: the ranker's probability of a
+    code it would leave out says nothing of a code the physician wrote down. (None, 0) where no
+    note stated one."""
     right = total = 0
     for text, codes, wanted in zip(texts, ranked, gold):
         certain = rules.certain_part(text)

@@ -786,6 +786,34 @@ def test_a_drug_the_note_says_is_taken_long_term_gets_its_z79_code(cs, note, add
     assert rules.long_term_therapy(cs, note, list(added)) == {}  # already suggested
 
 
+@pytest.mark.parametrize("item, pool, stated", [
+    # One of the things a wording says is absent, negated in the note's own words.
+    ("Acute suppurative otitis media, right ear, without rupture of the eardrum.",
+     ["H66.90", "H66.001", "H66.011"], ["H66.001"]),
+    # "Uncomplicated" says the perforation, the abscess and the bleeding are absent.
+    ("Acute uncomplicated sigmoid diverticulitis.", ["K57.92", "K57.32", "K57.20", "K57.33"], ["K57.32"]),
+    # ... but not where the note says one of them is present, nor a wording's own "without
+    # complications" ("... without complications in remission") for the note's.
+    ("Sigmoid diverticulitis without perforation, with abscess.", ["K57.32"], []),
+    ("Type 2 diabetes mellitus without complications.", ["E11.A", "E11.9"], ["E11.9"]),
+    # An "Other ..." title stated where no other code of its category says its words.
+    ("Seasonal allergic rhinitis.", ["J30.9", "J30.2", "J30.1"], ["J30.2"]),
+    ("Hyperlipidemia, at goal.", ["E78.49"], []),
+])
+def test_the_assessment_states_a_code_in_fewer_words_than_its_title(cs, item, pool, stated):
+    assert rules.stated_in_assessment(cs, f"Assessment: {item}\nPlan: follow up.\n", pool, []) == stated
+
+
+def test_in_an_encounter_note_a_residual_code_goes_beside_any_code_of_its_category(cs):
+    """E78.49 "Other hyperlipidemia" beside E78.5 for "Hyperlipidemia, stable on atorvastatin":
+    an office note's assessment names each condition once. A case report keeps both."""
+    note = "Assessment:\n1. Hyperlipidemia, stable on atorvastatin.\n2. Hypothyroidism, well replaced.\n"
+    assert rules.alternative_stated(cs, note, ["E78.5", "E78.49", "E03.9", "E03.8"]) == [
+        Rejected("E78.49", rules.OTHER_STATED), Rejected("E03.8", rules.OTHER_STATED)]
+    report = "A 60-year-old man with hyperlipidemia and hypothyroidism on treatment."
+    assert rules.alternative_stated(cs, report, ["E78.5", "E78.49", "E03.9", "E03.8"]) == []
+
+
 def test_a_residual_other_code_goes_beside_the_code_of_its_category_the_assessment_states(cs):
     """F41.8 "Other specified anxiety disorders" beside the "Generalized anxiety disorder" the
     assessment states: the physician named which anxiety disorder. A residual code the note

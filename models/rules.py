@@ -1341,7 +1341,10 @@ def _history_code(cs: CodeSet, kind: str, condition: str) -> str | None:
     one whose title says most of its words, then most of the first code's, then the one most of
     the five fall in, then a residual "other"; none whose title says none of its words
     ("Family history of epilepsy and other diseases of the nervous system" for "sudden cardiac
-    death")."""
+    death"). Where none does, the code the search finds for the whole statement by its title
+    (`_history_titled`), else the one most of the five fall in: "hypertension" finds I15.0,
+    I16.0 ..., all circulatory, so Z82.49 "... other diseases of the circulatory system";
+    "alcoholism" finds F10 codes, all Z81.1's "alcohol abuse and dependence"."""
     found = [h.code for h in cs.search(condition, limit=12, billable_only=True) if is_diagnosis(cs, h.code)][:5]
     words = key_words(condition)
     first = key_words(cs.description(found[0])) if found else set()  # "ovarian": "... ovary"
@@ -1353,7 +1356,29 @@ def _history_code(cs: CodeSet, kind: str, condition: str) -> str | None:
     scored = [(len((title := key_words(_title_rest(cs, h))) & words), len(title & first), n,
                "other" in cs.description(h).lower(), h) for h, n in votes.items()]
     best = max(scored, default=None, key=lambda s: s[:4])
-    return best[4] if best and best[0] else None
+    if best and best[0]:
+        return best[4]
+    named = _history_titled(cs, kind, condition)
+    if named:
+        return named
+    return best[4] if best and 2 * best[2] > len(found) else None
+
+
+def _history_titled(cs: CodeSet, kind: str, condition: str) -> str | None:
+    """The history code of `kind` that the code-set search finds for the whole statement and
+    whose title says two or more of the condition's words, the fewest others, and "unspecified"
+    before "other": "Personal history of colon polyps" is Z86.0100 "... colon polyps,
+    unspecified", a code with no range of its own."""
+    words = key_words(condition)
+    prefix = _HISTORY_KINDS[kind]
+    scored = []
+    for hit in cs.search(f"{prefix} {condition}", limit=8, billable_only=True):
+        if hit.code[:3] in _HISTORY_CATEGORIES and cs.description(hit.code).lower().startswith(prefix):
+            title = key_words(_title_rest(cs, hit.code))
+            if len(title & words) >= 2:
+                scored.append((len(title & words), -len(title - words),
+                               bool(_UNSPECIFIED.search(cs.description(hit.code))), hit.code))
+    return max(scored)[3] if scored else None
 
 
 def _title_rest(cs: CodeSet, code: str) -> str:

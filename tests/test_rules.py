@@ -437,6 +437,12 @@ def test_the_pipeline_adds_the_code_the_rules_ask_for_with_what_the_note_records
     ("Family history of sudden cardiac death.", "Z82.41"),
     ("Personal history of basal cell carcinoma, no recurrence.", "Z85.828"),
     ("Personal history of pulmonary embolism, off anticoagulation.", "Z86.711"),
+    # No range of its own: the title the search finds for the whole statement.
+    ("Personal history of colon polyps, due for surveillance colonoscopy.", "Z86.0100"),
+    ("Family history of colon polyps.", "Z83.719"),
+    # No title says its words: the range the conditions found for it fall in.
+    ("Family history of hypertension.", "Z82.49"),
+    ("Family history of alcoholism.", "Z81.1"),
 ])
 def test_a_history_the_assessment_states_is_coded_by_the_range_that_holds_its_condition(cs, item, code):
     """ICD-10-CM's history codes name what they report by range ("Conditions classifiable to

@@ -79,7 +79,8 @@ The reasons are plain strings:
 `symptom_not_in_assessment` (NOT_IN_ASSESSMENT), from `unassessed`, the one rule
     that reads the note
     In a note with an assessment (a heading "Assessment", "A/P", "Impression", "Diagnoses"), a
-    sign or symptom (chapter 18) that the assessment does not name, when the assessment names a
+    sign or symptom (chapter 18, and a "Pain in <site>" of chapter 13: M25.531 "Pain in right
+    wrist" beside a Colles' fracture) that the assessment does not name, when the assessment names a
     definitive diagnosis: the physician's assessment is where a diagnosis is established, and a
     symptom it leaves out is either explained by that diagnosis (fever and cough in the history,
     pneumonia in the assessment) or not addressed at this visit. Either way a coder does not
@@ -367,10 +368,12 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
         return []
     assessed = [key_words(note[a:b]) for a, b in clauses(note) if b > span[0] and a < span[1]]
     kinds = {c: _chapter_kind(cs, c) for c in codes if cs.is_valid(c)}
-    named = {c for c in kinds if _named(cs, c, assessed)}
+    named = {c for c in kinds if _named(cs, c, assessed) and _site_named(cs, c, assessed)}
     if not any(kinds[c] == "diagnosis" for c in named):
         return []
-    out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if kinds[c] == "symptom" and c not in named]
+    # "Pain in <site>" (M25.531 "Pain in right wrist") is a symptom too, wherever the code set files it.
+    out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds
+           if (kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))) and c not in named]
     if encounter_note(note):
         out += [Rejected(c, UNSPECIFIED_NOT_IN_ASSESSMENT) for c in kinds
                 if kinds[c] == "diagnosis" and c not in named and _unspecified_condition(cs, c)]
@@ -378,6 +381,13 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
         out += [Rejected(c, FAMILY_NOT_IN_ASSESSMENT) for c in kinds
                 if reports_family_history(cs.description(c))]
     return out
+
+
+def _site_named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
+    """Is the site of a "Pain in <site>" code in one clause of the assessment (any other code:
+    True)? "Low back pain with left-sided sciatica" does not name M79.605 "Pain in left leg"."""
+    site = _pain_site(cs, cs.normalize(code))
+    return not site or any(site <= words for words in assessed)
 
 
 def _unspecified_condition(cs: CodeSet, code: str) -> bool:

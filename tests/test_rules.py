@@ -210,6 +210,14 @@ def test_symptoms_the_assessment_leaves_out_are_not_coded_beside_its_diagnosis(c
               "diffuse goiter, no thyroid storm.\nPlan: methimazole.\n")
     assert rules.unassessed(cs, graves, ["E05.00", "R00.2", "R63.4", "R25.1"]) == [
         Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R00.2", "R63.4", "R25.1")]
+    # A "Pain in <site>" of the musculoskeletal chapter is a symptom too.
+    wrist = "HPI: fell on her outstretched hand; wrist pain and swelling.\nAssessment: Closed Colles' " \
+            "fracture of the left distal radius, initial encounter.\n"
+    assert rules.unassessed(cs, wrist, ["S52.532A", "M25.532"]) == [Rejected("M25.532", rules.NOT_IN_ASSESSMENT)]
+    # ... named only with its site: the sciatica is the pain in the leg.
+    back = "HPI: back pain down the left leg.\nAssessment: Acute low back pain with left-sided sciatica.\n"
+    assert rules.unassessed(cs, back, ["M54.42", "M79.605"]) == [Rejected("M79.605", rules.NOT_IN_ASSESSMENT)]
+    assert rules.unassessed(cs, back.replace("sciatica", "sciatica and left leg pain"), ["M54.42", "M79.605"]) == []
 
 
 def test_symptoms_stay_without_an_assessment_or_without_a_diagnosis_in_it(cs):

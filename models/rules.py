@@ -72,7 +72,8 @@ The reasons are plain strings:
     A code that an Excludes1 note forbids beside a diagnosis the note's assessment states
     (`established`), where it is not stated itself: E11.9 beside "Type 1 diabetes mellitus with
     ketoacidosis" (E11 excludes E10), F32.9 beside "Major depressive disorder, recurrent,
-    moderate" (F32 excludes F33). Excludes1 means never coded together, and the assessment says
+    moderate" (F32 excludes F33); or stated only in the words of the other: E61.1 "Iron
+    deficiency" beside "Iron deficiency anemia" (D50.9; E61.1 excludes it). Excludes1 means never coded together, and the assessment says
     which one the physician means. Without an assessment (every CodiEsp case report) both stay,
     and the pipeline flags the conflict.
 
@@ -342,8 +343,9 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
                                       for d in diagnoses if d != code):
             drop[code] = INTEGRAL_SYMPTOM
     for code in prob:  # F32.9 beside the F33.1 the assessment states: F32 excludes F33
-        if code not in drop and code not in established and any(
-                d in established and d not in drop and _excluded_by(cs, code, d) for d in prob):
+        if code not in drop and any(
+                d in established and d not in drop and _excluded_by(cs, code, d)
+                and (code not in established or _says_less(cs, code, d)) for d in prob if d != code):
             drop[code] = EXCLUDED
     kept_specific = {c: [o for o in others if o not in drop] for c, others in outranked.items() if c not in drop}
     kept = []
@@ -1063,6 +1065,12 @@ def _excluded_by(cs: CodeSet, code: str, stated: str) -> bool:
     `stated` asks for `code` in a "Use additional code" note."""
     return bool(cs.excludes1_conflict(code, stated) or cs.excludes1_conflict(stated, code)) \
         and not _asks_for(cs, stated, code)
+
+
+def _says_less(cs: CodeSet, code: str, other: str) -> bool:
+    """Does `other`'s description say all that `code`'s does, and more? E61.1 "Iron deficiency"
+    and D50.9 "Iron deficiency anemia, unspecified": "Iron deficiency anemia" states both."""
+    return essential_stems(cs.description(cs.normalize(code))) < essential_stems(cs.description(cs.normalize(other)))
 
 
 def _excludes(cs: CodeSet, symptom: str, diagnosis: str) -> bool:

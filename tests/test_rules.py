@@ -611,6 +611,10 @@ def test_a_code_an_excludes1_note_forbids_beside_a_stated_diagnosis_goes(cs):
         assert applied.dropped == [Rejected(other, rules.EXCLUDED)]
         # Neither established (a case report without an assessment): both stay, flagged by the pipeline.
         assert run(cs, other, stated) == ([other, stated], {})
+    # Both stated, one only in the other's words: "Iron deficiency anemia" is D50.9, not also E61.1.
+    both = frozenset({"D50.9", "E61.1"})
+    applied = rules.apply([("D50.9", 0.9), ("E61.1", 0.5)], cs, established=both)
+    assert [c for c, _ in applied.kept] == ["D50.9"] and applied.dropped == [Rejected("E61.1", rules.EXCLUDED)]
 
 
 def test_a_sibling_the_note_does_not_state_goes_beside_the_one_the_assessment_states(cs):

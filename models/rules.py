@@ -90,16 +90,18 @@ The reasons are plain strings:
     names is treated or watched for ("Acetaminophen for fever", "return for chest pain"), not
     diagnosed.
 
-`unspecified_not_in_assessment` (UNSPECIFIED_NOT_IN_ASSESSMENT), from `unassessed` too
-    In an office, clinic or ED note (`notes.encounter_note`), an "unspecified" diagnosis that the
-    assessment does not name, when the assessment names a diagnosis: L53.9 "Erythematous
-    condition, unspecified" from the exam's "erythema" beside the cellulitis the assessment
-    names, T30.0 "Burn of unspecified body region" from "burning on urination". An unspecified
-    code says the physician named nothing more precise; in such a note the assessment is where a
-    condition is named, so one it leaves out is a finding the named diagnosis explains. Not a
-    residual "Other ... of unspecified site" code, nor an organism "as the cause of diseases
-    classified elsewhere", nor a case report (its "Diagnosis:" heading lists conditions it
-    details elsewhere).
+`diagnosis_not_in_assessment` (DIAGNOSIS_NOT_IN_ASSESSMENT), from `unassessed` too
+    In an office, clinic or ED note (`notes.encounter_note`), a diagnosis that the assessment
+    neither names nor states, when it names one: L53.9 "Erythematous condition, unspecified"
+    from the exam's "erythema" beside the cellulitis the assessment names, T30.0 "Burn of
+    unspecified body region" from "burning on urination", L90.5 "Scar conditions and fibrosis of
+    skin" from the HPI's healed excision scar beside the keratoses the assessment treats. In such
+    a note the assessment is where the physician lists what the visit is coded for; a condition
+    it leaves out is a finding the named diagnosis explains or a guess of similar cases. Not an
+    organism "as the cause of diseases classified elsewhere" nor a code a named one asks for
+    (B96.20 for "Urinary tract infection due to E. coli"), nor a case report (its "Diagnosis:"
+    heading lists conditions it details elsewhere). Measured first on "unspecified" diagnoses
+    only; all of them: synthetic train notes 0.7307 -> 0.7443, clinic notes 0.860 -> 0.867.
 
 `family_history_not_in_assessment` (FAMILY_NOT_IN_ASSESSMENT), from `unassessed` too
     In such a note, a "Family history of ..." code (Z80-Z84) where no statement about a relative
@@ -237,7 +239,7 @@ from .text import (
 __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATION", "INTEGRAL_SYMPTOM",
            "IN_PERSONAL_HISTORY", "LESS_SPECIFIC", "NOT_IN_ASSESSMENT", "NO_EVIDENCE", "OTHER_STATED", "REASONS",
            "UNCERTAIN",
-           "UNSPECIFIED_NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied",
+           "DIAGNOSIS_NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied",
            "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
            "body_mass_index", "drug_therapy", "long_term_therapy", "established_in_assessment",
            "history_of", "in_personal_history",
@@ -247,7 +249,7 @@ LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
 IN_COMBINATION = "in_combination"
 NOT_IN_ASSESSMENT = "symptom_not_in_assessment"
-UNSPECIFIED_NOT_IN_ASSESSMENT = "unspecified_not_in_assessment"
+DIAGNOSIS_NOT_IN_ASSESSMENT = "diagnosis_not_in_assessment"
 WRONG_SIDE = "side_not_in_note"
 CONTRADICTED = "contradicted_by_note"
 FAMILY_NOT_IN_ASSESSMENT = "family_history_not_in_assessment"
@@ -260,7 +262,7 @@ IN_PERSONAL_HISTORY = "neoplasm_in_personal_history"
 NO_EVIDENCE = "no_evidence_in_encounter_note"
 # Every reason a rule gives, in the order the pipeline applies them.
 REASONS = (UNCERTAIN, WRONG_SIDE, CONTRADICTED, OTHER_STATED, LESS_SPECIFIC, NOT_IN_ASSESSMENT,
-           UNSPECIFIED_NOT_IN_ASSESSMENT, FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED,
+           DIAGNOSIS_NOT_IN_ASSESSMENT, FAMILY_NOT_IN_ASSESSMENT, IN_COMBINATION, EXCLUDED,
            INTEGRAL_SYMPTOM, IN_PERSONAL_HISTORY, NO_EVIDENCE)
 
 _GENERIC = re.compile(r"\bunspecified\b|\bwithout complications?\b|\buncomplicated\b", re.I)
@@ -362,7 +364,7 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
 def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     """The signs and symptoms among `codes` that the note's assessment (not its plan) leaves out, where it
     names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above), in an encounter note
-    the "unspecified" diagnoses it leaves out too (UNSPECIFIED_NOT_IN_ASSESSMENT above), and
+    the diagnoses it leaves out too (DIAGNOSIS_NOT_IN_ASSESSMENT above), and
     there the family history codes, where no statement about a relative is in the assessment
     (FAMILY_NOT_IN_ASSESSMENT above)."""
     span = assessment_span(note)
@@ -377,12 +379,35 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds
            if (kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))) and c not in named]
     if encounter_note(note):
-        out += [Rejected(c, UNSPECIFIED_NOT_IN_ASSESSMENT) for c in kinds
-                if kinds[c] == "diagnosis" and c not in named and _unspecified_condition(cs, c)]
+        left_out = [c for c in kinds if kinds[c] == "diagnosis" and c not in named and c not in {r.raw for r in out}]
+        stated = established_in_assessment(cs, note, left_out)
+        out += [Rejected(c, DIAGNOSIS_NOT_IN_ASSESSMENT) for c in left_out
+                if c not in stated and not _ELSEWHERE.search(cs.description(c))
+                and (_UNSPECIFIED.search(cs.description(c)) or not _mentioned(cs, c, assessed))
+                and not any(_asks_for(cs, d, c) for d in kinds)]
     if not any(b > span[0] and a < span[1] for a, b in family_history_statements(note)):
         out += [Rejected(c, FAMILY_NOT_IN_ASSESSMENT) for c in kinds
                 if reports_family_history(cs.description(c))]
     return out
+
+
+# Words that name no condition by themselves: "Other disorders of lung" is about the lung.
+_ANY_CONDITION = frozenset(stem(w) for w in ("disease", "disorder", "condition", "syndrome", "abnormality"))
+
+
+def _mentioned(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
+    """Does one clause of the assessment say a word of the code's wordings that names its
+    condition: no qualifier ("acute", "left"), no word of its chapter's title ("skin", "system")
+    nor a word any condition has ("disorder")? "Diabetes, A1c 6.8" mentions E11.9 "Type 2
+    diabetes mellitus without complications", whose type the history gives. (An "unspecified"
+    code needs to be named: "burning on urination" in the assessment is no T30.0 "Burn of
+    unspecified body region".)"""
+    code = cs.normalize(code)
+    chapter = _chapter(cs, code)
+    generic = _QUALIFYING | _ANY_CONDITION | (stems(_RANGE.sub("", cs.description(chapter))) if chapter else frozenset())
+    words = set().union(*(wanted for _, wanted in _wordings(cs, code)), essential_stems(cs.description(code)))
+    said = words - generic
+    return any(said & clause for clause in assessed)
 
 
 def _site_named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
@@ -390,15 +415,6 @@ def _site_named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     True)? "Low back pain with left-sided sciatica" does not name M79.605 "Pain in left leg"."""
     site = _pain_site(cs, cs.normalize(code))
     return not site or any(site <= words for words in assessed)
-
-
-def _unspecified_condition(cs: CodeSet, code: str) -> bool:
-    """Does the code say the condition is unspecified (L53.9 "Erythematous condition,
-    unspecified"), not a residual "Other ... of unspecified site", an organism "as the cause of
-    diseases classified elsewhere" or a combination "... or unspecified chronic kidney disease"?"""
-    description = cs.description(code)
-    return bool(_UNSPECIFIED.search(description)) and not (
-        _RESIDUAL.search(description) or _ELSEWHERE.search(description) or _OR_UNSPECIFIED.search(description))
 
 
 def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -875,11 +891,14 @@ _STATUS = frozenset(stem(w) for w in (
 
 def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     """Does one clause of the assessment hold at least half the essential words of one of the
-    code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00), one of them more
-    than a qualifier (`_QUALIFYING`)?"""
+    code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00) or of its title (a
+    residual's too: "Hammer toe, left foot" names M20.42 "Other hammer toe(s) (acquired), left
+    foot"), one of them more than a qualifier (`_QUALIFYING`)?"""
+    code = cs.normalize(code)
+    wordings = [wanted for _, wanted in _wordings(cs, code)] + [essential_stems(cs.description(code))]
     return any(wanted and any(2 * len(held := wanted & words) >= len(wanted) and held - _QUALIFYING
                               for words in assessed)
-               for _, wanted in _wordings(cs, cs.normalize(code)))
+               for wanted in wordings)
 
 
 def _chapter_kind(cs: CodeSet, code: str) -> str:

@@ -724,18 +724,27 @@ def test_a_qualifier_after_a_comma_states_the_code_that_names_it(cs):
     assert rules.specific_in_assessment(cs, note, ["E10.9"]) == {"E10.9": "E10.10"}
 
 
-def test_an_unspecified_finding_the_assessment_leaves_out_goes_in_a_clinic_note(cs):
+def test_a_diagnosis_the_assessment_leaves_out_goes_in_a_clinic_note(cs):
     """L53.9 "Erythematous condition, unspecified" from the exam's erythema beside the cellulitis
     the assessment names: a coder reports the cellulitis. A case report keeps it."""
     exam = "Exam: 12 x 9 cm area of warm, tender erythema of the left shin.\n"
     note = exam + "Assessment:\n1. Cellulitis of the left lower leg, nonpurulent.\nPlan: cephalexin.\n"
     assert rules.unassessed(cs, note, ["L03.116", "L53.9"]) == [
-        Rejected("L53.9", rules.UNSPECIFIED_NOT_IN_ASSESSMENT)]
+        Rejected("L53.9", rules.DIAGNOSIS_NOT_IN_ASSESSMENT)]
     result = fixed_pipeline(cs, [("L03.116", 0.7), ("L53.9", 0.6)]).suggest(note)
     assert result.codes == ["L03.116"]
-    # Named in the assessment, it stays; so does a residual "Other ... of unspecified site".
+    # Named in the assessment, it stays. Any other diagnosis it leaves out goes too, "unspecified"
+    # or not: a scar from the history beside the cellulitis.
     assert rules.unassessed(cs, note.replace("nonpurulent", "with erythema"), ["L03.116", "L53.9"]) == []
-    assert rules.unassessed(cs, note, ["L03.116", "A49.8"]) == []
+    assert rules.unassessed(cs, "HPI: scar on the shin from an old burn.\n" + note, ["L03.116", "L90.5"]) == [
+        Rejected("L90.5", rules.DIAGNOSIS_NOT_IN_ASSESSMENT)]
+    # An organism a named infection asks for stays ("Use additional code (B95-B97)").
+    uti = "HPI: dysuria.\nAssessment: Urinary tract infection due to E. coli.\nPlan: nitrofurantoin.\n"
+    assert rules.unassessed(cs, uti, ["N39.0", "B96.20"]) == []
+    # Stated across the commas of one item, it is named: "Alcohol use disorder, moderate, in early
+    # remission" is an inclusion term of F10.21.
+    aud = "HPI: sober 6 months.\nAssessment: Alcohol use disorder, moderate, in early remission.\n"
+    assert rules.unassessed(cs, aud, ["F10.21"]) == []
     # A case report's "Diagnosis:" heading lists what it details elsewhere: nothing goes.
     report = exam + "Diagnosis: cellulitis of the left lower leg.\n"
     assert rules.unassessed(cs, report, ["L03.116", "L53.9"]) == []

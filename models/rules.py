@@ -73,9 +73,9 @@ The reasons are plain strings:
     (`established`), where it is not stated itself: E11.9 beside "Type 1 diabetes mellitus with
     ketoacidosis" (E11 excludes E10), F32.9 beside "Major depressive disorder, recurrent,
     moderate" (F32 excludes F33); or stated only in the words of the other: E61.1 "Iron
-    deficiency" beside "Iron deficiency anemia" (D50.9; E61.1 excludes it). Excludes1 means never coded together, and the assessment says
-    which one the physician means. Without an assessment (every CodiEsp case report) both stay,
-    and the pipeline flags the conflict.
+    deficiency" beside "Iron deficiency anemia" (D50.9; E61.1 excludes it). Excludes1 means
+    never coded together, and the assessment says which one the physician means. Without an
+    assessment (every CodiEsp case report) both stay, and the pipeline flags the conflict.
 
 `symptom_not_in_assessment` (NOT_IN_ASSESSMENT), from `unassessed`, the one rule
     that reads the note
@@ -404,7 +404,8 @@ def _mentioned(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     unspecified body region".)"""
     code = cs.normalize(code)
     chapter = _chapter(cs, code)
-    generic = _QUALIFYING | _ANY_CONDITION | (stems(_RANGE.sub("", cs.description(chapter))) if chapter else frozenset())
+    chapter_words = stems(_RANGE.sub("", cs.description(chapter))) if chapter else frozenset()
+    generic = _QUALIFYING | _ANY_CONDITION | chapter_words
     words = set().union(*(wanted for _, wanted in _wordings(cs, code)), essential_stems(cs.description(code)))
     said = words - generic
     return any(said & clause for clause in assessed)

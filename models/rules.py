@@ -372,7 +372,10 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
         return []
     assessed = [key_words(note[a:b]) for a, b in clauses(note) if b > span[0] and a < span[1]]
     kinds = {c: _chapter_kind(cs, c) for c in codes if cs.is_valid(c)}
-    named = {c for c in kinds if _named(cs, c, assessed) and _site_named(cs, c, assessed)}
+    # Named in a clause, or stated across the commas of one item ("Acute suppurative otitis
+    # media, right ear, without rupture of the eardrum" states H66.001).
+    named = {c for c in kinds if _named(cs, c, assessed) and _site_named(cs, c, assessed)} \
+        | established_in_assessment(cs, note, list(kinds))
     if not any(kinds[c] == "diagnosis" for c in named):
         return []
     # "Pain in <site>" (M25.531 "Pain in right wrist") is a symptom too, wherever the code set files it.
@@ -380,9 +383,8 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
            if (kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))) and c not in named]
     if encounter_note(note):
         left_out = [c for c in kinds if kinds[c] == "diagnosis" and c not in named and c not in {r.raw for r in out}]
-        stated = established_in_assessment(cs, note, left_out)
         out += [Rejected(c, DIAGNOSIS_NOT_IN_ASSESSMENT) for c in left_out
-                if c not in stated and not _ELSEWHERE.search(cs.description(c))
+                if not _ELSEWHERE.search(cs.description(c))
                 and (_UNSPECIFIED.search(cs.description(c)) or not _mentioned(cs, c, assessed))
                 and not any(_asks_for(cs, d, c) for d in kinds)]
     if not any(b > span[0] and a < span[1] for a, b in family_history_statements(note)):

@@ -210,6 +210,10 @@ def test_symptoms_the_assessment_leaves_out_are_not_coded_beside_its_diagnosis(c
               "diffuse goiter, no thyroid storm.\nPlan: methimazole.\n")
     assert rules.unassessed(cs, graves, ["E05.00", "R00.2", "R63.4", "R25.1"]) == [
         Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R00.2", "R63.4", "R25.1")]
+    # A diagnosis stated across the commas of one item names itself: the fever goes beside it.
+    ear = "HPI: fever and right ear pain.\nAssessment: Acute suppurative otitis media, right ear, without " \
+          "rupture of the eardrum.\nPlan: amoxicillin.\n"
+    assert rules.unassessed(cs, ear, ["H66.001", "R50.9"]) == [Rejected("R50.9", rules.NOT_IN_ASSESSMENT)]
     # A "Pain in <site>" of the musculoskeletal chapter is a symptom too.
     wrist = "HPI: fell on her outstretched hand; wrist pain and swelling.\nAssessment: Closed Colles' " \
             "fracture of the left distal radius, initial encounter.\n"

@@ -101,7 +101,7 @@ The reasons are plain strings:
     organism "as the cause of diseases classified elsewhere" nor a code a named one asks for
     (B96.20 for "Urinary tract infection due to E. coli"), nor a case report (its "Diagnosis:"
     heading lists conditions it details elsewhere). Measured first on "unspecified" diagnoses
-    only; all of them: synthetic train notes 0.7307 -> 0.7443, clinic notes 0.860 -> 0.867.
+    only; all of them: synthetic train notes 0.7307 -> 0.7439, clinic notes 0.860 -> 0.867.
 
 `family_history_not_in_assessment` (FAMILY_NOT_IN_ASSESSMENT), from `unassessed` too
     In such a note, a "Family history of ..." code (Z80-Z84) where no statement about a relative

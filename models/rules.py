@@ -379,12 +379,12 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     if not any(kinds[c] == "diagnosis" for c in named):
         return []
     # "Pain in <site>" (M25.531 "Pain in right wrist") is a symptom too, wherever the code set files it.
-    out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds
-           if (kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))) and c not in named]
+    symptoms = {c for c in kinds if kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))}
+    out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if c in symptoms and c not in named]
     if encounter_note(note):
-        left_out = [c for c in kinds if kinds[c] == "diagnosis" and c not in named and c not in {r.raw for r in out}]
-        out += [Rejected(c, DIAGNOSIS_NOT_IN_ASSESSMENT) for c in left_out
-                if not _ELSEWHERE.search(cs.description(c))
+        out += [Rejected(c, DIAGNOSIS_NOT_IN_ASSESSMENT) for c in kinds
+                if kinds[c] == "diagnosis" and c not in named and c not in symptoms
+                and not _ELSEWHERE.search(cs.description(c))
                 and (_UNSPECIFIED.search(cs.description(c)) or not _mentioned(cs, c, assessed))
                 and not any(_asks_for(cs, d, c) for d in kinds)]
     if not any(b > span[0] and a < span[1] for a, b in family_history_statements(note)):
@@ -407,9 +407,7 @@ def _mentioned(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     code = cs.normalize(code)
     chapter = _chapter(cs, code)
     chapter_words = stems(_RANGE.sub("", cs.description(chapter))) if chapter else frozenset()
-    generic = _QUALIFYING | _ANY_CONDITION | chapter_words
-    words = set().union(*(wanted for _, wanted in _wordings(cs, code)), essential_stems(cs.description(code)))
-    said = words - generic
+    said = set().union(*_naming_words(cs, code)) - _QUALIFYING - _ANY_CONDITION - chapter_words
     return any(said & clause for clause in assessed)
 
 
@@ -897,11 +895,16 @@ def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00) or of its title (a
     residual's too: "Hammer toe, left foot" names M20.42 "Other hammer toe(s) (acquired), left
     foot"), one of them more than a qualifier (`_QUALIFYING`)?"""
-    code = cs.normalize(code)
-    wordings = [wanted for _, wanted in _wordings(cs, code)] + [essential_stems(cs.description(code))]
     return any(wanted and any(2 * len(held := wanted & words) >= len(wanted) and held - _QUALIFYING
                               for words in assessed)
-               for wanted in wordings)
+               for wanted in _naming_words(cs, cs.normalize(code)))
+
+
+@lru_cache(maxsize=65536)
+def _naming_words(cs: CodeSet, code: str) -> tuple[frozenset[str], ...]:
+    """The essential words of each wording of a code (`_wordings`) and of its title, a
+    residual's too: what an assessment may name it by."""
+    return (*(wanted for _, wanted in _wordings(cs, code)), essential_stems(cs.description(code)))
 
 
 def _chapter_kind(cs: CodeSet, code: str) -> str:

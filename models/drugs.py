@@ -40,13 +40,21 @@ DRUG_CLASSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
       "Plavix", "Effient", "Brilinta", "Pletal", "antiplatelet", "antiplatelets", "antithrombotic",
       "antithrombotics")),
     ("aspirin", r"\baspirin\b", ("aspirin", "acetylsalicylic acid", "Ecotrin")),
+    ("bisphosphonates", r"\bbisphosphonates?\b",
+     ("alendronate", "alendronic acid", "risedronate", "ibandronate", "zoledronic acid",
+      "zoledronate", "etidronate", "Fosamax", "Actonel", "Atelvia", "Boniva", "Reclast",
+      "bisphosphonate", "bisphosphonates")),
+    # Inhaled only: budesonide is also an oral drug for Crohn's disease, fluticasone a nasal spray.
+    ("inhaled steroids", r"\binhaled steroids?\b",
+     ("inhaled steroid", "inhaled steroids", "inhaled corticosteroid", "inhaled corticosteroids",
+      "Flovent", "Pulmicort", "Qvar", "Asmanex", "Alvesco", "Arnuity")),
 )
 
 # The classes a coder codes wherever the note says the patient takes them long term ("Continue
-# apixaban long term", "Long-term aspirin and clopidogrel"). The diabetes drugs are coded only
-# where a diabetes code asks for them: ICD-10-CM codes no insulin use with type 1 diabetes, which
-# asks for none (guideline I.C.4.a.3).
-CODED_WHEN_STATED = ("anticoagulants", "antiplatelets", "aspirin")
+# apixaban long term", "Long-term aspirin and clopidogrel", "Long-term bisphosphonate therapy").
+# The diabetes drugs are coded only where a diabetes code asks for them: ICD-10-CM codes no
+# insulin use with type 1 diabetes, which asks for none (guideline I.C.4.a.3).
+CODED_WHEN_STATED = ("anticoagulants", "antiplatelets", "aspirin", "bisphosphonates", "inhaled steroids")
 
 # "long-term", "long term", "longterm", "chronic anticoagulation"
 _LONG_TERM = re.compile(r"\blong[- ]?term\b|\bchronic(?:ally)? anticoagula", re.I)

@@ -268,10 +268,16 @@ class Pipeline:
         "Continue apixaban long term") and the family or personal history the assessment states
         (Z80.0 for "Family history of colon cancer"), what the note records as their evidence;
         a malignancy whose personal history code is among them (Z85.828 beside C44.311) goes.
-        In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes."""
+        In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes,
+        a selected one before the rules read it."""
         certain = rules.certain_part(note)  # the rules read what the note says with certainty
         dropped = [Rejected(s.code, rules.UNCERTAIN) for s in suggestions
                    if certain != note and self._only_supposed(certain, s, candidates.get(s.code))]
+        if encounter_note(note):
+            # A guess with no evidence goes first (see the end): it must not take a symptom
+            # away as integral to it (R73.03 prediabetes beside a guessed E11.9), nor combine.
+            dropped += [Rejected(s.code, rules.NO_EVIDENCE) for s in suggestions
+                        if Flag.UNSUPPORTED in s.flags]
         suggestions = [s for s in suggestions if s.code not in {r.raw for r in dropped}]
         dropped += rules.wrong_side(self.cs, certain, [s.code for s in suggestions])
         dropped += rules.contradicted(self.cs, certain, [s.code for s in suggestions

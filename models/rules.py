@@ -220,6 +220,7 @@ from .drugs import CODED_WHEN_STATED, DRUG_CLASSES, current_drug, drug_class, lo
 from .notes import assessment_span, assessment_start, discharge_summary, encounter_note
 from .text import (
     NONESSENTIAL,
+    and_alternatives,
     clauses,
     content_words,
     essential_stems,
@@ -404,11 +405,16 @@ def _mentioned(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     diabetes mellitus without complications", whose type the history gives. (An "unspecified"
     code needs to be named: "burning on urination" in the assessment is no T30.0 "Burn of
     unspecified body region".)"""
-    code = cs.normalize(code)
+    said = _condition_words(cs, cs.normalize(code))
+    return any(said & clause for clause in assessed)
+
+
+@lru_cache(maxsize=65536)
+def _condition_words(cs: CodeSet, code: str) -> frozenset[str]:
+    """The words of a code's wordings that name its condition (`_mentioned`)."""
     chapter = _chapter(cs, code)
     chapter_words = stems(_RANGE.sub("", cs.description(chapter))) if chapter else frozenset()
-    said = set().union(*_naming_words(cs, code)) - _QUALIFYING - _ANY_CONDITION - chapter_words
-    return any(said & clause for clause in assessed)
+    return frozenset(set().union(*_naming_words(cs, code)) - _QUALIFYING - _ANY_CONDITION - chapter_words)
 
 
 def _site_named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
@@ -509,12 +515,15 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
 
     stated_codes = established_in_assessment(cs, note, codes)
     established = [c for c in stated_codes if specified(c)]
+    second_guesses = _second_guesses(cs, note, codes) if encounter_note(note) else set()
     # An encounter's assessment names each condition once: a residual "Other ..." beside another
     # code of its category is a second guess at it. A case report may have both, and often does.
     beside = codes if encounter_note(note) else stated_codes
     affirmed = _affirmed_sentences(cs, note, 0) if beside else []
 
     def goes(code: str) -> bool:
+        if code in second_guesses:
+            return True
         if code in stated_codes or not specified(code):
             return False
         if any(alternative(code, e) and denied_by(code, e) for e in established):
@@ -523,6 +532,50 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
             any(alternative(code, e) for e in established) or any(residual_beside(code, e) for e in beside))
 
     return [Rejected(c, OTHER_STATED) for c in codes if goes(c)]
+
+
+def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
+    """The diagnoses among `codes` that the assessment mentions only in items stating another
+    code, and states nowhere: K52.9 "Noninfective gastroenteritis" where the item "Viral
+    gastroenteritis" states A08.4, H10.9 beside "Viral conjunctivitis" (B30.9). An encounter's
+    assessment codes each item once. Not a code another one asks for (the organism of a UTI,
+    the stage of a CKD), nor one a combination code reports (I10 where the item "Hypertensive
+    heart and kidney disease" states I11.9: the rules combine it into I13.0)."""
+    affirmed = _assessment_sentences(cs, note)
+    valid = [c for c in codes if cs.is_valid(c)]
+    stated = [{c for c in valid if _stated_wordings(cs, c, [s])} for s in affirmed]
+    everywhere = set().union(*stated) if stated else set()
+    out = set()
+    for code in valid:
+        if code in everywhere or not is_diagnosis(cs, code) or _ELSEWHERE.search(cs.description(code)) \
+                or _pain_site(cs, cs.normalize(code)) or _combined(cs, code) \
+                or any(a in _combination_categories(cs) for a in cs.ancestors(code)) \
+                or any(_asks_for(cs, d, code) or _more_specific(cs, d, code) for d in valid if d != code) \
+                or any(_excluded_by(cs, code, d) for d in everywhere):
+            continue  # a pain, a combination or its part, a generic or excluded code: the other rules decide
+        words = _condition_words(cs, cs.normalize(code))
+        # A residual's title is no wording (`_wordings`), but the note may say it: "Major osseous
+        # defect, other site" is M89.78.
+        title = essential_stems(cs.description(code)) if _RESIDUAL.search(cs.description(code)) else None
+        items = [i for i, s in enumerate(affirmed) if words & s.words]
+        if items and all(stated[i] - {code} and not (title and title <= affirmed[i].words
+                                                     and _RESIDUAL.search(affirmed[i].text)) for i in items):
+            out.add(code)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _combination_categories(cs: CodeSet) -> frozenset[str]:
+    """The combination categories and the categories they report together (I13, I11, I12)."""
+    return frozenset(c for comb in _combinations(cs) for c in (comb.category, *comb.parts))
+
+
+@lru_cache(maxsize=65536)
+def _combined(cs: CodeSet, code: str) -> bool:
+    """Is the code one a combination code reports (I10, N18.31 and I50.32 for I13.0): the rules
+    combine it (`_combine`), however the assessment words the combination."""
+    return any(_names(cs, code, comb.cause) or any(_within(code, need) for need in comb.needs)
+               for comb in _combinations(cs))
 
 
 def wrong_side(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -699,9 +752,10 @@ def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence) -> 
 
 
 def _says_only(wanted: frozenset[str], sentence: _Sentence) -> bool:
-    """Does the sentence say those words and nothing else but how the condition is doing and
-    which side (`_STATUS`)?"""
-    return not sentence.words - wanted - _STATUS - _SIDE_WORDS
+    """Does the sentence say those words and nothing else but how the condition is doing, which
+    side (`_STATUS`), how bad ("Mild to moderate dehydration") and what is absent ("Panic
+    disorder without agoraphobia" says panic disorder only)?"""
+    return not sentence.words - wanted - _STATUS - _SIDE_WORDS - _MILDNESS - sentence.negated
 
 
 @lru_cache(maxsize=65536)
@@ -718,7 +772,12 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     said = [*terms, *cs.includes(code)]
     if not _RESIDUAL.search(cs.description(code)) or _other_of_its_own(cs, code):  # "Chronic constipation" is K59.09's
         said.insert(0, cs.description(code))
-    own = [(w, essential_stems(w)) for term in said for w in slash_alternatives(term)]
+    # Square brackets hold a synonym or an explanation: "Panic disorder [episodic paroxysmal
+    # anxiety]" is stated by "Panic disorder".
+    own = [(w, essential_stems(_BRACKETED.sub(" ", w))) for term in said for w in slash_alternatives(term)]
+    if not _combined(cs, code) and not any(a in _combination_categories(cs) for a in cs.ancestors(code)):
+        own += [(alt, essential_stems(_BRACKETED.sub(" ", alt))) for w, _ in own for alt in and_alternatives(w)]
+    own += [(w, essential_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
     inherited = [(w, essential_stems(w) | side)
@@ -728,6 +787,20 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     if side and parent and not _RESIDUAL.search(cs.description(parent)):
         inherited.append((cs.description(parent), essential_stems(cs.description(parent)) | side))
     return tuple(own + inherited)
+
+
+_BRACKETED = re.compile(r"\[[^\[\]]*\]")
+
+
+def _without_encounter(cs: CodeSet, code: str, wording: str) -> str:
+    """The wording without its 7th character's meaning (", initial encounter"): a note says
+    "Concussion without loss of consciousness" in the ED, and the retriever has already chosen
+    the 7th character the visit supports (models/seventh.py). The whole wording stays a wording
+    too: where the note says "closed ... initial encounter", it states more."""
+    variant = cs.seventh_variants(code).get(code[-1]) if len(code_key(code)) == 7 else None
+    if variant and variant[0] == code and wording.lower().endswith(", " + variant[1].lower()):
+        return wording[: -len(variant[1]) - 2]
+    return wording
 
 
 @lru_cache(maxsize=65536)
@@ -855,7 +928,13 @@ def specific_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> dict[str
 
 def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str | None:
     category = _category(cs, code)
-    own = [essential_stems(w) for w in [cs.description(code), *cs.inclusion_terms(code)]]
+    # "and" as "and/or" (`and_alternatives`), but in the combination categories (I11-I13).
+    either = category not in _combination_categories(cs)
+
+    def said_by(wordings: list[str]) -> list[str]:
+        return wordings + [alt for w in wordings for alt in and_alternatives(w)] * either
+
+    own = [essential_stems(w) for w in said_by([cs.description(code), *cs.inclusion_terms(code)])]
     said = set().union(*own)
     scored = []
     for other in cs.billable_descendants(category):
@@ -863,7 +942,7 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
             continue
         best = 0
         residual = bool(_RESIDUAL.search(cs.description(other)))  # its own terms say what it holds
-        for wording in [cs.description(other)] * (not residual) + cs.inclusion_terms(other):
+        for wording in said_by([cs.description(other)] * (not residual) + cs.inclusion_terms(other)):
             wanted = essential_stems(wording)
             if (wanted - said and any(w <= wanted for w in own)
                     and any(_states(wording, wanted, sentence) for sentence in affirmed)):
@@ -885,6 +964,7 @@ _QUALIFYING = frozenset(stem(w) for w in (
 
 # Words that say how a condition is doing, not what it is ("Hyperlipidemia, at goal"), and the
 # heading's own ("Assessment: pneumonia.").
+_MILDNESS = frozenset(stem(w) for w in ("mild", "moderate"))
 _STATUS = frozenset(stem(w) for w in (
     "stable", "controlled", "goal", "improved", "improving", "unchanged", "acceptable", "well",
     "resolving", "continue", "continued", "monitor", "monitoring", "assessment", "impression", "diagnosis"))

@@ -57,7 +57,9 @@ _ABBREVIATIONS = {
 _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
              # The colon is the large intestine, the code set's word in K55-K63 ("Diverticulitis
              # of large intestine"); the sigmoid is the colon's last part.
-             "colon": "colon large intestine", "sigmoid": "sigmoid large intestine"}
+             "colon": "colon large intestine", "sigmoid": "sigmoid large intestine",
+             # "E. coli" is Escherichia coli (B96.20), the "E." too short to read as a word.
+             "coli": "coli escherichia"}
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -144,7 +146,7 @@ def key_words(text: str) -> set[str]:
 
 # ICD-10-CM's nonessential modifiers: words in parentheses that may be present in the note or
 # absent without changing the code ("Seizure(s) (convulsive) NOS").
-NONESSENTIAL = re.compile(r"\([^()]*\)")
+NONESSENTIAL = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 
 
 @lru_cache(maxsize=262144)
@@ -152,6 +154,21 @@ def essential_stems(text: str) -> frozenset[str]:
     """The stems a code-set entry asks the note for: its content words less the nonessential
     modifiers and the boilerplate ("Pneumonia, unspecified organism" asks for pneumonia only)."""
     return frozenset(key_words(NONESSENTIAL.sub(" ", text))) or stems(text)
+
+
+# Two words joined by "and" in a title: ICD-10-CM reads it as "and/or" (guideline I.A.14), so
+# "Acute embolism and thrombosis of left femoral vein" is said by "thrombosis of the left
+# femoral vein", "Hypo-osmolality and hyponatremia" by "hyponatremia".
+_AND_PAIR = re.compile(r"\b([A-Za-z-]{3,}) and ([A-Za-z-]{3,})\b")
+
+
+def and_alternatives(wording: str) -> list[str]:
+    """The wording once per word of its first "X and Y" pair, the other left out; [] without one."""
+    hit = _AND_PAIR.search(wording)
+    if hit is None:
+        return []
+    head, tail = wording[:hit.start()], wording[hit.end():]
+    return [head + word + tail for word in hit.groups()]
 
 
 # Two words joined by a slash, each of three letters or more: the code set's "either" ("Grade/stage
@@ -192,8 +209,19 @@ _RULED_OUT = re.compile(
 # and denies chest pain". Cues written after what they negate ("... was ruled out") and a bare
 # "no"/"not" ("no longer", "not well controlled") count only among a clause's first words, above.
 _NEGATION_INSIDE = re.compile(
-    r"\b(?:with no|without|denies|denied|denying|negative for|no (?:evidence|signs?|history) of)\b",
+    r"\b(?:with no|without|denies|denied|denying|negative for|no (?:evidence|signs?|history) of|"
+    # What the patient is told to come back for has not happened: "Return if fever or spreading
+    # redness", "Return for worsening headache, repeated vomiting or confusion".
+    r"return(?:ing)? (?:sooner )?(?:if|for|with)|call (?:if|for|with)|come back (?:if|for)|"
+    r"seek (?:\w+ )?(?:care|attention) (?:if|for)|precautions (?:for|about)|warning signs? (?:of|for)|"
+    r"watch for|monitor for|"
+    # A goal is not yet reached: "Nutrition counseling, goal 7% weight loss".
+    r"goal)\b",
     re.I)
+# A vaccine names the disease it prevents ("Vaccines given today: DTaP, IPV, MMR and varicella",
+# "hepatitis A and B vaccination", "tetanus booster"): the clause and the list after it name no
+# condition of the patient's.
+_VACCINE = re.compile(r"\b(?:vaccin\w*|immuni[sz]\w*|boosters?|toxoids?)\b", re.I)
 _FILLER_WORDS = frozenset("a an and also the this our there he she they patient pt mr mrs ms man "
                           "woman boy girl child is was are were".split())
 # Words that start a new statement: they end a negation's reach, within a clause ("with no
@@ -297,6 +325,9 @@ def clauses(note: str):
                 idx, piece = idx + rest.end(), piece[rest.end():]
             listed = negated and not _AFFIRMATION.match(piece) and len(
                 WORD_RE.findall(piece.lower())) <= _LIST_ITEM_WORDS
+            if _VACCINE.search(piece):
+                negated = True
+                continue
             spans, negated = _affirmed(piece, listed)
             for a, b in spans:
                 yield idx + a, idx + b

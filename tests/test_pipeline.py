@@ -77,10 +77,10 @@ def test_validation_flags(cs):
     by_code = {s.code: s for s in result.suggestions}
     # I10 too, which the model left out: the assessment states "Essential hypertension". Not
     # E10.9: E11 excludes type 1 diabetes, and the assessment states type 2.
-    # Not A00.0: nothing in this clinic note's assessment says cholera.
+    # Not A00.0: nothing in this clinic note says cholera.
     assert set(by_code) == {"E11.9", "E11", "R51.9", "I10"}
     assert ("E10.9", "excluded_by_stated_code") in [(r.raw, r.reason) for r in result.rejected]
-    assert ("A00.0", "diagnosis_not_in_assessment") in [(r.raw, r.reason) for r in result.rejected]
+    assert ("A00.0", "no_evidence_in_encounter_note") in [(r.raw, r.reason) for r in result.rejected]
     assert Flag.NOT_BILLABLE in by_code["E11"].flags and "E11.9" in by_code["E11"].billable_children
     assert Flag.MORE_SPECIFIC in by_code["R51.9"].flags
     assert [(r.raw, r.reason) for r in result.rejected][0] == ("E11.99", Flag.NOT_IN_CODESET)
@@ -96,9 +96,9 @@ def test_a_code_the_note_only_denies_is_never_suggested(cs):
     assert [s.code for s in result.suggestions] == ["I10", "R51.9", "E11.9"]
     rejected = [(r.raw, r.reason) for r in result.rejected]
     assert ("R07.9", Flag.NEGATED) in rejected
-    # Not found at all is another matter. A clinic note's assessment names what the visit is
-    # coded for: a code it never says goes.
-    assert ("A00.0", "diagnosis_not_in_assessment") in rejected
+    # Not found at all is another matter. A clinic note names what the visit is coded for: a
+    # code whose words it never says goes, before the coding rules read it.
+    assert ("A00.0", "no_evidence_in_encounter_note") in rejected
     # A case report (no assessment heading) or a list of diagnoses: it stays, unsupported,
     # listed last, for the coder to judge.
     for note in (NOTE.split("ASSESSMENT")[0], NOTE.replace("ASSESSMENT:", "Diagnosis:")):

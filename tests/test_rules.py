@@ -288,9 +288,11 @@ def test_a_clinic_note_is_coded_the_way_a_coder_would(cs):
     n18 = {s.code: s for s in result.suggestions}["N18.4"]
     assert n18.flags == ["stated_in_assessment"]  # and supported: its words span a comma
     assert n18.evidence.text.startswith("Chronic kidney disease, stage 4")
+    # R60.9 "Edema": the note says "swelling", no word of the code's: in a clinic note such a
+    # guess goes before the rules read it.
     assert {(r.raw, r.reason) for r in result.rejected} >= {
         ("N18.9", rules.LESS_SPECIFIC), ("I10", rules.IN_COMBINATION), ("E11.9", rules.IN_COMBINATION),
-        ("R60.9", rules.NOT_IN_ASSESSMENT)}
+        ("R60.9", rules.NO_EVIDENCE)}
 
 
 def test_a_retrieved_code_the_assessment_states_in_its_own_words_is_suggested(cs):
@@ -577,7 +579,7 @@ def test_a_relatives_condition_in_the_assessment_states_no_diagnosis_of_the_pati
 def test_a_symptom_named_only_in_the_plan_is_not_assessed(cs):
     note = ("HPI: productive cough, fever to 102 F and pleuritic chest pain for 4 days.\n"
             "Assessment: Community-acquired pneumonia, right lower lobe.\n"
-            "Plan: Amoxicillin-clavulanate. Acetaminophen for fever. Return for chest pain.\n")
+            "Plan: Amoxicillin-clavulanate. Acetaminophen for fever and chest pain.\n")
     assert rules.unassessed(cs, note, ["J18.9", "R50.9", "R07.9"]) == [
         Rejected(c, rules.NOT_IN_ASSESSMENT) for c in ("R50.9", "R07.9")]
     # Under one heading "Assessment and plan" every line is the assessment.
@@ -681,7 +683,8 @@ def test_a_heart_and_kidney_note_is_coded_with_the_stage_and_the_combination_it_
     assert sorted(result.codes) == ["I13.0", "I50.32", "N18.31"]
     reasons = {r.raw: r.reason for r in result.rejected}
     assert reasons["N18.2"] == rules.OTHER_STATED and reasons["I11.9"] == rules.IN_COMBINATION
-    assert reasons["R42"] == rules.NOT_IN_ASSESSMENT
+    # What the patient is to come back for has not happened ("Return for chest pain or dizziness").
+    assert reasons["R42"] == "negated"
 
 
 def test_a_code_stated_through_its_parents_title_has_those_words_as_evidence(cs):
@@ -930,3 +933,42 @@ def test_the_bmi_a_code_asks_for_is_coded_from_the_value_the_note_records(cs, no
     assert all(asking == ["E66.812"] for _, asking in found.values())
     assert rules.body_mass_index(cs, note, ["I10"]) == {}          # nothing asks for it
     assert rules.body_mass_index(cs, note, ["E66.812", *added]) == {}  # already suggested
+
+
+@pytest.mark.parametrize("assessment, code", [
+    ("Concussion without loss of consciousness.", "S06.0X0A"),   # the 7th character's words unsaid
+    ("Panic disorder without agoraphobia.", "F41.0"),          # "[episodic paroxysmal anxiety]" a synonym
+    ("Acute deep vein thrombosis of the left femoral vein.", "I82.412"),  # "embolism and thrombosis"
+    ("Mild to moderate dehydration.", "E86.0"),                 # how bad is no other condition
+])
+def test_the_assessment_states_a_code_in_the_words_a_clinician_writes(cs, assessment, code):
+    note = f"Emergency department note.\nHPI: seen today.\nAssessment: {assessment}\nPlan: home.\n"
+    assert rules.stated_in_assessment(cs, note, [code], []) == [code]
+
+
+@pytest.mark.parametrize("assessment, stated, guess", [
+    ("Viral gastroenteritis.", "A08.4", "K52.9"),      # "Noninfective gastroenteritis"
+    ("Hyponatremia, mild.", "E87.1", "E87.8"),          # "Electrolyte imbalance NOS"
+])
+def test_a_second_guess_at_an_item_the_assessment_states_goes(cs, assessment, stated, guess):
+    note = f"Urgent care visit.\nHPI: 2 days.\nAssessment: {assessment}\nPlan: supportive care.\n"
+    assert rules.alternative_stated(cs, note, [stated, guess]) == [Rejected(guess, rules.OTHER_STATED)]
+    # In a case report, where both are often coded, it stays.
+    assert rules.alternative_stated(cs, f"The patient had {assessment.lower()}", [stated, guess]) == []
+
+
+def test_a_guess_without_evidence_takes_no_stated_symptom_with_it(cs):
+    """Prediabetes is its own assessment item: a guessed E11.9 (similar cases), whose words the
+    note never says, must not take it away as integral to diabetes."""
+    note = ("Primary care visit.\nHPI: follow-up of weight and blood sugar.\nLabs: A1c 6.1%.\n"
+            "Assessment/Plan:\n1. Prediabetes. Lifestyle changes.\n2. Obesity, class 1, BMI 32.4.\n")
+    result = fixed_pipeline(cs, [("E11.9", 0.9), ("E66.811", 0.8), ("R73.03", 0.4)]).suggest(note)
+    assert sorted(result.codes) == ["E66.811", "R73.03", "Z68.32"]
+    assert ("E11.9", rules.NO_EVIDENCE) in [(r.raw, r.reason) for r in result.rejected]
+
+
+def test_long_term_bisphosphonate_therapy_is_coded(cs):
+    note = ("Assessment: Postmenopausal osteoporosis without fracture. Continue alendronate. "
+            "Long-term bisphosphonate therapy, precautions reviewed.\n")
+    assert list(rules.long_term_therapy(cs, note, ["M81.0"])) == ["Z79.83"]
+    assert rules.long_term_therapy(cs, "Assessment: Osteoporosis. Start alendronate.\n", ["M81.0"]) == {}

@@ -1,7 +1,7 @@
 """The note's clauses: a negation cue covers the list after it, and no more."""
 import pytest
 
-from models.text import clauses, essential_stems, sided_end, slash_alternatives
+from models.text import and_alternatives, clauses, essential_stems, sided_end, slash_alternatives
 
 
 def kept(note: str) -> list[str]:
@@ -238,3 +238,31 @@ def test_a_side_written_after_a_condition_is_read_with_it(note, condition_with_s
 ])
 def test_a_slashed_pair_of_words_is_read_as_either(wording, alternatives):
     assert slash_alternatives(wording) == alternatives
+
+
+@pytest.mark.parametrize("plan", [
+    "Return if fever or spreading redness.", "Return for worsening headache, repeated vomiting or confusion.",
+    "Call for chest pain.", "Return precautions for shortness of breath.", "Nutrition counseling, goal 7% weight loss.",
+])
+def test_what_the_patient_is_to_come_back_for_has_not_happened(plan):
+    # The plan's warnings and goals name no condition the patient has.
+    assert not any(w in " ".join(kept(plan)).lower() for w in
+                   ("fever", "headache", "vomiting", "confusion", "chest", "breath", "weight"))
+
+
+@pytest.mark.parametrize("note", [
+    "Vaccines given today: DTaP, IPV, MMR and varicella.",
+    "Referred to hepatology; hepatitis A and B vaccination.",
+    "Tetanus booster 3 years ago.",
+])
+def test_a_vaccine_names_no_disease_of_the_patient(note):
+    assert not any(w in " ".join(kept(note)).lower() for w in ("varicella", "mmr", "hepatitis", "tetanus"))
+    # The sentence after is read as ever.
+    assert kept(note + " Has a cough.")[-1] == "Has a cough."
+
+
+def test_and_in_a_title_is_read_as_and_or():
+    assert and_alternatives("Acute embolism and thrombosis of left femoral vein") == [
+        "Acute embolism of left femoral vein", "Acute thrombosis of left femoral vein"]
+    assert and_alternatives("Hypo-osmolality and hyponatremia") == ["Hypo-osmolality", "hyponatremia"]
+    assert and_alternatives("Essential (primary) hypertension") == []

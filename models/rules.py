@@ -548,8 +548,7 @@ def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
     out = set()
     for code in valid:
         if code in everywhere or not is_diagnosis(cs, code) or _ELSEWHERE.search(cs.description(code)) \
-                or _pain_site(cs, cs.normalize(code)) or _combined(cs, code) \
-                or any(a in _combination_categories(cs) for a in cs.ancestors(code)) \
+                or _pain_site(cs, cs.normalize(code)) or _of_a_combination(cs, code) \
                 or any(_asks_for(cs, d, code) or _more_specific(cs, d, code) for d in valid if d != code) \
                 or any(_excluded_by(cs, code, d) for d in everywhere):
             continue  # a pain, a combination or its part, a generic or excluded code: the other rules decide
@@ -571,11 +570,12 @@ def _combination_categories(cs: CodeSet) -> frozenset[str]:
 
 
 @lru_cache(maxsize=65536)
-def _combined(cs: CodeSet, code: str) -> bool:
-    """Is the code one a combination code reports (I10, N18.31 and I50.32 for I13.0): the rules
-    combine it (`_combine`), however the assessment words the combination."""
-    return any(_names(cs, code, comb.cause) or any(_within(code, need) for need in comb.needs)
-               for comb in _combinations(cs))
+def _of_a_combination(cs: CodeSet, code: str) -> bool:
+    """Is the code a combination code (I11-I13) or one that a combination reports (I10, N18.31,
+    I50.32 for I13.0)? The rules combine them (`_combine`), however the assessment words it."""
+    return any(a in _combination_categories(cs) for a in cs.ancestors(code)) or any(
+        _names(cs, code, comb.cause) or any(_within(code, need) for need in comb.needs)
+        for comb in _combinations(cs))
 
 
 def wrong_side(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -775,7 +775,7 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     # Square brackets hold a synonym or an explanation: "Panic disorder [episodic paroxysmal
     # anxiety]" is stated by "Panic disorder".
     own = [(w, essential_stems(_BRACKETED.sub(" ", w))) for term in said for w in slash_alternatives(term)]
-    if not _combined(cs, code) and not any(a in _combination_categories(cs) for a in cs.ancestors(code)):
+    if not _of_a_combination(cs, code):  # "heart and chronic kidney disease" means both
         own += [(alt, essential_stems(_BRACKETED.sub(" ", alt))) for w, _ in own for alt in and_alternatives(w)]
     own += [(w, essential_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
     sides = _code_sides(cs, code)
@@ -962,9 +962,10 @@ _QUALIFYING = frozenset(stem(w) for w in (
     "secondary", "mild", "moderate", "severe", "left", "right", "bilateral", "unilateral", "multiple"))
 
 
+# How bad, where the code set has no word for it ("Mild to moderate dehydration" is E86.0).
+_MILDNESS = frozenset(stem(w) for w in ("mild", "moderate"))
 # Words that say how a condition is doing, not what it is ("Hyperlipidemia, at goal"), and the
 # heading's own ("Assessment: pneumonia.").
-_MILDNESS = frozenset(stem(w) for w in ("mild", "moderate"))
 _STATUS = frozenset(stem(w) for w in (
     "stable", "controlled", "goal", "improved", "improving", "unchanged", "acceptable", "well",
     "resolving", "continue", "continued", "monitor", "monitoring", "assessment", "impression", "diagnosis"))

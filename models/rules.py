@@ -818,9 +818,13 @@ def _other_of_its_own(cs: CodeSet, code: str) -> bool:
 
 def wordings(cs: CodeSet, code: str) -> list[str]:
     """The code's wordings but its description (`_wordings`): the words a note may say it in,
-    where the pipeline looks for its evidence too."""
+    where the pipeline looks for its evidence too. Not the halves of an "X and Y" title: as
+    evidence, "dependence on machines" is too little of Z99.89 "Dependence on other enabling
+    machines and devices"."""
     description = cs.description(code)
-    return [w for w, _ in _wordings(cs, cs.normalize(code)) if w != description]
+    said = _wordings(cs, cs.normalize(code))
+    either = {alt for w, _ in said for alt in and_alternatives(w)}
+    return [w for w, _ in said if w != description and w not in either]
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")

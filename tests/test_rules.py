@@ -683,8 +683,9 @@ def test_a_heart_and_kidney_note_is_coded_with_the_stage_and_the_combination_it_
     assert sorted(result.codes) == ["I13.0", "I50.32", "N18.31"]
     reasons = {r.raw: r.reason for r in result.rejected}
     assert reasons["N18.2"] == rules.OTHER_STATED and reasons["I11.9"] == rules.IN_COMBINATION
-    # What the patient is to come back for has not happened ("Return for chest pain or dizziness").
-    assert reasons["R42"] == "negated"
+    # What the patient is to come back for has not happened ("Return for chest pain or dizziness"):
+    # no affirmed word of the note says it.
+    assert reasons["R42"] == rules.NO_EVIDENCE
 
 
 def test_a_code_stated_through_its_parents_title_has_those_words_as_evidence(cs):

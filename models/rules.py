@@ -772,11 +772,11 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     said = [*terms, *cs.includes(code)]
     if not _RESIDUAL.search(cs.description(code)) or _other_of_its_own(cs, code):  # "Chronic constipation" is K59.09's
         said.insert(0, cs.description(code))
-    # Square brackets hold a synonym or an explanation: "Panic disorder [episodic paroxysmal
-    # anxiety]" is stated by "Panic disorder".
-    own = [(w, essential_stems(_BRACKETED.sub(" ", w))) for term in said for w in slash_alternatives(term)]
+    # (`essential_stems` leaves out what square brackets hold: "Panic disorder [episodic
+    # paroxysmal anxiety]" is stated by "Panic disorder".)
+    own = [(w, essential_stems(w)) for term in said for w in slash_alternatives(term)]
     if not _of_a_combination(cs, code):  # "heart and chronic kidney disease" means both
-        own += [(alt, essential_stems(_BRACKETED.sub(" ", alt))) for w, _ in own for alt in and_alternatives(w)]
+        own += [(alt, essential_stems(alt)) for w, _ in own for alt in and_alternatives(w)]
     own += [(w, essential_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
@@ -787,9 +787,6 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     if side and parent and not _RESIDUAL.search(cs.description(parent)):
         inherited.append((cs.description(parent), essential_stems(cs.description(parent)) | side))
     return tuple(own + inherited)
-
-
-_BRACKETED = re.compile(r"\[[^\[\]]*\]")
 
 
 def _without_encounter(cs: CodeSet, code: str, wording: str) -> str:

@@ -145,7 +145,8 @@ def key_words(text: str) -> set[str]:
 
 
 # ICD-10-CM's nonessential modifiers: words in parentheses that may be present in the note or
-# absent without changing the code ("Seizure(s) (convulsive) NOS").
+# absent without changing the code ("Seizure(s) (convulsive) NOS"), and what square brackets hold,
+# a synonym or an explanation ("Panic disorder [episodic paroxysmal anxiety]").
 NONESSENTIAL = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 
 

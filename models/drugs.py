@@ -44,10 +44,16 @@ DRUG_CLASSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("alendronate", "alendronic acid", "risedronate", "ibandronate", "zoledronic acid",
       "zoledronate", "etidronate", "Fosamax", "Actonel", "Atelvia", "Boniva", "Reclast",
       "bisphosphonate", "bisphosphonates")),
-    # Inhaled only: budesonide is also an oral drug for Crohn's disease, fluticasone a nasal spray.
+    # Inhaled only: budesonide is also an oral drug for Crohn's disease, fluticasone a nasal spray;
+    # a steroid paired with a long-acting bronchodilator comes only as an inhaler.
     ("inhaled steroids", r"\binhaled steroids?\b",
      ("inhaled steroid", "inhaled steroids", "inhaled corticosteroid", "inhaled corticosteroids",
-      "Flovent", "Pulmicort", "Qvar", "Asmanex", "Alvesco", "Arnuity")),
+      "inhaled budesonide", "inhaled fluticasone", "inhaled beclomethasone", "inhaled mometasone",
+      "inhaled ciclesonide", "fluticasone-salmeterol", "fluticasone/salmeterol",
+      "fluticasone-vilanterol", "fluticasone/vilanterol", "budesonide-formoterol",
+      "budesonide/formoterol", "mometasone-formoterol", "mometasone/formoterol",
+      "Flovent", "Pulmicort", "Qvar", "Asmanex", "Alvesco", "Arnuity", "Advair", "Wixela",
+      "Symbicort", "Breyna", "Dulera", "Breo", "Trelegy", "Breztri")),
 )
 
 # The classes a coder codes wherever the note says the patient takes them long term ("Continue
@@ -58,6 +64,8 @@ CODED_WHEN_STATED = ("anticoagulants", "antiplatelets", "aspirin", "bisphosphona
 
 # "long-term", "long term", "longterm", "chronic anticoagulation"
 _LONG_TERM = re.compile(r"\blong[- ]?term\b|\bchronic(?:ally)? anticoagula", re.I)
+# A plan to go on with a drug, unless for a set time ("continue apixaban for 3 more days").
+_CONTINUE = re.compile(r"\bcontinu(?:e|es|ing)\b(?![^.;\n]*\b(?:for \d+|until)\b)", re.I)
 
 # A drug stopped, refused or only planned is no current therapy: "warfarin was discontinued",
 # "allergic to metformin", "start metformin 500 mg" (a drug begun at this visit is not yet
@@ -96,10 +104,21 @@ def current_drug(note: str, class_name: str) -> tuple[int, int] | None:
 
 def long_term_drug(note: str, class_name: str) -> tuple[int, int] | None:
     """Where the note says the patient takes a drug of the class long term: a sentence that says
-    "long-term" and names a current drug of the class (`current_drug`). None if nowhere."""
+    "long-term" and names a current drug of the class (`current_drug`), or one that continues a
+    current drug of the class by its name ("on inhaled budesonide ... continue budesonide"): a
+    therapy the patient is on and goes on with is not a short course. None if nowhere."""
     for start, end in sentences(note):
         if _LONG_TERM.search(note, start, end) and (span := _current_in(note, class_name, start, end)):
             return span
+    current = current_drug(note, class_name)
+    if current is None:
+        return None
+    name = re.compile(rf"\b{re.escape(note[current[0]:current[1]].split()[-1])}\b", re.I)
+    for a, b in clauses(note):
+        hit = name.search(note, a, b)
+        go_on = _CONTINUE.search(note, a, b) if hit else None
+        if go_on and go_on.start() < hit.start() and not _NOT_CURRENT.search(note, a, b):
+            return hit.span()
     return None
 
 

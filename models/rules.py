@@ -210,7 +210,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from .bmi import adult_bmi_code, recorded_bmi
 from .codeset import CodeSet, UnknownCode, code_key
@@ -221,6 +221,7 @@ from .notes import assessment_span, assessment_start, discharge_summary, encount
 from .text import (
     NONESSENTIAL,
     and_alternatives,
+    bracket_alternatives,
     clauses,
     content_words,
     essential_stems,
@@ -375,12 +376,14 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     kinds = {c: _chapter_kind(cs, c) for c in codes if cs.is_valid(c)}
     # Named in a clause, or stated across the commas of one item ("Acute suppurative otitis
     # media, right ear, without rupture of the eardrum" states H66.001).
-    named = {c for c in kinds if _named(cs, c, assessed) and _site_named(cs, c, assessed)} \
-        | established_in_assessment(cs, note, list(kinds))
-    if not any(kinds[c] == "diagnosis" for c in named):
-        return []
+    established = established_in_assessment(cs, note, list(kinds))
+    named = {c for c in kinds if _named(cs, c, assessed) and _site_named(cs, c, assessed)} | established
     # "Pain in <site>" (M25.531 "Pain in right wrist") is a symptom too, wherever the code set files it.
     symptoms = {c for c in kinds if kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))}
+    # The visit's conclusion: a diagnosis, or in an encounter note the symptom its assessment
+    # states for want of one (then the nausea of the history is not coded beside it either).
+    if not any(kinds[c] == "diagnosis" for c in named) and not (encounter_note(note) and established & symptoms):
+        return []
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if c in symptoms and c not in named]
     if encounter_note(note):
         out += [Rejected(c, DIAGNOSIS_NOT_IN_ASSESSMENT) for c in kinds
@@ -417,11 +420,15 @@ def _condition_words(cs: CodeSet, code: str) -> frozenset[str]:
     return frozenset(set().union(*_naming_words(cs, code)) - _QUALIFYING - _ANY_CONDITION - chapter_words)
 
 
+_PAIN = frozenset({stem("pain")})
+
+
 def _site_named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
-    """Is the site of a "Pain in <site>" code in one clause of the assessment (any other code:
-    True)? "Low back pain with left-sided sciatica" does not name M79.605 "Pain in left leg"."""
+    """Is the pain of a "Pain in <site>" code, at its site, in one clause of the assessment (any
+    other code: True)? "Low back pain with left-sided sciatica" does not name M79.605 "Pain in
+    left leg", nor "De Quervain tenosynovitis, right wrist" M25.531 "Pain in right wrist"."""
     site = _pain_site(cs, cs.normalize(code))
-    return not site or any(site <= words for words in assessed)
+    return not site or any(site | _PAIN <= words for words in assessed)
 
 
 def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -521,9 +528,15 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
     beside = codes if encounter_note(note) else stated_codes
     affirmed = _affirmed_sentences(cs, note, 0) if beside else []
 
+    assessed = _assessment_sentences(cs, note) if stated_codes else []
+    said = {c: _stated_wordings(cs, c, assessed) for c in stated_codes}
+
     def goes(code: str) -> bool:
         if code in second_guesses:
             return True
+        if code in said and specified(code) and any(_states_more(said[o], [said[code]]) for o in said
+                                                    if o != code and _category(cs, o) == _category(cs, code)):
+            return True  # B08.8 "Foot-and-mouth disease" beside B08.4 "Hand, foot and mouth disease"
         if code in stated_codes or not specified(code):
             return False
         if any(alternative(code, e) and denied_by(code, e) for e in established):
@@ -661,8 +674,11 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         return []
     valid = [c for c in codes if cs.is_valid(c)]
     # A category is taken by a code the assessment states, or by a guess where it states none
-    # of the category ("without lower urinary tract symptoms" gives way to the "with" it states).
-    taken = {_category(cs, c) for c in valid if _stated_wordings(cs, c, affirmed)}
+    # of the category ("without lower urinary tract symptoms" gives way to the "with" it states),
+    # but for a code that states more of the same item ("Hand, foot and mouth disease", B08.4,
+    # beyond B08.8's "Foot-and-mouth disease").
+    stated_by = {c: said for c in valid if (said := _stated_wordings(cs, c, affirmed))}
+    taken = {_category(cs, c) for c in stated_by}
     chosen_words = [(_category(cs, c), essential_stems(w))
                     for c in valid for w in [cs.description(c), *cs.inclusion_terms(c)]]
     best: dict[str, list[tuple[int, str]]] = {}  # category -> (words stated, code)
@@ -671,7 +687,11 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         if not cs.is_billable(code):
             continue
         category = _category(cs, code)
-        if category in taken or code in valid:
+        # (A generic rival is the specific-code rule's: `specific_in_assessment`.)
+        rivals = [w for c, w in stated_by.items() if _category(cs, c) == category]
+        generic = any(_GENERIC.search(cs.description(c)) for c in stated_by if _category(cs, c) == category)
+        if code in valid or category in taken and (generic or not _states_more(_stated_wordings(cs, code, affirmed),
+                                                                                rivals)):
             continue
         # Stated, and not just part of what a chosen code says ("malignant neoplasm" is C61's
         # "malignant neoplasm of prostate", not C80.1).
@@ -692,6 +712,12 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     return out
 
 
+def _states_more(mine: list[frozenset[str]], theirs: list[list[frozenset[str]]]) -> bool:
+    """Does a code stated in the wordings `mine` say more than each code stated in `theirs`: is
+    each wording of theirs a part of one of mine, smaller than it?"""
+    return bool(mine) and all(any(w < m for m in mine) for said in theirs for w in said)
+
+
 def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> frozenset[str]:
     """The diagnoses among `codes` that one affirmed sentence of the note's assessment states in
     a wording of two or more essential words: the physician has established them, so
@@ -699,13 +725,23 @@ def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> froze
     sure the selector was of them. A residual "Other ..." code only through its inclusion terms
     (`_wordings`): "Other specified disorders of the skin" says what L98.9 says. A combination
     code is established where the assessment states its category's title ("Hypertensive heart
-    disease" for I11.0): the codes the note pairs with it choose the child."""
+    disease" for I11.0): the codes the note pairs with it choose the child. Where it establishes
+    no diagnosis, the signs and symptoms it states instead."""
     affirmed = _assessment_sentences(cs, note)
     if not affirmed:
         return frozenset()
     combined = {comb.category for comb in _combinations(cs)}
-    return frozenset(c for c in codes if is_diagnosis(cs, c) and (_stated_wordings(cs, c, affirmed) or any(
+    diagnoses = frozenset(c for c in codes if is_diagnosis(cs, c) and (_stated_wordings(cs, c, affirmed) or any(
         a in combined and _stated_wordings(cs, a, affirmed) for a in cs.ancestors(c))))
+    if diagnoses:
+        return diagnoses
+    # No diagnosis established: the symptoms the assessment (not its plan: "acetaminophen for
+    # fever") states are the visit's conclusion ("Right lower quadrant abdominal pain;
+    # appendicitis ruled out" establishes R10.31).
+    span = assessment_span(note)
+    assessed = [s for s in affirmed if span and s.text in note[span[0]:span[1]]]
+    return frozenset(c for c in codes if assessed and cs.is_valid(c) and _chapter_kind(cs, c) == "symptom"
+                     and _stated_wordings(cs, c, assessed))
 
 
 def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:
@@ -714,8 +750,19 @@ def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[
     wording nothing more that the code set codes apart (`_not_otherwise_specified`)."""
     code = cs.normalize(code)
     return [wanted for wording, wanted in _wordings(cs, code)
-            if any(_enough_words(wording, wanted, sentence) and _states(wording, wanted, sentence)
+            if any(_enough_words(wording, wanted, sentence, lambda: _plain_qualifiers(cs, code))
+                   and _states(wording, wanted, sentence)
                    and _not_otherwise_specified(cs, code, wording, wanted, sentence) for sentence in affirmed)]
+
+
+@lru_cache(maxsize=4096)
+def _plain_qualifiers(cs: CodeSet, code: str) -> frozenset[str]:
+    """The qualifiers (`_QUALIFYING`) that no code of `code`'s category says (in its title or
+    inclusion terms): "acute" says nothing more about urticaria (L50 has no acute code), so
+    "Acute urticaria" states L50.9 "Urticaria, unspecified"; "chronic" is L50.8's."""
+    said = [w for c in cs.billable_descendants(_category(cs, code))
+            for w in (cs.description(c), *cs.inclusion_terms(c))]
+    return _QUALIFYING - frozenset().union(*(key_words(w) for w in said))
 
 
 def _not_otherwise_specified(cs: CodeSet, code: str, wording: str, wanted: frozenset[str],
@@ -741,21 +788,25 @@ def _distinguishing_words(cs: CodeSet, code: str) -> frozenset[str]:
                                for c in cs.billable_descendants(category)))
 
 
-def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
+def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence,
+                  plain: Callable[[], frozenset[str]] = frozenset) -> bool:
     """Two essential words or more; or one, where the wording and the sentence both say "without
     complications" ("Herpes zoster of the right T6 dermatome, uncomplicated" states B02.9
     "Zoster without complications"), or where the sentence says that word and nothing else but
     how the condition is doing ("Hyperlipidemia, at goal." states E78.5 "Hyperlipidemia,
-    unspecified"): a lone word is too often a part of another diagnosis."""
+    unspecified"), that its cause is unknown, or a qualifier its code set has no code for (`plain`,
+    `_plain_qualifiers`: "Acute urticaria, trigger unknown" states L50.9): a lone word is too
+    often a part of another diagnosis."""
     return len(wanted) >= 2 or (len(wanted) == 1 and (
-        bool(_WITHOUT.search(wording)) and bool(_WITHOUT.search(sentence.text)) or _says_only(wanted, sentence)))
+        bool(_WITHOUT.search(wording)) and bool(_WITHOUT.search(sentence.text)) or _says_only(wanted, sentence)
+        or _says_only(wanted, sentence, plain())))
 
 
-def _says_only(wanted: frozenset[str], sentence: _Sentence) -> bool:
+def _says_only(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str] = frozenset()) -> bool:
     """Does the sentence say those words and nothing else but how the condition is doing, which
     side (`_STATUS`), how bad ("Mild to moderate dehydration") and what is absent ("Panic
     disorder without agoraphobia" says panic disorder only)?"""
-    return not sentence.words - wanted - _STATUS - _SIDE_WORDS - _MILDNESS - sentence.negated
+    return not sentence.words - wanted - _STATUS - _SIDE_WORDS - _MILDNESS - _UNKNOWN_CAUSE - sentence.negated - plain
 
 
 @lru_cache(maxsize=65536)
@@ -775,6 +826,8 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     # (`essential_stems` leaves out what square brackets hold: "Panic disorder [episodic
     # paroxysmal anxiety]" is stated by "Panic disorder".)
     own = [(w, essential_stems(w)) for term in said for w in slash_alternatives(term)]
+    # A bracketed name in place of what it names: "Croup" states J05.0 "Acute obstructive laryngitis [croup]".
+    own += [(alt, essential_stems(alt)) for w, _ in own for alt in bracket_alternatives(w)]
     if not _of_a_combination(cs, code):  # "heart and chronic kidney disease" means both
         own += [(alt, essential_stems(alt)) for w, _ in own for alt in and_alternatives(w)]
     own += [(w, essential_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
@@ -815,13 +868,14 @@ def _other_of_its_own(cs: CodeSet, code: str) -> bool:
 
 def wordings(cs: CodeSet, code: str) -> list[str]:
     """The code's wordings but its description (`_wordings`): the words a note may say it in,
-    where the pipeline looks for its evidence too. Not the halves of an "X and Y" title: as
-    evidence, "dependence on machines" is too little of Z99.89 "Dependence on other enabling
-    machines and devices"."""
+    where the pipeline looks for its evidence too. The halves of an "X and Y" title only with
+    three essential words or more: as evidence, "dependence on machines" is too little of Z99.89
+    "Dependence on other enabling machines and devices"; "Strain of muscle of lower back" is
+    S39.012A's "Strain of muscle, fascia and tendon of lower back"."""
     description = cs.description(code)
     said = _wordings(cs, cs.normalize(code))
     either = {alt for w, _ in said for alt in and_alternatives(w)}
-    return [w for w, _ in said if w != description and w not in either]
+    return [w for w, wanted in said if w != description and (w not in either or len(wanted) >= 3)]
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")
@@ -965,6 +1019,9 @@ _QUALIFYING = frozenset(stem(w) for w in (
 
 # How bad, where the code set has no word for it ("Mild to moderate dehydration" is E86.0).
 _MILDNESS = frozenset(stem(w) for w in ("mild", "moderate"))
+# Words that say its cause is not known, which is what an "unspecified" code codes ("Acute
+# urticaria, trigger unknown").
+_UNKNOWN_CAUSE = frozenset(stem(w) for w in ("unknown", "unclear", "undetermined", "trigger", "cause", "etiology"))
 # Words that say how a condition is doing, not what it is ("Hyperlipidemia, at goal"), and the
 # heading's own ("Assessment: pneumonia.").
 _STATUS = frozenset(stem(w) for w in (
@@ -976,9 +1033,10 @@ def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     """Does one clause of the assessment hold at least half the essential words of one of the
     code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00) or of its title (a
     residual's too: "Hammer toe, left foot" names M20.42 "Other hammer toe(s) (acquired), left
-    foot"), one of them more than a qualifier (`_QUALIFYING`)?"""
+    foot"), one of them more than a qualifier (`_QUALIFYING`), and its pain where it is one ("Acute
+    lumbar muscle strain" does not name M54.9's "Back pain NOS")?"""
     return any(wanted and any(2 * len(held := wanted & words) >= len(wanted) and held - _QUALIFYING
-                              for words in assessed)
+                              and _PAIN & wanted <= held for words in assessed)
                for wanted in _naming_words(cs, cs.normalize(code)))
 
 

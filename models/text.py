@@ -49,7 +49,7 @@ _ABBREVIATIONS = {
     "mdd": "major depressive disorder", "gad": "generalized anxiety disorder",
     "hcv": "hepatitis c", "hbv": "hepatitis b", "pud": "peptic ulcer disease",
     "pad": "peripheral arterial disease", "pvd": "peripheral vascular disease",
-    "lbp": "low back pain", "bmi": "body mass index",
+    "lbp": "low back pain", "bmi": "body mass index", "psa": "prostate specific antigen",
 }
 # Words clinicians write where the code set writes others: ICD-10-CM names the ends of a long
 # bone "lower end" and "upper end" ("Fracture of lower end of radius"), a note "distal radius".
@@ -59,7 +59,10 @@ _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
              # of large intestine"); the sigmoid is the colon's last part.
              "colon": "colon large intestine", "sigmoid": "sigmoid large intestine",
              # "E. coli" is Escherichia coli (B96.20), the "E." too short to read as a word.
-             "coli": "coli escherichia"}
+             "coli": "coli escherichia",
+             # The lumbar region is the lower back, the injury codes' word ("Strain of muscle,
+             # fascia and tendon of lower back", S39.012-).
+             "lumbar": "lumbar lower back"}
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -134,7 +137,7 @@ def stems(text: str) -> frozenset[str]:
 
 
 # Words of ICD-10-CM wording that say nothing about which condition it is.
-_BOILERPLATE = {stem(w) for w in ("unspecified", "specified", "other", "organism", "site", "part",
+_BOILERPLATE = {stem(w) for w in ("unspecified", "specified", "other", "organism", "site", "part", "region",
                                   "elsewhere", "classified", "mention", "complication", "without",
                                   "uncomplicated", "type", "condition", "disorder")}
 
@@ -157,19 +160,79 @@ def essential_stems(text: str) -> frozenset[str]:
     return frozenset(key_words(NONESSENTIAL.sub(" ", text))) or stems(text)
 
 
+# What square brackets hold is another name for the words before them: one word ("fracture of
+# lunate [semilunar]"), the whole name ("Acute obstructive laryngitis [croup]"), an eponym of the
+# condition ("Radial styloid tenosynovitis [de Quervain]") or initials ("Body mass index [BMI]",
+# "Escherichia coli [E. coli]").
+_BRACKET = re.compile(r"\[([^\[\]]+)\]")
+_LINKING = frozenset("of by to in on with without due for from and or at".split())
+_NAME_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
+_EXPLAINING = frozenset("any all except including excluding".split())
+
+
+@lru_cache(maxsize=65536)
+def bracket_alternatives(wording: str) -> tuple[str, ...]:
+    """The wording with its first bracketed name standing in for what it names ("Acute
+    obstructive laryngitis [croup]" -> "croup"; "Radial styloid tenosynovitis [de Quervain]" ->
+    "de Quervain tenosynovitis"; "Elevated prostate specific antigen [PSA]" -> "Elevated PSA");
+    () without brackets, for an explanation ("[any part, except face]") or where what it names
+    is unclear ("anti-D [Rh]")."""
+    hit = _BRACKET.search(wording)
+    if hit is None:
+        return ()
+    name, tail = hit.group(1).strip(), wording[hit.end():]
+    tokens = name.replace(".", " ").split()
+    if not _NAME_WORD.search(name) or "," in name or tokens[0].lower() in _EXPLAINING:
+        return ()
+    head = wording[:hit.start()].rstrip()
+    cut = head.rfind(",") + 1
+    words = list(_NAME_WORD.finditer(head, cut))
+    # What it names is after the last linking word: "lunate" in "fracture of lunate".
+    last_link = max((i for i, w in enumerate(words) if w.group().lower() in _LINKING), default=-1)
+    named = words[last_link + 1:]
+    if not named:
+        return ()
+    if len(tokens) == 1 and tokens[0].isupper():  # initials: BMI for Body Mass Index
+        count = len(name) if len(name) <= len(named) and all(
+            w.group()[0].lower() == c.lower() for w, c in zip(named[-len(name):], name)) else 0
+    elif 1 < len(tokens) <= len(named) and all(
+            w.group()[0].lower() == t[0].lower() for w, t in zip(named[-len(tokens):], tokens)):
+        count = len(tokens)  # E. coli for Escherichia coli
+    elif any(t[0].isupper() for t in tokens) and all(t.isalpha() and t[1:].islower() for t in tokens):
+        # an eponym ("de Quervain"): its name and the condition's last word
+        last = named[-1]
+        return (f"{head[:named[0].start()]}{name} {last.group()}{head[last.end():]}{tail}",) if len(named) > 1 else ()
+    elif name != name.lower():  # initials that match no words ("anti-D [Rh]", "[CA 125]")
+        return ()
+    elif last_link < 0 and not tail.strip():
+        count = len(named)  # the whole name: croup, "episodic paroxysmal anxiety"
+    else:
+        count = 1  # one word: semilunar for lunate
+    if not count:
+        return ()
+    first = named[-count]
+    return (f"{head[:first.start()]}{name}{head[named[-1].end():]}{tail}".strip(),)
+
+
 # Two words joined by "and" in a title: ICD-10-CM reads it as "and/or" (guideline I.A.14), so
 # "Acute embolism and thrombosis of left femoral vein" is said by "thrombosis of the left
 # femoral vein", "Hypo-osmolality and hyponatremia" by "hyponatremia".
-_AND_PAIR = re.compile(r"\b([A-Za-z-]{3,}) and ([A-Za-z-]{3,})\b")
+# A list reads alike: "Strain of muscle, fascia and tendon of lower back" is said by "muscle strain
+# of the lower back".
+_AND_PAIR = re.compile(r"\b([A-Za-z-]{3,}(?:, [A-Za-z-]{3,})*),? and ([A-Za-z-]{3,})\b")
 
 
 def and_alternatives(wording: str) -> list[str]:
-    """The wording once per word of its first "X and Y" pair, the other left out; [] without one."""
+    """The wording once per word of its first "X and Y" pair or "X, Y and Z" list, the others
+    left out; [] without one. An item of a list only where three words or more remain: "Hand,
+    foot and mouth disease" is one disease's name, not "foot disease"."""
     hit = _AND_PAIR.search(wording)
     if hit is None:
         return []
     head, tail = wording[:hit.start()], wording[hit.end():]
-    return [head + word + tail for word in hit.groups()]
+    items = [*hit.group(1).split(", "), hit.group(2)]
+    alternatives = [head + word + tail for word in items]
+    return alternatives if len(items) == 2 else [a for a in alternatives if len(content_words(a)) >= 3]
 
 
 # Two words joined by a slash, each of three letters or more: the code set's "either" ("Grade/stage

@@ -378,7 +378,7 @@ def test_a_diagnosis_the_assessment_states_displaces_the_pain_at_its_site(cs):
     """The left-knee clinic note: the ranker is surer of "Pain in left knee" than of the
     osteoarthritis, but the assessment establishes the osteoarthritis, so the pain is not coded."""
     note = ("HPI: pain in the left knee for 3 months, worse with stairs.\n"
-            "Assessment and plan:\n1. Primary osteoarthritis of left knee: physical therapy.\n")
+            "Assessment and plan:\n1. Primary osteoarthritis of left knee, knee pain on stairs: physical therapy.\n")
     result = fixed_pipeline(cs, [("M25.562", 0.6), ("M17.12", 0.2)]).suggest(note)
     assert result.codes == ["M17.12"]
     assert Rejected("M25.562", rules.INTEGRAL_SYMPTOM) in result.rejected
@@ -811,6 +811,12 @@ def test_a_slashed_pair_of_a_code_is_either_word(cs):
     ("Long-term warfarin was discontinued after the bleed.", {}),          # stopped
     ("Long-term insulin glargine 20 units nightly.", {}),                  # only where diabetes asks
     ("Plan: consider long-term anticoagulation if AF recurs.", {}),         # only planned
+    # A current drug the plan continues is ongoing therapy, by whichever of its names.
+    ("HPI: on low-dose inhaled budesonide.\nPlan: continue budesonide.", {"Z79.51": "budesonide"}),
+    ("HPI: uses fluticasone-salmeterol twice daily.\nPlan: Continue fluticasone-salmeterol.",
+     {"Z79.51": "fluticasone-salmeterol"}),
+    ("HPI: fluticasone nasal spray daily.\nPlan: continue fluticasone.", {}),   # not inhaled
+    ("HPI: on apixaban.\nPlan: continue apixaban for 3 more days, then stop.", {}),  # a set time
 ])
 def test_a_drug_the_note_says_is_taken_long_term_gets_its_z79_code(cs, note, added):
     """A coder codes the long-term use of an anticoagulant (Z79.01), antiplatelet (Z79.02) or
@@ -941,6 +947,11 @@ def test_the_bmi_a_code_asks_for_is_coded_from_the_value_the_note_records(cs, no
     ("Panic disorder without agoraphobia.", "F41.0"),          # "[episodic paroxysmal anxiety]" a synonym
     ("Acute deep vein thrombosis of the left femoral vein.", "I82.412"),  # "embolism and thrombosis"
     ("Mild to moderate dehydration.", "E86.0"),                 # how bad is no other condition
+    ("Croup, mild.", "J05.0"),                                  # "Acute obstructive laryngitis [croup]"
+    ("De Quervain tenosynovitis, right wrist.", "M65.4"),       # "Radial styloid tenosynovitis [de Quervain]"
+    ("Elevated PSA.", "R97.20"),                                # "... prostate specific antigen [PSA]"
+    ("Acute urticaria, trigger unknown.", "L50.9"),             # L50 has no acute code; the cause unknown
+    ("Acute lumbar muscle strain, initial visit.", "S39.012A"),  # "muscle, fascia and tendon of lower back"
 ])
 def test_the_assessment_states_a_code_in_the_words_a_clinician_writes(cs, assessment, code):
     note = f"Emergency department note.\nHPI: seen today.\nAssessment: {assessment}\nPlan: home.\n"
@@ -973,3 +984,38 @@ def test_long_term_bisphosphonate_therapy_is_coded(cs):
             "Long-term bisphosphonate therapy, precautions reviewed.\n")
     assert list(rules.long_term_therapy(cs, note, ["M81.0"])) == ["Z79.83"]
     assert rules.long_term_therapy(cs, "Assessment: Osteoporosis. Start alendronate.\n", ["M81.0"]) == {}
+
+
+def test_a_qualifier_the_category_codes_keeps_the_unspecified_code_unstated(cs):
+    """"Acute" says nothing more about urticaria, but "chronic" is L50.8's ("Chronic urticaria")."""
+    note = "Urgent care visit.\nHPI: hives.\nAssessment: {}\nPlan: cetirizine.\n"
+    assert rules.stated_in_assessment(cs, note.format("Acute urticaria."), ["L50.9"], []) == ["L50.9"]
+    assert rules.stated_in_assessment(cs, note.format("Chronic urticaria."), ["L50.9"], []) == []
+
+
+def test_a_symptom_the_assessment_concludes_with_displaces_the_rest(cs):
+    """No diagnosis found: the symptom the assessment states is coded, not the nausea of the
+    history, the tenderness-free generic pain codes, nor the unspecified sibling."""
+    note = ("Emergency department note.\nHPI: right lower abdominal pain for 12 hours, nausea once.\n"
+            "Assessment: Right lower quadrant abdominal pain; appendicitis ruled out.\nPlan: ibuprofen.\n")
+    result = fixed_pipeline(cs, [("R11.0", 0.6), ("R10.30", 0.5), ("R52", 0.45), ("R10.31", 0.4)]).suggest(note)
+    assert result.codes == ["R10.31"]
+    assert ("R11.0", rules.NOT_IN_ASSESSMENT) in [(r.raw, r.reason) for r in result.rejected]
+
+
+def test_a_pain_is_named_in_the_assessment_only_where_it_says_pain(cs):
+    """"De Quervain tenosynovitis, right wrist" names the wrist, not M25.531 "Pain in right
+    wrist"; "Acute lumbar muscle strain" not M54.9's "Back pain NOS"."""
+    note = "Hand clinic.\nHPI: wrist pain for 6 weeks.\nAssessment: De Quervain tenosynovitis, right wrist.\n"
+    assert rules.unassessed(cs, note, ["M65.4", "M25.531"]) == [Rejected("M25.531", rules.NOT_IN_ASSESSMENT)]
+    back = "Urgent care.\nHPI: back pain after lifting.\nAssessment: Acute lumbar muscle strain.\n"
+    assert rules.unassessed(cs, back, ["S39.012A", "M54.9"]) == [
+        Rejected("M54.9", rules.DIAGNOSIS_NOT_IN_ASSESSMENT)]
+
+
+def test_the_code_that_states_more_of_an_item_takes_its_place(cs):
+    """B08.8's inclusion term "Foot-and-mouth disease" is a part of B08.4's "Hand, foot and
+    mouth disease", which the assessment states: B08.4 comes in, B08.8 goes."""
+    note = "Pediatric sick visit.\nHPI: fever and sores.\nAssessment: Hand, foot and mouth disease.\nPlan: fluids.\n"
+    assert rules.stated_in_assessment(cs, note, ["B08.8", "B08.4"], ["B08.8"]) == ["B08.4"]
+    assert rules.alternative_stated(cs, note, ["B08.8", "B08.4"]) == [Rejected("B08.8", rules.OTHER_STATED)]

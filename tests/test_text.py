@@ -1,7 +1,7 @@
 """The note's clauses: a negation cue covers the list after it, and no more."""
 import pytest
 
-from models.text import and_alternatives, clauses, essential_stems, sided_end, slash_alternatives
+from models.text import and_alternatives, bracket_alternatives, clauses, essential_stems, sided_end, slash_alternatives
 
 
 def kept(note: str) -> list[str]:
@@ -266,3 +266,25 @@ def test_and_in_a_title_is_read_as_and_or():
         "Acute embolism of left femoral vein", "Acute thrombosis of left femoral vein"]
     assert and_alternatives("Hypo-osmolality and hyponatremia") == ["Hypo-osmolality", "hyponatremia"]
     assert and_alternatives("Essential (primary) hypertension") == []
+
+
+@pytest.mark.parametrize("wording, alternatives", [
+    ("Acute obstructive laryngitis [croup]", ("croup",)),                     # the whole name
+    ("Radial styloid tenosynovitis [de Quervain]", ("de Quervain tenosynovitis",)),  # an eponym
+    ("Elevated prostate specific antigen [PSA]", ("Elevated PSA",)),          # initials
+    ("Non-O157 Shiga toxin-producing Escherichia coli [E. coli]", ("Non-O157 Shiga toxin-producing E. coli",)),
+    ("Nondisplaced fracture of lunate [semilunar], right wrist", ("Nondisplaced fracture of semilunar, right wrist",)),
+    ("Furuncle of head [any part, except face]", ()),                         # an explanation
+    ("Maternal care for anti-D [Rh] antibodies", ()),                         # names no words here
+    ("Elevated cancer antigen 125 [CA 125]", ()),
+    ("Essential (primary) hypertension", ()),
+])
+def test_a_bracketed_name_stands_for_what_it_names(wording, alternatives):
+    assert bracket_alternatives(wording) == alternatives
+
+
+def test_a_list_joined_by_and_is_either_item():
+    assert and_alternatives("Strain of muscle, fascia and tendon of lower back") == [
+        "Strain of muscle of lower back", "Strain of fascia of lower back", "Strain of tendon of lower back"]
+    # A name that holds a list is no list: "Hand, foot and mouth disease" is not "foot disease".
+    assert and_alternatives("Hand, foot and mouth disease") == []

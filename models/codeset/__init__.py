@@ -22,7 +22,16 @@ from pathlib import Path
 
 from ..errors import CoderError
 from ..files import atomic_path, cache_dir
-from ..text import content_words, essential_stems, negated_stems, only_negated_stems, stem, stems, synonym_phrases
+from ..text import (
+    bracket_alternatives,
+    content_words,
+    essential_stems,
+    negated_stems,
+    only_negated_stems,
+    stem,
+    stems,
+    synonym_phrases,
+)
 from . import _schema
 
 EDITION = _schema.EDITION
@@ -369,12 +378,11 @@ class CodeSet:
             if absent & (stems(matched) - negated_stems(matched)) or only_negated_stems(matched) & (wanted - absent):
                 continue
             common = len(wanted & stems(matched))
-            needed = essential_stems(matched)
             # Reward covering the query, penalise words the entry needs that the query lacks (not
             # its nonessential modifiers nor "unspecified organism": a note that says just
-            # "pneumonia" is coded J18.9, not typhoid pneumonia).
-            score = (2.0 * common / len(wanted) + 1.0 * len(wanted & needed) / len(needed)
-                     + 0.5 * (-bm25) / best_bm25 + 0.05 * billable)
+            # "pneumonia" is coded J18.9, not typhoid pneumonia), in whichever of its names.
+            needed = max(len(wanted & n) / len(n) for n in _needed(matched))
+            score = (2.0 * common / len(wanted) + 1.0 * needed + 0.5 * (-bm25) / best_bm25 + 0.05 * billable)
             if code not in best or score > best[code][0]:
                 best[code] = (round(score, 4), matched, description, billable)
         # Coverage only for the hits returned: it costs more than the score.
@@ -394,9 +402,13 @@ class CodeSet:
         return tuple(out.items())
 
     def _covered(self, matched: str, wanted: frozenset[str]) -> float:
-        """IDF-weighted share of what the entry needs (essential_stems) that the query has."""
-        needed = essential_stems(matched)
-        weighted = [(s, w) for s, w in self._weighted_stems(matched) if s in needed]
+        """IDF-weighted share of what the entry needs (essential_stems) that the query has, in
+        whichever of its names (a bracketed one too: "Croup" covers J05.0's "[croup]")."""
+        return max(self._covered_by(name, wanted) for name in (matched, *bracket_alternatives(matched)))
+
+    def _covered_by(self, name: str, wanted: frozenset[str]) -> float:
+        needed = essential_stems(name)
+        weighted = [(s, w) for s, w in self._weighted_stems(name) if s in needed]
         total = sum(w for _, w in weighted)
         return round(sum(w for s, w in weighted if s in wanted) / total, 4) if total else 0.0
 
@@ -411,6 +423,13 @@ class CodeSet:
             sql += " AND billable = 1"
         hits = self._con.execute(sql + " ORDER BY ord LIMIT ?", (row[5], row[6], limit)).fetchall()
         return [SearchHit(c, d, 1.0, d, bool(b)) for c, d, b in hits]
+
+
+@lru_cache(maxsize=262144)
+def _needed(matched: str) -> tuple[frozenset[str], ...]:
+    """What an entry asks the query for (`essential_stems`), once per name it has: its own words
+    and the bracketed name in place of what it names ("Acute obstructive laryngitis [croup]")."""
+    return (essential_stems(matched), *(essential_stems(name) for name in bracket_alternatives(matched)))
 
 
 def source_version() -> str:

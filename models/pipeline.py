@@ -62,6 +62,9 @@ class Flag(StrEnum):
     # Added by the coding rules: the long-term use of an anticoagulant, antiplatelet or aspirin
     # that the note states ("Continue apixaban long term"), whether or not a code asks for it.
     LONG_TERM = "long_term_drug_stated"
+    # Added by the coding rules: what the visit was for, where the note says so: Z23 for a vaccine
+    # given, Z00.- for a routine examination ("Well-child visit").
+    ENCOUNTER = "encounter_reason"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
     # A rejection: the note names the condition only as a relative's ("father with colon cancer");
@@ -343,7 +346,8 @@ class Pipeline:
             s = self._recorded(note, code, span, probability, candidates.get(code), Flag.ADDITIONAL)
             s.asked_by = asking
             out.append(s)
-        for rule, flag in ((rules.long_term_therapy, Flag.LONG_TERM), (rules.history_of, Flag.STATED)):
+        for rule, flag in ((rules.long_term_therapy, Flag.LONG_TERM), (rules.history_of, Flag.STATED),
+                           (rules.immunization, Flag.ENCOUNTER), (rules.routine_examination, Flag.ENCOUNTER)):
             for code, span in rule(self.cs, certain, [s.code for s in out]).items():
                 # The note says so, as for a code the assessment states in the code set's words.
                 candidate = candidates.get(code)

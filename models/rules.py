@@ -220,6 +220,7 @@ from .drugs import CODED_WHEN_STATED, DRUG_CLASSES, current_drug, drug_class, lo
 from .notes import assessment_span, assessment_start, discharge_summary, encounter_note
 from .text import (
     NONESSENTIAL,
+    VACCINE,
     and_alternatives,
     bracket_alternatives,
     clauses,
@@ -244,7 +245,7 @@ __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATI
            "DIAGNOSIS_NOT_IN_ASSESSMENT", "WRONG_SIDE", "Applied",
            "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
            "body_mass_index", "drug_therapy", "long_term_therapy", "established_in_assessment",
-           "history_of", "in_personal_history",
+           "history_of", "immunization", "in_personal_history", "routine_examination",
            "specific_in_assessment", "stated_in_assessment", "unassessed", "wrong_side"]
 
 LESS_SPECIFIC = "less_specific"
@@ -381,8 +382,10 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     # "Pain in <site>" (M25.531 "Pain in right wrist") is a symptom too, wherever the code set files it.
     symptoms = {c for c in kinds if kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))}
     # The visit's conclusion: a diagnosis, or in an encounter note the symptom its assessment
-    # states for want of one (then the nausea of the history is not coded beside it either).
-    if not any(kinds[c] == "diagnosis" for c in named) and not (encounter_note(note) and established & symptoms):
+    # states for want of one (then the nausea of the history is not coded beside it either), or a
+    # routine examination ("Well-child visit": not "eating well" as an eating disorder).
+    if not any(kinds[c] == "diagnosis" for c in named) and not (
+            encounter_note(note) and (established & symptoms or routine_visit(note))):
         return []
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if c in symptoms and c not in named]
     if encounter_note(note):
@@ -1480,6 +1483,86 @@ def _asked_drug_codes(cs: CodeSet, code: str) -> tuple[tuple[str, str], ...]:
 _HISTORY_OF = re.compile(r"\b(family|personal)\s+(?:medical\s+)?history\s+of\s+([^:;(,]+)", re.I)
 _HISTORY_KINDS = {"family": "family history of", "personal": "personal history of"}
 _HISTORY_CATEGORIES = ("Z80", "Z81", "Z82", "Z83", "Z84", "Z85", "Z86", "Z87")
+
+
+# A vaccine given at this visit ("Vaccines given today: DTaP, IPV", "Flu vaccine administered"),
+# not one the patient had before, declined or is due for.
+_GIVEN = re.compile(r"\b(?:given|administered|gave|administer)\b", re.I)
+_NOT_GIVEN_NOW = re.compile(r"\b(?:not|no|declin\w*|refus\w*|defer\w*|previously|prior|last|ago|due|will|"
+                            r"next|recommend\w*|offered|up to date|if)\b", re.I)
+
+
+def immunization(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """Z23 "Encounter for immunization" where a sentence of an encounter note says a vaccine was
+    given at this visit: {"Z23": where it names the vaccine}; {} where none was, in a case report
+    (its history's vaccines are no visit's) or where Z23 is among `codes`."""
+    if "Z23" in codes or not cs.is_valid("Z23") or not encounter_note(note):
+        return {}
+    for start, end in sentences(note):
+        vaccine = VACCINE.search(note, start, end)
+        if vaccine and _GIVEN.search(note, start, end) and not _NOT_GIVEN_NOW.search(note, start, end):
+            return {"Z23": vaccine.span()}
+    return {}
+
+
+# A routine examination, the visit's reason where the note's heading or history says so ("Well-child
+# visit", "here for his annual check-up"); not an examination for a purpose (sports, school, work:
+# Z02.-) nor one a plan only sets ("annual physical in a year" comes after the assessment).
+_ROUTINE_EXAM = re.compile(
+    r"\b(?:well[- ](?:child|baby|woman|man)(?: (?:visit|check\w*|exam\w*))?|(?:annual|yearly|routine|preventive|"
+    r"periodic) (?:physical|exam\w*|check[- ]?up|wellness(?: visit)?|health (?:exam\w*|check\w*)|visit)|"
+    r"(?:health maintenance|wellness) (?:visit|exam\w*))\b(?! (?:for|before) (?:school|sports?|camp|work|employment))",
+    re.I)
+_CAME_FOR = re.compile(
+    r"\b(?:here|present\w*|comes?|came|seen|scheduled|visit)(?: today)? for (?:(?:his|her|their|an?|the) )?$", re.I)
+_NEW_FINDING = re.compile(r"\b(?:new|newly|abnormal|incidental)\b", re.I)
+_AGE = re.compile(r"\b(\d{1,3})[- ](year|yr|month|mo|week|wk|day)s?[- ]old\b", re.I)
+
+
+def routine_examination(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """The routine examination code of an encounter note whose heading or history says the
+    visit is one: Z00.129 / Z00.121 for a child (29 days to 17 years), Z00.00 / Z00.01 for an
+    adult, "with abnormal findings" where what else the visit is coded for (`codes`) holds a new
+    finding: {code: where the note says so}. {} for a newborn's (Z00.11-), a case
+    report, or where `codes` hold a Z00 code."""
+    if not encounter_note(note) or any(code_key(c).startswith("Z00") for c in codes):
+        return {}
+    hit = _routine_visit(note)
+    if hit is None:
+        return {}
+    age = _AGE.search(note)
+    days = int(age.group(1)) * {"y": 365, "m": 30, "w": 7, "d": 1}[age.group(2)[0].lower()] if age else None
+    child = days < 18 * 365 if days is not None else bool(re.search(r"child|baby", hit.group(), re.I))
+    if days is not None and days < 29:
+        return {}
+    # An abnormal finding is a new one: a sign, symptom or abnormal result (chapter 18) or a
+    # condition the assessment calls new; a chronic condition reviewed at the visit is none.
+    span = assessment_span(note)
+    found = any(cs.is_valid(c) and _chapter_kind(cs, c) == "symptom" for c in codes) or bool(
+        codes and span and _NEW_FINDING.search(note, *span))
+    code = ("Z00.121" if found else "Z00.129") if child else ("Z00.01" if found else "Z00.00")
+    return {code: hit.span()} if cs.is_valid(code) else {}
+
+
+def _routine_visit(note: str) -> re.Match | None:
+    """Where the note says this visit is a routine examination: its heading (first line), or the
+    history saying it is what the patient came for ("here for his annual check-up"; not "labs
+    from her annual visit")."""
+    start = assessment_start(note)
+    first_line = note.lstrip().split("\n", 1)[0]
+    offset = note.index(first_line)
+    for a, b in clauses(note):
+        if start is not None and a >= start:
+            break
+        for m in _ROUTINE_EXAM.finditer(note, a, b):
+            if m.start() < offset + len(first_line) or _CAME_FOR.search(note, a, m.start()):
+                return m
+    return None
+
+
+def routine_visit(note: str) -> bool:
+    """Does the note's heading or history say the visit is a routine examination?"""
+    return _routine_visit(note) is not None
 
 
 def history_of(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:

@@ -285,7 +285,7 @@ _NEGATION_INSIDE = re.compile(
 # A vaccine names the disease it prevents ("Vaccines given today: DTaP, IPV, MMR and varicella",
 # "hepatitis A and B vaccination", "tetanus booster"): the clause and the list after it name no
 # condition of the patient's.
-_VACCINE = re.compile(r"\b(?:vaccin\w*|immuni[sz]\w*|boosters?|toxoids?)\b", re.I)
+VACCINE = re.compile(r"\b(?:vaccin\w*|immuni[sz]\w*|boosters?|toxoids?|flu shots?)\b", re.I)
 _FILLER_WORDS = frozenset("a an and also the this our there he she they patient pt mr mrs ms man "
                           "woman boy girl child is was are were".split())
 # Words that start a new statement: they end a negation's reach, within a clause ("with no
@@ -389,7 +389,7 @@ def clauses(note: str):
                 idx, piece = idx + rest.end(), piece[rest.end():]
             listed = negated and not _AFFIRMATION.match(piece) and len(
                 WORD_RE.findall(piece.lower())) <= _LIST_ITEM_WORDS
-            if _VACCINE.search(piece):
+            if VACCINE.search(piece):
                 negated = True
                 continue
             spans, negated = _affirmed(piece, listed)

@@ -1019,3 +1019,47 @@ def test_the_code_that_states_more_of_an_item_takes_its_place(cs):
     note = "Pediatric sick visit.\nHPI: fever and sores.\nAssessment: Hand, foot and mouth disease.\nPlan: fluids.\n"
     assert rules.stated_in_assessment(cs, note, ["B08.8", "B08.4"], ["B08.8"]) == ["B08.4"]
     assert rules.alternative_stated(cs, note, ["B08.8", "B08.4"]) == [Rejected("B08.8", rules.OTHER_STATED)]
+
+
+@pytest.mark.parametrize("plan, added", [
+    ("Vaccines given today: DTaP, IPV, MMR and varicella.", True),
+    ("Influenza vaccine administered in clinic.", True),
+    ("Pneumococcal vaccine up to date.", False),
+    ("Declined the flu shot; offered again next visit.", False),
+    ("Tdap booster due next year.", False),
+])
+def test_a_vaccine_given_at_the_visit_is_coded_z23(cs, plan, added):
+    note = f"Well-child visit.\nHPI: here for a check-up.\nAssessment: Healthy child.\nPlan: {plan}\n"
+    found = rules.immunization(cs, note, [])
+    assert (found == {"Z23": found.get("Z23")} and bool(found)) is added
+    if added:
+        a, b = found["Z23"]
+        assert rules.VACCINE.fullmatch(note[a:b])
+    assert rules.immunization(cs, note, ["Z23"]) == {}  # already suggested
+
+
+@pytest.mark.parametrize("heading, history, assessment, codes, added", [
+    ("Well-child visit.", "4-year-old boy.", "Healthy 4-year-old, normal growth.", [], "Z00.129"),
+    ("Clinic visit.", "9-year-old girl here for her annual check-up.", "Healthy child. 2. New heart murmur.",
+     ["R01.1"], "Z00.121"),
+    ("Annual physical.", "54-year-old man.", "1. Hypertension, controlled.", ["I10"], "Z00.00"),
+    ("Annual physical.", "54-year-old man.", "1. Newly found hyperlipidemia.", ["E78.5"], "Z00.01"),
+    ("Follow-up visit.", "72-year-old woman here to review labs from her annual visit.", "B12 deficiency.",
+     ["E53.8"], None),                                                  # another visit's
+    ("Well-child visit.", "10-day-old girl.", "Healthy newborn.", [], None),  # a newborn's codes: Z00.11-
+])
+def test_a_routine_examination_is_coded_with_or_without_abnormal_findings(cs, heading, history, assessment,
+                                                                          codes, added):
+    note = f"{heading}\nHPI: {history}\nAssessment: {assessment}\nPlan: follow up in a year.\n"
+    found = rules.routine_examination(cs, note, codes)
+    assert list(found) == ([added] if added else [])
+    assert rules.routine_examination(cs, "The patient came for an annual physical.", []) == {}  # no encounter note
+
+
+def test_a_routine_examination_is_the_visits_conclusion(cs):
+    """A well-child note's history and exam ("eating well", "lungs clear") name no condition to code."""
+    note = ("Well-child visit.\n4-year-old boy here for his annual check-up. Eating well, sleeping well.\n"
+            "Exam: Lungs clear.\nAssessment: Healthy 4-year-old, normal growth and development.\n"
+            "Plan: Vaccines given today: DTaP and MMR.\n")
+    result = fixed_pipeline(cs, [("F50.9", 0.5), ("J98.4", 0.4)]).suggest(note)
+    assert sorted(result.codes) == ["Z00.129", "Z23"]

@@ -17,6 +17,7 @@ FLAG_TEXT = {
     Flag.STATED: "stated in the assessment",
     Flag.ADDITIONAL: "additional code for",
     Flag.LONG_TERM: "long-term use stated",
+    Flag.ENCOUNTER: "what the visit was for",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}

@@ -797,18 +797,19 @@ def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence,
     complications" ("Herpes zoster of the right T6 dermatome, uncomplicated" states B02.9
     "Zoster without complications"), or where the sentence says that word and nothing else but
     how the condition is doing ("Hyperlipidemia, at goal." states E78.5 "Hyperlipidemia,
-    unspecified"), that its cause is unknown, or a qualifier its code set has no code for (`plain`,
-    `_plain_qualifiers`: "Acute urticaria, trigger unknown" states L50.9): a lone word is too
-    often a part of another diagnosis."""
+    unspecified"), that its cause is unknown, or a qualifier its category has no code for
+    (`plain`, `_plain_qualifiers`: "Acute urticaria, trigger unknown" states L50.9): a lone word
+    is too often a part of another diagnosis."""
     return len(wanted) >= 2 or (len(wanted) == 1 and (
-        bool(_WITHOUT.search(wording)) and bool(_WITHOUT.search(sentence.text)) or _says_only(wanted, sentence)
+        bool(_WITHOUT.search(wording)) and bool(_WITHOUT.search(sentence.text))
         or _says_only(wanted, sentence, plain())))
 
 
 def _says_only(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str] = frozenset()) -> bool:
     """Does the sentence say those words and nothing else but how the condition is doing, which
-    side (`_STATUS`), how bad ("Mild to moderate dehydration") and what is absent ("Panic
-    disorder without agoraphobia" says panic disorder only)?"""
+    side (`_STATUS`), how bad ("Mild to moderate dehydration"), what is absent ("Panic disorder
+    without agoraphobia" says panic disorder only), that the cause is unknown, and the `plain`
+    qualifiers?"""
     return not sentence.words - wanted - _STATUS - _SIDE_WORDS - _MILDNESS - _UNKNOWN_CAUSE - sentence.negated - plain
 
 

@@ -551,8 +551,9 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
 
 
 def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
-    """The diagnoses among `codes` that the assessment mentions only in items stating another
-    code, and states nowhere: K52.9 "Noninfective gastroenteritis" where the item "Viral
+    """The diagnoses and symptoms among `codes` that the assessment mentions only in items
+    stating another code (a symptom: a diagnosis), and states nowhere: K52.9 "Noninfective
+    gastroenteritis" where the item "Viral
     gastroenteritis" states A08.4, H10.9 beside "Viral conjunctivitis" (B30.9). An encounter's
     assessment codes each item once. Not a code another one asks for (the organism of a UTI,
     the stage of a CKD), nor one a combination code reports (I10 where the item "Hypertensive
@@ -563,7 +564,8 @@ def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
     everywhere = set().union(*stated) if stated else set()
     out = set()
     for code in valid:
-        if code in everywhere or not is_diagnosis(cs, code) or _ELSEWHERE.search(cs.description(code)) \
+        if code in everywhere or _chapter_kind(cs, code) not in ("diagnosis", "symptom") \
+                or _ELSEWHERE.search(cs.description(code)) \
                 or _pain_site(cs, cs.normalize(code)) or _of_a_combination(cs, code) \
                 or any(_asks_for(cs, d, code) or _more_specific(cs, d, code) for d in valid if d != code) \
                 or any(_excluded_by(cs, code, d) for d in everywhere):
@@ -573,8 +575,12 @@ def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
         # defect, other site" is M89.78.
         title = essential_stems(cs.description(code)) if _RESIDUAL.search(cs.description(code)) else None
         items = [i for i, s in enumerate(affirmed) if words & s.words]
-        if items and all(stated[i] - {code} and not (title and title <= affirmed[i].words
-                                                     and _RESIDUAL.search(affirmed[i].text)) for i in items):
+        # A symptom goes only beside a diagnosis its item states ("COVID-19, mild illness": no
+        # R69 "Illness, unspecified"); an item may list several symptoms ("nausea, vomiting and
+        # diarrhea").
+        others = [{c for c in stated[i] - {code} if is_diagnosis(cs, c) or is_diagnosis(cs, code)} for i in items]
+        if items and all(other and not (title and title <= affirmed[i].words and _RESIDUAL.search(affirmed[i].text))
+                         for i, other in zip(items, others)):
             out.add(code)
     return out
 

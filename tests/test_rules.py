@@ -961,6 +961,7 @@ def test_the_assessment_states_a_code_in_the_words_a_clinician_writes(cs, assess
 @pytest.mark.parametrize("assessment, stated, guess", [
     ("Viral gastroenteritis.", "A08.4", "K52.9"),      # "Noninfective gastroenteritis"
     ("Hyponatremia, mild.", "E87.1", "E87.8"),          # "Electrolyte imbalance NOS"
+    ("COVID-19, mild illness.", "U07.1", "R69"),        # "Illness, unspecified" in the COVID-19 item
 ])
 def test_a_second_guess_at_an_item_the_assessment_states_goes(cs, assessment, stated, guess):
     note = f"Urgent care visit.\nHPI: 2 days.\nAssessment: {assessment}\nPlan: supportive care.\n"
@@ -1063,3 +1064,11 @@ def test_a_routine_examination_is_the_visits_conclusion(cs):
             "Plan: Vaccines given today: DTaP and MMR.\n")
     result = fixed_pipeline(cs, [("F50.9", 0.5), ("J98.4", 0.4)]).suggest(note)
     assert sorted(result.codes) == ["Z00.129", "Z23"]
+
+
+def test_symptoms_listed_in_one_item_are_no_second_guesses(cs):
+    """An item of symptoms ("Nausea with vomiting, and diarrhea") states R11.2: the diarrhea
+    beside it is the item's too, not a guess at the vomiting."""
+    note = ("Urgent care visit.\nHPI: 1 day of symptoms.\nAssessment: Nausea with vomiting, and diarrhea, "
+            "probably viral.\nPlan: fluids.\n")
+    assert rules.alternative_stated(cs, note, ["R11.2", "R19.7"]) == []

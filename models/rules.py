@@ -222,6 +222,7 @@ from .text import (
     NONESSENTIAL,
     VACCINE,
     and_alternatives,
+    and_list,
     bracket_alternatives,
     clauses,
     content_words,
@@ -878,14 +879,14 @@ def _other_of_its_own(cs: CodeSet, code: str) -> bool:
 
 def wordings(cs: CodeSet, code: str) -> list[str]:
     """The code's wordings but its description (`_wordings`): the words a note may say it in,
-    where the pipeline looks for its evidence too. The halves of an "X and Y" title only with
-    three essential words or more: as evidence, "dependence on machines" is too little of Z99.89
-    "Dependence on other enabling machines and devices"; "Strain of muscle of lower back" is
-    S39.012A's "Strain of muscle, fascia and tendon of lower back"."""
+    where the pipeline looks for its evidence too. Not the halves of an "X and Y" title: as
+    evidence, "dependence on machines" is too little of Z99.89 "Dependence on other enabling
+    machines and devices"; an item of a list is ("Strain of muscle of lower back" is S39.012A's
+    "Strain of muscle, fascia and tendon of lower back")."""
     description = cs.description(code)
     said = _wordings(cs, cs.normalize(code))
-    either = {alt for w, _ in said for alt in and_alternatives(w)}
-    return [w for w, wanted in said if w != description and (w not in either or len(wanted) >= 3)]
+    either = {alt for w, _ in said if not and_list(w) for alt in and_alternatives(w)}
+    return [w for w, _ in said if w != description and w not in either]
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")

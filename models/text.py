@@ -235,6 +235,13 @@ def and_alternatives(wording: str) -> list[str]:
     return alternatives if len(items) == 2 else [a for a in alternatives if len(content_words(a)) >= 3]
 
 
+def and_list(wording: str) -> bool:
+    """Is the first "and" of the wording the end of a list of three or more ("muscle, fascia and
+    tendon"), not a pair ("machines and devices")?"""
+    hit = _AND_PAIR.search(wording)
+    return hit is not None and ", " in hit.group(1)
+
+
 # Two words joined by a slash, each of three letters or more: the code set's "either" ("Grade/stage
 # II hemorrhoids", "antithrombotics/antiplatelets"). Levels and names keep theirs ("C5/C6",
 # "T/NK-cell").

@@ -120,8 +120,9 @@ def test_base_model_end_to_end(cs):
     folder = ensure_base_model()
     result = Pipeline(open_runtime(folder), cs, max_tokens=48, coding_rules=False).suggest(note)
     assert result.raw_answers[0].strip()  # the model wrote something
-    assert result.codes == [i.code for i in parse_answer(result.raw_answers[0]).items
-                            if cs.is_valid(i.code)]
+    # Each real code it wrote comes out (most confident first, not in the order written).
+    assert sorted(result.codes) == sorted({i.code for i in parse_answer(result.raw_answers[0]).items
+                                           if cs.is_valid(i.code)})
     constrained = Pipeline(open_runtime(str(embedded_gguf()), threads=1), cs, max_tokens=48,
                            coding_rules=False).suggest(note)
     written = parse_answer(constrained.raw_answers[0]).items

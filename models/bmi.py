@@ -13,10 +13,10 @@ import re
 from functools import lru_cache
 
 from .codeset import CodeSet
+from .notes import patient_age_days
 
 _VALUE = re.compile(r"\b(?:BMI|body mass index)\b(?:\s+(?:is|of|was|=|:))?\s*:?\s*(\d{2}(?:\.\d+)?)", re.I)
-_AGE = re.compile(r"\b(\d{1,3})[- ](?:year|yr)s?[- ]old\b", re.I)
-_ADULT_AGE = 20  # the Z68 "adult" codes are for persons 20 years of age or older
+_ADULT_DAYS = 20 * 365  # the Z68 "adult" codes are for persons 20 years of age or older
 _RANGE = re.compile(r"(\d+(?:\.\d)?)-(\d+(?:\.\d)?), adult$")
 _AT_MOST = re.compile(r"(\d+(?:\.\d)?) or less, adult$")
 _AT_LEAST = re.compile(r"(\d+(?:\.\d)?) or greater, adult$")
@@ -25,8 +25,8 @@ _AT_LEAST = re.compile(r"(\d+(?:\.\d)?) or greater, adult$")
 def recorded_bmi(note: str) -> tuple[float, tuple[int, int]] | None:
     """The first BMI value the note writes ("BMI 37.4", "body mass index of 31") and where the
     note says it; None where it writes none, or the patient is a child ("8-year-old")."""
-    age = _AGE.search(note)
-    if age is not None and int(age.group(1)) < _ADULT_AGE:
+    age = patient_age_days(note)
+    if age is not None and age < _ADULT_DAYS:
         return None
     hit = _VALUE.search(note)
     return None if hit is None else (float(hit.group(1)), hit.span())

@@ -102,6 +102,18 @@ def assessment_span(text: str) -> tuple[int, int] | None:
     return start, plan.start() if plan else len(text)
 
 
+# "67-year-old", "18-month-old", "10-day-old": the patient's age as the note's first such phrase.
+_AGE = re.compile(r"\b(\d{1,3})[- ](year|yr|month|mo|week|wk|day)s?[- ]old\b", re.I)
+_DAYS = {"y": 365, "m": 30, "w": 7, "d": 1}
+
+
+def patient_age_days(text: str) -> int | None:
+    """The patient's age in days, from the first "N-year-old" (month, week, day) the note writes;
+    None where it writes none."""
+    age = _AGE.search(text)
+    return int(age.group(1)) * _DAYS[age.group(2)[0].lower()] if age else None
+
+
 def read_note_file(path: str | Path) -> CheckedNote:
     """Read a note from disk: UTF-8 (with or without BOM), else Windows-1252 with a warning."""
     raw = Path(path).read_bytes()

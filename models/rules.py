@@ -217,7 +217,7 @@ from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
 from .drugs import CODED_WHEN_STATED, DRUG_CLASSES, current_drug, drug_class, long_term_drug
-from .notes import assessment_span, assessment_start, discharge_summary, encounter_note
+from .notes import assessment_span, assessment_start, discharge_summary, encounter_note, patient_age_days
 from .text import (
     NONESSENTIAL,
     VACCINE,
@@ -386,7 +386,7 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     # states for want of one (then the nausea of the history is not coded beside it either), or a
     # routine examination ("Well-child visit": not "eating well" as an eating disorder).
     if not any(kinds[c] == "diagnosis" for c in named) and not (
-            encounter_note(note) and (established & symptoms or routine_visit(note))):
+            encounter_note(note) and (established & symptoms or _routine_visit(note) is not None)):
         return []
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if c in symptoms and c not in named]
     if encounter_note(note):
@@ -424,15 +424,11 @@ def _condition_words(cs: CodeSet, code: str) -> frozenset[str]:
     return frozenset(set().union(*_naming_words(cs, code)) - _QUALIFYING - _ANY_CONDITION - chapter_words)
 
 
-_PAIN = frozenset({stem("pain")})
-
-
 def _site_named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
-    """Is the pain of a "Pain in <site>" code, at its site, in one clause of the assessment (any
-    other code: True)? "Low back pain with left-sided sciatica" does not name M79.605 "Pain in
-    left leg", nor "De Quervain tenosynovitis, right wrist" M25.531 "Pain in right wrist"."""
+    """Is the site of a "Pain in <site>" code in one clause of the assessment (any other code:
+    True)? "Low back pain with left-sided sciatica" does not name M79.605 "Pain in left leg"."""
     site = _pain_site(cs, cs.normalize(code))
-    return not site or any(site | _PAIN <= words for words in assessed)
+    return not site or any(site <= words for words in assessed)
 
 
 def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
@@ -760,17 +756,17 @@ def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[
     wording nothing more that the code set codes apart (`_not_otherwise_specified`)."""
     code = cs.normalize(code)
     return [wanted for wording, wanted in _wordings(cs, code)
-            if any(_enough_words(wording, wanted, sentence, lambda: _plain_qualifiers(cs, code))
+            if any(_enough_words(wording, wanted, sentence, lambda: _plain_qualifiers(cs, _category(cs, code)))
                    and _states(wording, wanted, sentence)
                    and _not_otherwise_specified(cs, code, wording, wanted, sentence) for sentence in affirmed)]
 
 
 @lru_cache(maxsize=4096)
-def _plain_qualifiers(cs: CodeSet, code: str) -> frozenset[str]:
-    """The qualifiers (`_QUALIFYING`) that no code of `code`'s category says (in its title or
+def _plain_qualifiers(cs: CodeSet, category: str) -> frozenset[str]:
+    """The qualifiers (`_QUALIFYING`) that no code of the category says (in its title or
     inclusion terms): "acute" says nothing more about urticaria (L50 has no acute code), so
     "Acute urticaria" states L50.9 "Urticaria, unspecified"; "chronic" is L50.8's."""
-    said = [w for c in cs.billable_descendants(_category(cs, code))
+    said = [w for c in cs.billable_descendants(category)
             for w in (cs.description(c), *cs.inclusion_terms(c))]
     return _QUALIFYING - frozenset().union(*(key_words(w) for w in said))
 
@@ -799,7 +795,7 @@ def _distinguishing_words(cs: CodeSet, code: str) -> frozenset[str]:
 
 
 def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence,
-                  plain: Callable[[], frozenset[str]] = frozenset) -> bool:
+                  plain: Callable[[], frozenset[str]]) -> bool:
     """Two essential words or more; or one, where the wording and the sentence both say "without
     complications" ("Herpes zoster of the right T6 dermatome, uncomplicated" states B02.9
     "Zoster without complications"), or where the sentence says that word and nothing else but
@@ -812,7 +808,7 @@ def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence,
         or _says_only(wanted, sentence, plain())))
 
 
-def _says_only(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str] = frozenset()) -> bool:
+def _says_only(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str]) -> bool:
     """Does the sentence say those words and nothing else but how the condition is doing, which
     side (`_STATUS`), how bad ("Mild to moderate dehydration"), what is absent ("Panic disorder
     without agoraphobia" says panic disorder only), that the cause is unknown, and the `plain`
@@ -1028,6 +1024,8 @@ _QUALIFYING = frozenset(stem(w) for w in (
     "secondary", "mild", "moderate", "severe", "left", "right", "bilateral", "unilateral", "multiple"))
 
 
+# A pain is named only where the assessment says pain (`_named`).
+_PAIN = frozenset({stem("pain")})
 # How bad, where the code set has no word for it ("Mild to moderate dehydration" is E86.0).
 _MILDNESS = frozenset(stem(w) for w in ("mild", "moderate"))
 # Words that say its cause is not known, which is what an "unspecified" code codes ("Acute
@@ -1045,7 +1043,8 @@ def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00) or of its title (a
     residual's too: "Hammer toe, left foot" names M20.42 "Other hammer toe(s) (acquired), left
     foot"), one of them more than a qualifier (`_QUALIFYING`), and its pain where it is one ("Acute
-    lumbar muscle strain" does not name M54.9's "Back pain NOS")?"""
+    lumbar muscle strain" does not name M54.9's "Back pain NOS", nor "De Quervain tenosynovitis,
+    right wrist" M25.531 "Pain in right wrist")?"""
     return any(wanted and any(2 * len(held := wanted & words) >= len(wanted) and held - _QUALIFYING
                               and _PAIN & wanted <= held for words in assessed)
                for wanted in _naming_words(cs, cs.normalize(code)))
@@ -1524,7 +1523,6 @@ _ROUTINE_EXAM = re.compile(
 _CAME_FOR = re.compile(
     r"\b(?:here|present\w*|comes?|came|seen|scheduled|visit)(?: today)? for (?:(?:his|her|their|an?|the) )?$", re.I)
 _NEW_FINDING = re.compile(r"\b(?:new|newly|abnormal|incidental)\b", re.I)
-_AGE = re.compile(r"\b(\d{1,3})[- ](year|yr|month|mo|week|wk|day)s?[- ]old\b", re.I)
 
 
 def routine_examination(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
@@ -1538,8 +1536,7 @@ def routine_examination(cs: CodeSet, note: str, codes: list[str]) -> dict[str, t
     hit = _routine_visit(note)
     if hit is None:
         return {}
-    age = _AGE.search(note)
-    days = int(age.group(1)) * {"y": 365, "m": 30, "w": 7, "d": 1}[age.group(2)[0].lower()] if age else None
+    days = patient_age_days(note)
     child = days < 18 * 365 if days is not None else bool(re.search(r"child|baby", hit.group(), re.I))
     if days is not None and days < 29:
         return {}
@@ -1567,10 +1564,6 @@ def _routine_visit(note: str) -> re.Match | None:
                 return m
     return None
 
-
-def routine_visit(note: str) -> bool:
-    """Does the note's heading or history say the visit is a routine examination?"""
-    return _routine_visit(note) is not None
 
 
 def history_of(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:

@@ -404,7 +404,7 @@ class CodeSet:
     def _covered(self, matched: str, wanted: frozenset[str]) -> float:
         """IDF-weighted share of what the entry needs (essential_stems) that the query has, in
         whichever of its names (a bracketed one too: "Croup" covers J05.0's "[croup]")."""
-        return max(self._covered_by(name, wanted) for name in (matched, *bracket_alternatives(matched)))
+        return max(self._covered_by(name, wanted) for name in _names(matched))
 
     def _covered_by(self, name: str, wanted: frozenset[str]) -> float:
         needed = essential_stems(name)
@@ -425,11 +425,16 @@ class CodeSet:
         return [SearchHit(c, d, 1.0, d, bool(b)) for c, d, b in hits]
 
 
+def _names(matched: str) -> tuple[str, ...]:
+    """An entry's names: its own words, and the bracketed name in place of what it names
+    ("Acute obstructive laryngitis [croup]" is also "croup")."""
+    return (matched, *bracket_alternatives(matched))
+
+
 @lru_cache(maxsize=262144)
 def _needed(matched: str) -> tuple[frozenset[str], ...]:
-    """What an entry asks the query for (`essential_stems`), once per name it has: its own words
-    and the bracketed name in place of what it names ("Acute obstructive laryngitis [croup]")."""
-    return (essential_stems(matched), *(essential_stems(name) for name in bracket_alternatives(matched)))
+    """What an entry asks the query for (`essential_stems`), once per name it has."""
+    return tuple(essential_stems(name) for name in _names(matched))
 
 
 def source_version() -> str:

@@ -114,6 +114,17 @@ def patient_age_days(text: str) -> int | None:
     return int(age.group(1)) * _DAYS[age.group(2)[0].lower()] if age else None
 
 
+# "56-year-old man", "a woman", "Female, 34": the patient's sex as the note's first such word.
+_SEX = re.compile(r"\b(?:(man|male|boy|gentleman)|(woman|female|girl|lady))\b", re.I)
+
+
+def patient_sex(text: str) -> str | None:
+    """"male" or "female", from the first word of a person's sex the note writes; None where it
+    writes none."""
+    sex = _SEX.search(text)
+    return None if sex is None else "male" if sex.group(1) else "female"
+
+
 def read_note_file(path: str | Path) -> CheckedNote:
     """Read a note from disk: UTF-8 (with or without BOM), else Windows-1252 with a warning."""
     raw = Path(path).read_bytes()

@@ -63,7 +63,8 @@ class Flag(StrEnum):
     # that the note states ("Continue apixaban long term"), whether or not a code asks for it.
     LONG_TERM = "long_term_drug_stated"
     # Added by the coding rules: what the visit was for, where the note says so: Z23 for a vaccine
-    # given, Z00.- for a routine examination ("Well-child visit").
+    # given, Z00.- for a routine examination ("Well-child visit"), Z34.-/Z3A.- for a normal
+    # pregnancy's prenatal visit.
     ENCOUNTER = "encounter_reason"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
@@ -318,7 +319,8 @@ class Pipeline:
         dropped += gone
         suggestions = [s for s in replaced if s.code not in {r.raw for r in gone}]
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
-                              rules.established_in_assessment(self.cs, certain, [s.code for s in suggestions]))
+                              rules.established_in_assessment(self.cs, certain, [s.code for s in suggestions]),
+                              lambda a, b: rules.named_together(self.cs, certain, a, b))
         by_code = {s.code: s for s in suggestions}
         out = []
         for code, probability in applied.kept:
@@ -347,7 +349,8 @@ class Pipeline:
             s.asked_by = asking
             out.append(s)
         for rule, flag in ((rules.long_term_therapy, Flag.LONG_TERM), (rules.history_of, Flag.STATED),
-                           (rules.immunization, Flag.ENCOUNTER), (rules.routine_examination, Flag.ENCOUNTER)):
+                           (rules.tobacco_history, Flag.STATED), (rules.immunization, Flag.ENCOUNTER),
+                           (rules.routine_examination, Flag.ENCOUNTER), (rules.prenatal_visit, Flag.ENCOUNTER)):
             for code, span in rule(self.cs, certain, [s.code for s in out]).items():
                 # The note says so, as for a code the assessment states in the code set's words.
                 candidate = candidates.get(code)

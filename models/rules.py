@@ -208,6 +208,7 @@ The reasons are plain strings:
 """
 from __future__ import annotations
 
+import itertools
 import re
 from functools import lru_cache
 from typing import Callable, NamedTuple
@@ -217,7 +218,7 @@ from .codeset import CodeSet, UnknownCode, code_key
 from .codeset._compile import excludes1_ranges as note_ranges
 from .contract import Rejected
 from .drugs import CODED_WHEN_STATED, DRUG_CLASSES, current_drug, drug_class, long_term_drug
-from .notes import assessment_span, assessment_start, discharge_summary, encounter_note, patient_age_days
+from .notes import assessment_span, assessment_start, discharge_summary, encounter_note, patient_age_days, patient_sex
 from .text import (
     NONESSENTIAL,
     VACCINE,
@@ -237,6 +238,7 @@ from .text import (
     slash_alternatives,
     stem,
     stems,
+    two_names,
     without_uncertain,
 )
 
@@ -277,6 +279,7 @@ _WITH_ANY = re.compile(r"^any condition in (\S+) with any condition in (\S+)$", 
 _WITHOUT = re.compile(r"\bwithout complications?\b|\buncomplicated\b", re.I)
 _WITHOUT_ANY = re.compile(r"\bwithout\b|\buncomplicated\b", re.I)  # I11.9 "without heart failure"
 _WITH = re.compile(r"\bwith\b", re.I)
+_WITH_COMPLICATION = re.compile(r"\bwith (?:\w+ )?complications?\b", re.I)
 _WITH_COMPLICATIONS = re.compile(r"\bwith (?:unspecified |other specified )?complications?\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
 _UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
@@ -295,6 +298,8 @@ _IRREGULAR = {"feet": "foot", "teeth": "tooth"}
 _ELSEWHERE = re.compile(r"\bclassified elsewhere\b", re.I)
 _OTHER_CONDITION = re.compile(r"other\b", re.I)  # "Other hyperlipidemia"; not "..., other site"
 _OTHER_SPECIFIED = re.compile(r"other specified\b", re.I)
+# "Nicotine dependence, other tobacco product"; not a site ("Major osseous defect, other site").
+_OTHER_KIND = re.compile(r", other\b(?! (?:sites?|parts?)\b)", re.I)
 _RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?|sites?)\b|\belsewhere\b", re.I)
 
 
@@ -311,11 +316,14 @@ class Applied(NamedTuple):
 
 
 def apply(selected: list[tuple[str, float]], cs: CodeSet,
-          established: frozenset[str] = frozenset()) -> Applied:
+          established: frozenset[str] = frozenset(),
+          together: Callable[[str, str], bool] = lambda a, b: True) -> Applied:
     """The selected (code, probability) pairs a coder would report, and the rest with a reason.
     Codes the code set does not know are kept as they are (validation reports them).
     `established`: codes the note's assessment states, which displace a generic code and a pain
-    at their site whatever their probability (the physician has established the diagnosis)."""
+    at their site whatever their probability (the physician has established the diagnosis).
+    `together(a, b)`: does the note name the two in one sentence (`named_together`)? Only then
+    do two codes the code set forbids together become the code that says both."""
     prob = {c: p for c, p in selected if cs.is_valid(c)}
 
     def sure(diagnosis: str, code: str) -> bool:  # a code the assessment states stays for a guess
@@ -323,7 +331,7 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
 
     drop: dict[str, str] = {}
     outranked: dict[str, list[str]] = {}
-    added, replaced = _combine(cs, prob, outranked, established)
+    added, replaced = _combine(cs, prob, outranked, established, together)
     for code in replaced:
         drop[code] = IN_COMBINATION
     prob.update((code, p) for code, (p, _) in added.items())
@@ -384,9 +392,11 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     symptoms = {c for c in kinds if kinds[c] == "symptom" or _pain_site(cs, cs.normalize(c))}
     # The visit's conclusion: a diagnosis, or in an encounter note the symptom its assessment
     # states for want of one (then the nausea of the history is not coded beside it either), or a
-    # routine examination ("Well-child visit": not "eating well" as an eating disorder).
+    # routine examination ("Well-child visit": not "eating well" as an eating disorder) or prenatal
+    # visit (the morning nausea of a normal pregnancy).
     if not any(kinds[c] == "diagnosis" for c in named) and not (
-            encounter_note(note) and (established & symptoms or _routine_visit(note) is not None)):
+            encounter_note(note) and (established & symptoms or _routine_visit(note) is not None
+                                      or _NORMAL_PREGNANCY.search(note))):
         return []
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if c in symptoms and c not in named]
     if encounter_note(note):
@@ -516,8 +526,13 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
         return bool(absent) and absent <= essential_stems(cs.description(stated)) - negated_stems(
             cs.description(stated))
 
+    def said_without(code: str, stated: str) -> bool:  # B27.99 "with other complication" beside B27.90 "without"
+        return bool(_WITHOUT.search(cs.description(stated)) and _WITH_COMPLICATION.search(cs.description(code)))
+
     def residual_beside(code: str, other: str) -> bool:  # E03.8 "Other specified ..." beside E03.9
-        return bool(_OTHER_CONDITION.match(cs.description(code))) and cs.is_valid(other) \
+        # (F17.290 "Nicotine dependence, other tobacco product" beside F17.210 "..., cigarettes")
+        return bool(_OTHER_CONDITION.match(cs.description(code)) or _OTHER_KIND.search(cs.description(code))) \
+            and cs.is_valid(other) \
             and not _OTHER_CONDITION.match(cs.description(other)) and _category(cs, code) == _category(cs, other)
 
     stated_codes = established_in_assessment(cs, note, codes)
@@ -537,6 +552,12 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
         if code in said and specified(code) and any(_states_more(said[o], [said[code]]) for o in said
                                                     if o != code and _category(cs, o) == _category(cs, code)):
             return True  # B08.8 "Foot-and-mouth disease" beside B08.4 "Hand, foot and mouth disease"
+        if is_diagnosis(cs, code) and any(alternative(code, e) and said_without(code, e) and _stated_wordings(
+                cs, e, assessed, only=True) for e in stated_codes if e != code):
+            return True  # the assessment names the condition and nothing more: no complication
+        if code not in stated_codes and is_diagnosis(cs, code) and _OTHER_KIND.search(cs.description(code)) \
+                and not _stated_wordings(cs, code, affirmed) and any(residual_beside(code, e) for e in beside):
+            return True  # an "uncomplicated" residual kind too: F17.290 "..., other tobacco product, uncomplicated"
         if code in stated_codes or not specified(code):
             return False
         if any(alternative(code, e) and denied_by(code, e) for e in established):
@@ -704,10 +725,10 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         # A guess of its category says nothing against it (N40.0 "without ..." for N40.1 "with ...").
         # An "unspecified" code only where the assessment says no more than its one word
         # ("Hyperlipidemia."): where it says more, that more has a code of its own.
-        stated = max((len(wanted) for wanted in _stated_wordings(cs, code, affirmed)
-                      if (len(wanted) == 1 or not _UNSPECIFIED.search(description))
-                      and not any(wanted <= said for of, said in chosen_words
-                                  if of != category or of in taken)), default=0)
+        stated = max((len(wanted) for wanted in _stated_wordings(cs, code, affirmed,
+                                                                  only=bool(_UNSPECIFIED.search(description)))
+                      if not any(wanted <= said for of, said in chosen_words if of != category or of in taken)),
+                     default=0)
         if stated:
             best.setdefault(category, []).append((stated, code))
     out = []
@@ -750,15 +771,18 @@ def established_in_assessment(cs: CodeSet, note: str, codes: list[str]) -> froze
                      and _stated_wordings(cs, c, assessed))
 
 
-def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> list[frozenset[str]]:
+def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence], only: bool = False) -> list[frozenset[str]]:
     """The essential words of each wording of `code` (`_wordings`) that one affirmed sentence
     states: enough of them (`_enough_words`: two, or one said alone), and for a "... NOS"
-    wording nothing more that the code set codes apart (`_not_otherwise_specified`)."""
+    wording nothing more that the code set codes apart (`_not_otherwise_specified`). `only`:
+    a sentence that says nothing more (`_says_only`), as an "unspecified" code asks: "Atopic
+    dermatitis, moderate flare" states L20.9; where a sentence says more, that more has a code."""
     code = cs.normalize(code)
+    plain = lambda: _plain_qualifiers(cs, _category(cs, code))  # noqa: E731
     return [wanted for wording, wanted in _wordings(cs, code)
-            if any(_enough_words(wording, wanted, sentence, lambda: _plain_qualifiers(cs, _category(cs, code)))
-                   and _states(wording, wanted, sentence)
-                   and _not_otherwise_specified(cs, code, wording, wanted, sentence) for sentence in affirmed)]
+            if any(_enough_words(wording, wanted, sentence, plain) and _states(wording, wanted, sentence)
+                   and _not_otherwise_specified(cs, code, wording, wanted, sentence)
+                   and (not only or _says_only(wanted, sentence, plain())) for sentence in affirmed)]
 
 
 @lru_cache(maxsize=4096)
@@ -780,7 +804,7 @@ def _not_otherwise_specified(cs: CodeSet, code: str, wording: str, wanted: froze
     attacks a month" is G43.109's "Migraine with aura NOS"; a note that writes "NOS" says so."""
     if not _NOS.search(wording) or _NOS.search(sentence.text):
         return True
-    return not (sentence.words - wanted - _STATUS - _SIDE_WORDS) & _distinguishing_words(cs, code)
+    return not (sentence.words - wanted - _STATUS - _SIDE_WORDS - _SEX) & _distinguishing_words(cs, code)
 
 
 @lru_cache(maxsize=4096)
@@ -813,7 +837,8 @@ def _says_only(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str
     side (`_STATUS`), how bad ("Mild to moderate dehydration"), what is absent ("Panic disorder
     without agoraphobia" says panic disorder only), that the cause is unknown, and the `plain`
     qualifiers?"""
-    return not sentence.words - wanted - _STATUS - _SIDE_WORDS - _MILDNESS - _UNKNOWN_CAUSE - sentence.negated - plain
+    return not (sentence.words - wanted - _STATUS - _SIDE_WORDS - _MILDNESS - _UNKNOWN_CAUSE - _SEX
+                - sentence.negated - plain)
 
 
 @lru_cache(maxsize=65536)
@@ -827,7 +852,7 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     side. A residual "Other ..." code's own description is none of them: it says no more than
     the generic code of its category."""
     terms = cs.inclusion_terms(code)
-    said = [*terms, *cs.includes(code)]
+    said = [*terms, *cs.includes(code), *_category_names(cs, code)]
     if not _RESIDUAL.search(cs.description(code)) or _other_of_its_own(cs, code):  # "Chronic constipation" is K59.09's
         said.insert(0, cs.description(code))
     # (`essential_stems` leaves out what square brackets hold: "Panic disorder [episodic
@@ -847,6 +872,17 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     if side and parent and not _RESIDUAL.search(cs.description(parent)):
         inherited.append((cs.description(parent), essential_stems(cs.description(parent)) | side))
     return tuple(own + inherited)
+
+
+def _category_names(cs: CodeSet, code: str) -> list[str]:
+    """The other names a category's Includes note gives its title, for the code that holds the
+    title "NOS": K44 "Diaphragmatic hernia" includes "hiatus hernia (esophageal) (sliding)", and
+    K44.9's "Diaphragmatic hernia NOS" is where a plain hiatal hernia goes."""
+    category = _category(cs, code)
+    plain = f"{cs.description(category)} NOS".lower()
+    if category == code or not any(t.lower() == plain for t in cs.inclusion_terms(code)):
+        return []
+    return list(cs.includes(category))
 
 
 def _without_encounter(cs: CodeSet, code: str, wording: str) -> str:
@@ -878,14 +914,16 @@ def wordings(cs: CodeSet, code: str) -> list[str]:
     where the pipeline looks for its evidence too. Not the halves of an "X and Y" title: as
     evidence, "dependence on machines" is too little of Z99.89 "Dependence on other enabling
     machines and devices"; an item of a list is ("Strain of muscle of lower back" is S39.012A's
-    "Strain of muscle, fascia and tendon of lower back")."""
+    "Strain of muscle, fascia and tendon of lower back"), and so is either of two names joined
+    ("Hyponatremia" is E87.1's "Hypo-osmolality and hyponatremia": `two_names`)."""
     description = cs.description(code)
     said = _wordings(cs, cs.normalize(code))
-    either = {alt for w, _ in said if not and_list(w) for alt in and_alternatives(w)}
+    either = {alt for w, _ in said if not and_list(w) and not two_names(w) for alt in and_alternatives(w)}
     return [w for w, _ in said if w != description and w not in either]
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")
+_SEX = frozenset({stem("male"), stem("female")})  # the patient's, in every sentence
 _SIDE_WORDS = frozenset({_UNILATERAL, _BILATERAL, stem("left"), stem("right")})
 
 
@@ -907,10 +945,12 @@ def _affirmed_sentences(cs: CodeSet, note: str, start: int) -> list[_Sentence]:
     affirmed clause with the qualifiers after it ("Migraine" + "without aura"), "unilateral"
     where it names one side ("Primary osteoarthritis of left knee" states M17.12 "Unilateral
     primary osteoarthritis, left knee") and "bilateral" where it says "both" of a body part
-    ("both knees"). A sentence about a relative's health says so (`relative`): it states a
-    "Family history of ..." code, never the patient's condition."""
+    ("both knees"), and the patient's sex ("Erectile dysfunction" in a man's note states N52.9
+    "Male erectile dysfunction, unspecified"). A sentence about a relative's health says so
+    (`relative`): it states a "Family history of ..." code, never the patient's condition."""
     spans = [(a, qualified_end(note, b)) for a, b in clauses(note) if a >= start]
     relatives = family_history_statements(note)
+    sex = patient_sex(note)
     out = []
     for s, e in sentences(note):
         inside = [(a, b) for a, b in spans if s <= a and a < e]
@@ -920,6 +960,8 @@ def _affirmed_sentences(cs: CodeSet, note: str, start: int) -> list[_Sentence]:
                 words.add(_UNILATERAL)
             elif _both_parts(cs, text):
                 words.add(_BILATERAL)
+            if sex:
+                words.add(stem(sex))
             relative = all(any(x <= a < y for x, y in relatives) for a, _ in inside)
             out.append(_Sentence(words, frozenset().union(*(negated_stems(t) for t in texts)), note[s:e], relative))
     return out
@@ -932,6 +974,8 @@ def _states(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
     disease" is not I25.10's "Coronary (artery) disease")."""
     if sentence.relative and not reports_family_history(wording):
         return False
+    if _WITH_COMPLICATION.search(wording) and _WITHOUT.search(sentence.text):
+        return False  # "complications" is no key word: E11.8 "with unspecified complications"
     absent = negated_stems(wording)
     if wanted <= sentence.words and absent <= sentence.negated:
         says_absent = True
@@ -1034,7 +1078,7 @@ _UNKNOWN_CAUSE = frozenset(stem(w) for w in ("unknown", "unclear", "undetermined
 # Words that say how a condition is doing, not what it is ("Hyperlipidemia, at goal"), and the
 # heading's own ("Assessment: pneumonia.").
 _STATUS = frozenset(stem(w) for w in (
-    "stable", "controlled", "goal", "improved", "improving", "unchanged", "acceptable", "well",
+    "stable", "controlled", "goal", "improved", "improving", "unchanged", "acceptable", "well", "flare",
     "resolving", "continue", "continued", "monitor", "monitoring", "assessment", "impression", "diagnosis"))
 
 
@@ -1283,6 +1327,7 @@ class _Combination(NamedTuple):
 
 def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]],
              established: frozenset[str] = frozenset(),
+             together: Callable[[str, str], bool] = lambda a, b: True,
              ) -> tuple[dict[str, tuple[float, list[str]]], set[str]]:
     """Combination codes for the selected codes: {added code: (probability, the codes it
     combines)} and the selected codes those report (dropped). A selected code that a less sure
@@ -1337,7 +1382,41 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
                                      [generic, *targets])
             # I11.9 "without heart failure" beside I11.0 "with heart failure" and I50.22
             replaced.add(generic)
+    for a, b in itertools.permutations(list(prob), 2):
+        # Two codes the code set forbids together, where a code of one's category says both and
+        # the note links them in one sentence ("CAD with stable angina"; a case report's
+        # "diabetic woman" and the "hyperglycemia" of her admission are two findings).
+        if a not in replaced and b not in replaced and cs.excludes1_conflict(a, b) and together(a, b):
+            if (code := _says_both(cs, a, b)) is not None:
+                added.setdefault(code, (min(prob[a], prob[b]), [a, b]))
+                replaced |= {a, b}
     return added, replaced
+
+
+def named_together(cs: CodeSet, note: str, code: str, other: str) -> bool:
+    """Does one sentence of the note say both codes, every essential word of a wording of each
+    (`_naming_words`), in its affirmed clauses?"""
+    spans = list(clauses(note))
+    for start, end in sentences(note):
+        words = set().union(*(key_words(note[a:b]) for a, b in spans if start <= a < end))
+        if all(any(wanted and wanted <= words for wanted in _naming_words(cs, cs.normalize(c)))
+               for c in (code, other)):
+            return True
+    return False
+
+
+def _says_both(cs: CodeSet, code: str, other: str) -> str | None:
+    """The one billable code of `code`'s category whose title says, "with" the other, what the
+    two titles say and nothing more: I20 excludes "angina pectoris with atherosclerotic heart
+    disease", and I25.10 "Atherosclerotic heart disease of native coronary artery without angina
+    pectoris" with I20.89 "Other forms of angina pectoris" is I25.118 "... with other forms of
+    angina pectoris". (R07.89 "Other chest pain" says no more than R07.9 beside R52 "Pain".)"""
+    mine, theirs = key_words(cs.description(code)), key_words(cs.description(other))
+    options = [c for c in cs.billable_descendants(_category(cs, code)) if c != code
+               and _WITH.search(cs.description(c))
+               and theirs <= (said := key_words(cs.description(c))) <= mine | theirs
+               and (mine < said or mine == said and "without" in cs.description(code).split())]
+    return options[0] if len(options) == 1 else None
 
 
 @lru_cache(maxsize=8)
@@ -1547,6 +1626,100 @@ def routine_examination(cs: CodeSet, note: str, codes: list[str]) -> dict[str, t
         codes and span and _NEW_FINDING.search(note, *span))
     code = ("Z00.121" if found else "Z00.129") if child else ("Z00.01" if found else "Z00.00")
     return {code: hit.span()} if cs.is_valid(code) else {}
+
+
+# A former smoker: ICD-10-CM codes tobacco use that has stopped as a history of nicotine
+# dependence (Z87.891; index "History, personal, nicotine dependence"): "Former smoker, quit 15
+# years ago", "quit smoking 10 years ago". Not the plan's "advised to quit smoking".
+_FORMER_SMOKER = re.compile(
+    r"\b(?:(?:former|ex-?|past|previous|prior|reformed)[- ](?:heavy |light |cigarette |pipe )?"
+    r"(?:smoker|smoking|tobacco (?:user|use))|(?:quit|stopped|gave up) (?:smoking|cigarettes|tobacco))\b", re.I)
+_WANTS_TO_QUIT = re.compile(
+    r"\b(?:to|will|would|wants?|ready|try\w*|plans?|planning|help\w*|advis\w*|encourag\w*|counsel\w*|"
+    r"interested|consider\w*|thinking|discussed)\b", re.I)
+_SMOKES_NOW = re.compile(r"\b(?:smokes|current(?:ly)? smok\w*|still smok\w*|active smoker)\b", re.I)
+
+
+def tobacco_history(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """Z87.891 "Personal history of nicotine dependence" where an affirmed clause of an encounter
+    note says the patient smoked and quit: {"Z87.891": those words}. {} in a case report, where
+    `codes` hold a tobacco code (F17.2-, Z72.0, Z87.891), or where the note says the patient
+    smokes now (then the coder codes the dependence)."""
+    if (not encounter_note(note) or not cs.is_valid("Z87.891") or _SMOKES_NOW.search(note)
+            or any(code_key(c).startswith(("F172", "Z720", "Z87891")) for c in codes)):
+        return {}
+    for a, b in clauses(note):
+        for m in _FORMER_SMOKER.finditer(note, a, b):
+            if not _WANTS_TO_QUIT.search(note, a, m.start()):
+                return {"Z87.891": m.span()}
+    return {}
+
+
+# A pregnancy's weeks of gestation ("12 weeks 2 days", "28 wks", "32w1d"), not a time ago ("last
+# period 12 weeks ago") nor a duration ("nausea for 3 weeks").
+_PREGNANCY = re.compile(r"\b(?:pregnan\w*|gestation\w*|prenatal|antenatal|intrauterine|IUP|EGA|"
+                        r"G\d{1,2}\s?P\d{1,2}\w*|gravida)\b", re.I)
+_GESTATION_WEEKS = re.compile(
+    r"(?<!for )(?<!past )(?<!last )\b(\d{1,2})(?:[- ]?(?:weeks?|wks?)|w(?=\s?\d\s?d\b))"
+    r"(?:,? ?(?:and )?\d ?(?:days?|d)\b)?(?! ago)", re.I)
+# A normal pregnancy's supervision (Z34): the assessment or heading says the pregnancy is normal or
+# the visit routine prenatal care; a complication is coded from chapter 15 (O codes) instead.
+_NORMAL_PREGNANCY = re.compile(
+    r"\b(?:(?:normal|uncomplicated|low[- ]risk)(?: \w+)? (?:pregnancy|gestation)|routine prenatal|"
+    r"prenatal (?:visit|care|check\w*))\b", re.I)
+_FIRST_PREGNANCY = re.compile(r"\b(?:G1\s?P0\w*|G1|gravida 1|primigravid\w*|first pregnancy)\b", re.I)
+_LATER_PREGNANCY = re.compile(r"\b(?:G(?:[2-9]|1\d)\s?P\d\w*|gravida [2-9])\b", re.I)
+
+
+def prenatal_visit(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """What a prenatal visit of a normal pregnancy is coded for: Z34.- "Encounter for supervision
+    of normal (first / other) pregnancy" by trimester where the note calls the pregnancy normal
+    or the visit prenatal care, and Z3A.- for the weeks of gestation it records: {code: where the
+    note says so}. {} in a case report, or where `codes` hold a pregnancy code (chapter 15's O
+    codes, Z33, Z34, Z3A): a complicated pregnancy is coded from its complication."""
+    if not encounter_note(note) or any(code_key(c).startswith(("O", "Z33", "Z34", "Z3A")) for c in codes):
+        return {}
+    out = {}
+    weeks, where = _weeks_pregnant(note)
+    if weeks is not None and (z3a := _gestation_code(cs, weeks)):
+        out[z3a] = where
+    normal = next((m for a, b in clauses(note) for m in _NORMAL_PREGNANCY.finditer(note, a, b)), None)
+    if normal is not None:
+        first = _FIRST_PREGNANCY.search(note)
+        which = ("normal first" if first else "other normal" if _LATER_PREGNANCY.search(note)
+                 else "normal pregnancy, unspecified")
+        when = ("unspecified trimester" if weeks is None else "first trimester" if weeks < 14
+                else "second trimester" if weeks < 28 else "third trimester")
+        supervision = [c for c in cs.billable_descendants("Z34")
+                       if which in cs.description(c) and cs.description(c).endswith(when)]
+        if len(supervision) == 1:
+            out[supervision[0]] = normal.span()
+    return out
+
+
+def _weeks_pregnant(note: str) -> tuple[int | None, tuple[int, int]]:
+    """The weeks of gestation the note records in a sentence about the pregnancy, the
+    assessment's first: (weeks, where); (None, (0, 0)) where it records none."""
+    start = assessment_start(note) or 0
+    found = [(a < start, m) for a, b in sentences(note) if _PREGNANCY.search(note, a, b)
+             for m in _GESTATION_WEEKS.finditer(note, a, b)]
+    if not found:
+        return None, (0, 0)
+    _, m = min(found, key=lambda x: (x[0], x[1].start()))
+    return int(m.group(1)), m.span()
+
+
+def _gestation_code(cs: CodeSet, weeks: int) -> str | None:
+    """Z3A's code for `weeks` of gestation, by its title ("12 weeks gestation of pregnancy",
+    "Less than 8 weeks ...", "Greater than 42 weeks ...")."""
+    for code in cs.billable_descendants("Z3A") if cs.is_valid("Z3A") else []:
+        title = cs.description(code)
+        if m := re.match(r"(Less than |Greater than )?(\d+) weeks", title):
+            n = int(m.group(2))
+            if (n == weeks and not m.group(1) or m.group(1) == "Less than " and weeks < n
+                    or m.group(1) == "Greater than " and weeks > n):
+                return code
+    return None
 
 
 def _routine_visit(note: str) -> re.Match | None:

@@ -62,7 +62,9 @@ _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
              "coli": "coli escherichia",
              # The lumbar region is the lower back, the injury codes' word ("Strain of muscle,
              # fascia and tendon of lower back", S39.012-).
-             "lumbar": "lumbar lower back"}
+             "lumbar": "lumbar lower back",
+             # A hiatal hernia is K44's "hiatus hernia"; vulvovaginal, B37.31's "vulva and vagina".
+             "hiatal": "hiatal hiatus", "vulvovaginal": "vulvovaginal vulva vagina"}
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -103,10 +105,23 @@ _LIMB_PHRASES = {"leg": "lower limb", "legs": "lower limb", "arm": "upper limb",
 _LOW_BACK_PAIN = re.compile(r"\blow back pain\b")
 
 
+# Tobacco dependence is nicotine dependence (index: "Dependence, tobacco - see Dependence, drug,
+# nicotine"; F17.210 "Nicotine dependence, cigarettes, uncomplicated").
+_TOBACCO_DEPENDENCE = re.compile(r"\btobacco dependence\b")
+# A coronary stent is the code set's "coronary angioplasty implant" (Z95.5 "Presence of coronary
+# angioplasty implant and graft"): "Coronary stent in place", "stent to the LAD".
+_CORONARY_STENT = re.compile(
+    r"\b(?:coronary (?:artery )?stents?|stents? (?:in|to|of) the (?:lad|rca|lcx|circumflex|left anterior descending|"
+    r"right coronary|left main|coronary)\b)")
+
+
 def _in_code_set_words(text: str) -> str:
     """A lower-cased text in the code set's words: its "lower limb" and "upper extremity" read as
-    "leg" and "arm", its "low back pain" as lumbago too."""
+    "leg" and "arm", its "low back pain" as lumbago too, its "tobacco dependence" as nicotine's,
+    its coronary stent as the presence of a coronary angioplasty implant."""
     text = _LIMB.sub(lambda m: _LIMB_WORDS[m.group(1)], text.lower())
+    text = _TOBACCO_DEPENDENCE.sub("tobacco nicotine dependence", text)
+    text = _CORONARY_STENT.sub(lambda m: m.group() + " presence of coronary angioplasty implant", text)
     return _LOW_BACK_PAIN.sub("low back pain lumbago", text)
 
 
@@ -246,6 +261,14 @@ def and_list(wording: str) -> bool:
 # II hemorrhoids", "antithrombotics/antiplatelets"). Levels and names keep theirs ("C5/C6",
 # "T/NK-cell").
 _SLASHED = re.compile(r"\b([A-Za-z]{3,})/([A-Za-z]{3,})\b")
+
+
+def two_names(wording: str) -> bool:
+    """Is the wording two names joined by "and" and nothing more but ", unspecified" ("Syncope
+    and collapse", "Hypo-osmolality and hyponatremia")? Each then names the condition alone."""
+    hit = _AND_PAIR.search(wording)
+    return (hit is not None and ", " not in hit.group(1) and not wording[:hit.start()].strip()
+            and wording[hit.end():].strip(" ,").lower() in ("", "unspecified"))
 
 
 def slash_alternatives(wording: str) -> list[str]:

@@ -66,6 +66,9 @@ class Flag(StrEnum):
     # given, Z00.- for a routine examination ("Well-child visit"), Z34.-/Z3A.- for a normal
     # pregnancy's prenatal visit.
     ENCOUNTER = "encounter_reason"
+    # Added by the coding rules: a personal history the note records outside the assessment
+    # (Z87.891 for "Former smoker, quit 15 years ago").
+    HISTORY = "history_stated"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
     # A rejection: the note names the condition only as a relative's ("father with colon cancer");
@@ -329,7 +332,11 @@ class Pipeline:
                 sources = [by_code[c] for c in applied.combined[code]]
                 s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
                 support = next((x.evidence for x in sources if x.evidence), None)
-                if s.evidence is None and support is not None:
+                if len(sources) == 2 and (both := rules.sentence_naming_both(self.cs, note, *applied.combined[code])):
+                    # The sentence that names the two ("Coronary artery disease with stable angina").
+                    s.evidence, s.flags = Evidence(both[0], both[1], note[both[0]:both[1]]), [
+                        f for f in s.flags if f != Flag.UNSUPPORTED]
+                elif s.evidence is None and support is not None:
                     s.evidence, s.flags = support, [f for f in s.flags if f != Flag.UNSUPPORTED]
                 # The codes it combines chose its child (I12.9 for stage 4): "unspecified" in
                 # its title ("... or unspecified chronic kidney disease") is not a gap to fill.
@@ -349,7 +356,7 @@ class Pipeline:
             s.asked_by = asking
             out.append(s)
         for rule, flag in ((rules.long_term_therapy, Flag.LONG_TERM), (rules.history_of, Flag.STATED),
-                           (rules.tobacco_history, Flag.STATED), (rules.immunization, Flag.ENCOUNTER),
+                           (rules.tobacco_history, Flag.HISTORY), (rules.immunization, Flag.ENCOUNTER),
                            (rules.routine_examination, Flag.ENCOUNTER), (rules.prenatal_visit, Flag.ENCOUNTER)):
             for code, span in rule(self.cs, certain, [s.code for s in out]).items():
                 # The note says so, as for a code the assessment states in the code set's words.

@@ -1394,15 +1394,21 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
 
 
 def named_together(cs: CodeSet, note: str, code: str, other: str) -> bool:
-    """Does one sentence of the note say both codes, every essential word of a wording of each
-    (`_naming_words`), in its affirmed clauses?"""
+    """Does one sentence of the note say both codes (`sentence_naming_both`)?"""
+    return sentence_naming_both(cs, note, code, other) is not None
+
+
+def sentence_naming_both(cs: CodeSet, note: str, code: str, other: str) -> tuple[int, int] | None:
+    """The first sentence that says both codes, every essential word of a wording of each
+    (`_naming_words`), in its affirmed clauses: from its first such clause to its last."""
     spans = list(clauses(note))
     for start, end in sentences(note):
-        words = set().union(*(key_words(note[a:b]) for a, b in spans if start <= a < end))
+        inside = [(a, b) for a, b in spans if start <= a < end]
+        words = set().union(*(key_words(note[a:b]) for a, b in inside))
         if all(any(wanted and wanted <= words for wanted in _naming_words(cs, cs.normalize(c)))
                for c in (code, other)):
-            return True
-    return False
+            return inside[0][0], inside[-1][1]
+    return None
 
 
 def _says_both(cs: CodeSet, code: str, other: str) -> str | None:
@@ -1681,8 +1687,6 @@ def prenatal_visit(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[
         return {}
     out = {}
     weeks, where = _weeks_pregnant(note)
-    if weeks is not None and (z3a := _gestation_code(cs, weeks)):
-        out[z3a] = where
     normal = next((m for a, b in clauses(note) for m in _NORMAL_PREGNANCY.finditer(note, a, b)), None)
     if normal is not None:
         first = _FIRST_PREGNANCY.search(note)
@@ -1694,6 +1698,8 @@ def prenatal_visit(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[
                        if which in cs.description(c) and cs.description(c).endswith(when)]
         if len(supervision) == 1:
             out[supervision[0]] = normal.span()
+    if weeks is not None and (z3a := _gestation_code(cs, weeks)):
+        out[z3a] = where  # after the encounter's code: Z3A is never the first listed
     return out
 
 

@@ -1097,7 +1097,9 @@ def test_the_pipeline_combines_what_one_sentence_of_the_note_links(cs):
     pipeline = fixed_pipeline(cs, [("I25.10", 0.8), ("I20.89", 0.6)])
     linked = ("Cardiology visit.\nHPI: chest tightness on exertion.\nAssessment: Coronary artery disease "
               "with stable angina.\nPlan: metoprolol.\n")
-    assert pipeline.suggest(linked).codes == ["I25.118"]
+    result = pipeline.suggest(linked)
+    assert result.codes == ["I25.118"]
+    assert "disease with stable angina" in result.suggestions[0].evidence.text  # the sentence naming both
     apart = ("A 70-year-old man with coronary artery disease was admitted. Years later he reported "
              "stable angina on exertion.")
     assert sorted(pipeline.suggest(apart).codes) == ["I20.89", "I25.10"]

@@ -33,7 +33,8 @@ from models.pipeline import Flag, Pipeline, open_bundle_selector
 from models.rules import REASONS as RULE_REASONS
 
 # The flags of codes the coding rules brought in, not the selector.
-ADDED_BY_RULES = frozenset({Flag.COMBINATION, Flag.STATED, Flag.ADDITIONAL, Flag.LONG_TERM, Flag.ENCOUNTER})
+ADDED_BY_RULES = frozenset({Flag.COMBINATION, Flag.STATED, Flag.ADDITIONAL, Flag.LONG_TERM, Flag.ENCOUNTER,
+                            Flag.HISTORY})
 
 
 class EvalDataError(CoderError, ValueError):

@@ -18,6 +18,7 @@ FLAG_TEXT = {
     Flag.ADDITIONAL: "additional code for",
     Flag.LONG_TERM: "long-term use stated",
     Flag.ENCOUNTER: "what the visit was for",
+    Flag.HISTORY: "history stated in the note",
 }
 COLUMNS = ("Code", "Description", "Confidence", "Flags", "Decision")
 _DECISION_COLOURS = {Decision.ACCEPTED: QColor("#e3f4e1"), Decision.REJECTED: QColor("#f6e0e0")}

@@ -298,6 +298,7 @@ _IRREGULAR = {"feet": "foot", "teeth": "tooth"}
 _ELSEWHERE = re.compile(r"\bclassified elsewhere\b", re.I)
 _OTHER_CONDITION = re.compile(r"other\b", re.I)  # "Other hyperlipidemia"; not "..., other site"
 _OTHER_SPECIFIED = re.compile(r"other specified\b", re.I)
+_LONE_LETTER = re.compile(r"\b[A-Za-z]\b")
 # "Nicotine dependence, other tobacco product"; not a site ("Major osseous defect, other site").
 _OTHER_KIND = re.compile(r", other\b(?! (?:sites?|parts?)\b)", re.I)
 _RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?|sites?)\b|\belsewhere\b", re.I)
@@ -882,7 +883,11 @@ def _category_names(cs: CodeSet, code: str) -> list[str]:
     plain = f"{cs.description(category)} NOS".lower()
     if category == code or not any(t.lower() == plain for t in cs.inclusion_terms(code)):
         return []
-    return list(cs.includes(category))
+    # Not a name whose one letter is its meaning and no key word ("influenza A (non-novel)" under
+    # J10 would read as plain "influenza", which is J11's).
+    return [name for name in cs.includes(category)
+            if not (letters := _LONE_LETTER.findall(_PARENS.sub("", name)))
+            or {stem(x.lower()) for x in letters} <= essential_stems(name)]
 
 
 def _without_encounter(cs: CodeSet, code: str, wording: str) -> str:

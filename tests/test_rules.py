@@ -1127,6 +1127,12 @@ def test_a_category_s_other_names_state_its_plain_code(cs):
     note = "GI follow-up.\nHPI: heartburn.\nAssessment: 1. Small hiatal hernia.\nPlan: omeprazole.\n"
     assert rules.stated_in_assessment(cs, note, ["K44.9", "K44.1"], []) == ["K44.9"]
     assert rules._category_names(cs, "K44.1") == []  # with gangrene: not the plain code
+    # J10 includes "influenza A (non-novel)": its letter is no key word, so the name is left out,
+    # or a plain "Influenza." would state J10.1 (identified virus) beside J11.1.
+    flu = "Urgent care visit.\nHPI: fever.\nAssessment: Influenza.\nPlan: fluids.\n"
+    assert rules.stated_in_assessment(cs, flu, ["J10.1", "J11.1"], []) == ["J11.1"]
+    assert rules.stated_in_assessment(cs, flu.replace("Influenza.", "Influenza B."), ["J10.1", "J11.1"], []) == [
+        "J10.1"]
 
 
 @pytest.mark.parametrize("history, added", [

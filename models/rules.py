@@ -790,10 +790,14 @@ def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence], only: bo
 def _plain_qualifiers(cs: CodeSet, category: str) -> frozenset[str]:
     """The qualifiers (`_QUALIFYING`) that no code of the category says (in its title or
     inclusion terms): "acute" says nothing more about urticaria (L50 has no acute code), so
-    "Acute urticaria" states L50.9 "Urticaria, unspecified"; "chronic" is L50.8's."""
+    "Acute urticaria" states L50.9 "Urticaria, unspecified"; "chronic" is L50.8's. A flare is
+    an exacerbation, which J45 codes and L20 does not."""
     said = [w for c in cs.billable_descendants(category)
             for w in (cs.description(c), *cs.inclusion_terms(c))]
-    return _QUALIFYING - frozenset().union(*(key_words(w) for w in said))
+    coded = frozenset().union(*(key_words(w) for w in said))
+    if _EXACERBATION & coded:  # a flare is an exacerbation: "Asthma flare" is not J45.909's
+        coded |= _FLARE
+    return _QUALIFYING - coded
 
 
 def _not_otherwise_specified(cs: CodeSet, code: str, wording: str, wanted: frozenset[str],
@@ -1068,9 +1072,11 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
 
 # Words that say how, where or how badly, not what: "Acute otitis externa" does not name R52's
 # "Acute pain NOS", nor "Chronic kidney disease" "Chronic fatigue".
+_FLARE, _EXACERBATION = frozenset({stem("flare")}), frozenset({stem("exacerbation")})
 _QUALIFYING = frozenset(stem(w) for w in (
     "acute", "subacute", "chronic", "recurrent", "persistent", "generalized", "localized", "primary",
-    "secondary", "mild", "moderate", "severe", "left", "right", "bilateral", "unilateral", "multiple"))
+    "secondary", "mild", "moderate", "severe", "left", "right", "bilateral", "unilateral", "multiple",
+    "flare"))
 
 
 # A pain is named only where the assessment says pain (`_named`).
@@ -1083,7 +1089,7 @@ _UNKNOWN_CAUSE = frozenset(stem(w) for w in ("unknown", "unclear", "undetermined
 # Words that say how a condition is doing, not what it is ("Hyperlipidemia, at goal"), and the
 # heading's own ("Assessment: pneumonia.").
 _STATUS = frozenset(stem(w) for w in (
-    "stable", "controlled", "goal", "improved", "improving", "unchanged", "acceptable", "well", "flare",
+    "stable", "controlled", "goal", "improved", "improving", "unchanged", "acceptable", "well",
     "resolving", "continue", "continued", "monitor", "monitoring", "assessment", "impression", "diagnosis"))
 
 

@@ -1186,6 +1186,9 @@ def test_an_unspecified_code_is_stated_where_the_item_says_nothing_more(cs):
     # Where it says more, that more has a code of its own (L20.82 flexural eczema): not "unspecified".
     more = "Pediatric visit.\nHPI: itchy skin.\nAssessment: Atopic dermatitis of the elbow creases.\nPlan: ointment.\n"
     assert rules.stated_in_assessment(cs, more, pool, []) == []
+    # A flare is an exacerbation where the category codes one: "Asthma flare" is no J45.909.
+    asthma = "Urgent care visit.\nHPI: wheeze.\nAssessment: Asthma flare.\nPlan: albuterol.\n"
+    assert rules.stated_in_assessment(cs, asthma, ["J45.909", "J45.901"], []) == []
 
 
 def test_the_patients_sex_completes_a_title_that_names_it(cs):

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache, partial
 from typing import Callable
 
 from . import codeset as codeset_mod
@@ -321,9 +322,11 @@ class Pipeline:
         gone += rules.unassessed(self.cs, certain, [s.code for s in replaced])
         dropped += gone
         suggestions = [s for s in replaced if s.code not in {r.raw for r in gone}]
+        # The sentence naming two codes: whether they combine (rules.apply), then the evidence.
+        naming_both = lru_cache(maxsize=None)(partial(rules.sentence_naming_both, self.cs, certain))
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
                               rules.established_in_assessment(self.cs, certain, [s.code for s in suggestions]),
-                              lambda a, b: rules.named_together(self.cs, certain, a, b))
+                              lambda a, b: naming_both(a, b) is not None)
         by_code = {s.code: s for s in suggestions}
         out = []
         for code, probability in applied.kept:
@@ -332,7 +335,7 @@ class Pipeline:
                 sources = [by_code[c] for c in applied.combined[code]]
                 s = self.validate(note, CodedItem(code, probability=probability), candidates.get(code))
                 support = next((x.evidence for x in sources if x.evidence), None)
-                if len(sources) == 2 and (both := rules.sentence_naming_both(self.cs, note, *applied.combined[code])):
+                if len(sources) == 2 and (both := naming_both(*applied.combined[code])):
                     # The sentence that names the two ("Coronary artery disease with stable angina").
                     s.evidence, s.flags = Evidence(both[0], both[1], note[both[0]:both[1]]), [
                         f for f in s.flags if f != Flag.UNSUPPORTED]

@@ -279,8 +279,9 @@ _WITH_ANY = re.compile(r"^any condition in (\S+) with any condition in (\S+)$", 
 _WITHOUT = re.compile(r"\bwithout complications?\b|\buncomplicated\b", re.I)
 _WITHOUT_ANY = re.compile(r"\bwithout\b|\buncomplicated\b", re.I)  # I11.9 "without heart failure"
 _WITH = re.compile(r"\bwith\b", re.I)
-_WITH_COMPLICATION = re.compile(r"\bwith (?:\w+ )?complications?\b", re.I)
-_WITH_COMPLICATIONS = re.compile(r"\bwith (?:unspecified |other specified )?complications?\b", re.I)
+# "with complications", "with unspecified complications", "with other (specified) complication",
+# "with intestinal complications"
+_WITH_COMPLICATIONS = re.compile(r"\bwith (?:other )?(?:\w+ )?complications?\b", re.I)
 _PARENS = re.compile(r"\s*\([^()]*\)")
 _UNSPECIFIED = re.compile(r"\bunspecified\b|\bNOS\b", re.I)
 _NOS = re.compile(r"\bNOS\b")
@@ -323,7 +324,7 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
     Codes the code set does not know are kept as they are (validation reports them).
     `established`: codes the note's assessment states, which displace a generic code and a pain
     at their site whatever their probability (the physician has established the diagnosis).
-    `together(a, b)`: does the note name the two in one sentence (`named_together`)? Only then
+    `together(a, b)`: does the note name the two in one sentence (`sentence_naming_both`)? Only then
     do two codes the code set forbids together become the code that says both."""
     prob = {c: p for c, p in selected if cs.is_valid(c)}
 
@@ -397,7 +398,7 @@ def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     # visit (the morning nausea of a normal pregnancy).
     if not any(kinds[c] == "diagnosis" for c in named) and not (
             encounter_note(note) and (established & symptoms or _routine_visit(note) is not None
-                                      or _NORMAL_PREGNANCY.search(note))):
+                                      or _normal_pregnancy(note) is not None)):
         return []
     out = [Rejected(c, NOT_IN_ASSESSMENT) for c in kinds if c in symptoms and c not in named]
     if encounter_note(note):
@@ -528,7 +529,7 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
             cs.description(stated))
 
     def said_without(code: str, stated: str) -> bool:  # B27.99 "with other complication" beside B27.90 "without"
-        return bool(_WITHOUT.search(cs.description(stated)) and _WITH_COMPLICATION.search(cs.description(code)))
+        return bool(_WITHOUT.search(cs.description(stated)) and _WITH_COMPLICATIONS.search(cs.description(code)))
 
     def residual_beside(code: str, other: str) -> bool:  # E03.8 "Other specified ..." beside E03.9
         # (F17.290 "Nicotine dependence, other tobacco product" beside F17.210 "..., cigarettes")
@@ -983,7 +984,7 @@ def _states(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
     disease" is not I25.10's "Coronary (artery) disease")."""
     if sentence.relative and not reports_family_history(wording):
         return False
-    if _WITH_COMPLICATION.search(wording) and _WITHOUT.search(sentence.text):
+    if _WITH_COMPLICATIONS.search(wording) and _WITHOUT.search(sentence.text):
         return False  # "complications" is no key word: E11.8 "with unspecified complications"
     absent = negated_stems(wording)
     if wanted <= sentence.words and absent <= sentence.negated:
@@ -1404,11 +1405,6 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
     return added, replaced
 
 
-def named_together(cs: CodeSet, note: str, code: str, other: str) -> bool:
-    """Does one sentence of the note say both codes (`sentence_naming_both`)?"""
-    return sentence_naming_both(cs, note, code, other) is not None
-
-
 def sentence_naming_both(cs: CodeSet, note: str, code: str, other: str) -> tuple[int, int] | None:
     """The first sentence that says both codes, every essential word of a wording of each
     (`_naming_words`), in its affirmed clauses: from its first such clause to its last."""
@@ -1698,7 +1694,7 @@ def prenatal_visit(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[
         return {}
     out = {}
     weeks, where = _weeks_pregnant(note)
-    normal = next((m for a, b in clauses(note) for m in _NORMAL_PREGNANCY.finditer(note, a, b)), None)
+    normal = _normal_pregnancy(note)
     if normal is not None:
         first = _FIRST_PREGNANCY.search(note)
         which = ("normal first" if first else "other normal" if _LATER_PREGNANCY.search(note)
@@ -1712,6 +1708,11 @@ def prenatal_visit(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[
     if weeks is not None and (z3a := _gestation_code(cs, weeks)):
         out[z3a] = where  # after the encounter's code: Z3A is never the first listed
     return out
+
+
+def _normal_pregnancy(note: str) -> re.Match | None:
+    """Where an affirmed clause calls the pregnancy normal or the visit prenatal care."""
+    return next((m for a, b in clauses(note) for m in _NORMAL_PREGNANCY.finditer(note, a, b)), None)
 
 
 def _weeks_pregnant(note: str) -> tuple[int | None, tuple[int, int]]:

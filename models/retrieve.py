@@ -191,6 +191,7 @@ class Retriever:
         # None in a retriever fitted before it was measured.
         self.stated_precision: float | None = self.model.get("stated_precision")
         self.name = self.model.get("name", "lexical")
+        cs.prepare_search()  # when the retriever loads, not at the first note
 
     @classmethod
     def load(cls, cs: CodeSet, path: str | Path) -> "Retriever":

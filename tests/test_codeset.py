@@ -137,6 +137,29 @@ def test_search_handles_empty_and_hostile_queries(cs):
     assert cs.search("x" * 10000) == []
 
 
+@pytest.mark.parametrize("phrases", [
+    ["pneumonia"],
+    ["chronic kidney", "diabetes", "stage"],  # a two-word phrase
+    ["kidneys", "kidney", "renal"],  # two phrases of one token
+    ["type 2 diabetes mellitus", "neuropathy"],
+    ["left"],  # 16,000 entries: many of one length tie
+    ["fracture", "radius", "distal", "displaced"],
+    ["migraine", "without aura", "intractable"],
+    ["zzzz"],  # nothing holds it
+])
+def test_search_ranks_as_fts5s_own_bm25(cs, phrases):
+    """The search's ranking (models/codeset/_bm25.py) gives what FTS5's `ORDER BY rank` gives:
+    the same 400 entries, the same scores to the last bit, ties in the same order."""
+    query = " OR ".join(f'"{p}"' for p in phrases)
+    expected = cs._con.execute("SELECT rowid, rank FROM search_fts WHERE search_fts MATCH ? "
+                               "ORDER BY rank LIMIT 400", (query,)).fetchall()
+    rows, ranks = cs._ranking.top(phrases, 400)
+    assert list(zip(rows.tolist(), ranks.tolist())) == expected
+    for phrase in phrases:
+        assert cs._ranking.doc_freq(phrase) == cs._con.execute(
+            "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?", (f'"{phrase}"',)).fetchone()[0]
+
+
 def test_billable_only_search(cs):
     assert all(h.billable for h in cs.search("headache", billable_only=True))
 

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -357,20 +357,16 @@ class CodeSet:
         # the rarer words, and let the re-ranking below still reward covering the frequent ones.
         unique = sorted(dict.fromkeys(words + synonym_phrases(text)), key=self._doc_freq)
         kept = [w for w in unique if self._doc_freq(w) <= _MAX_MATCH_DF] or unique[:1]
-        query = " OR ".join(f'"{w}"' for w in kept)
-        # `rank` is bm25 with its default weights, sorted inside FTS5: the same rows and scores
-        # as ORDER BY bm25(...), in about 30% less time (1,370 searches of 30 CodiEsp notes).
-        rows = self._con.execute(
-            "SELECT f.code, f.text, rank, c.description, c.billable "
-            "FROM search_fts f JOIN codes c ON c.code = f.code "
-            "WHERE search_fts MATCH ? ORDER BY rank LIMIT 400", (query,)).fetchall()
-        if not rows:
+        # FTS5's bm25 over the matching entries, best 400 (models/codeset/_bm25.py).
+        rowids, ranks = (found.tolist() for found in self._ranking.top(kept, 400))
+        if not rowids:
             return []
         wanted = stems(text)
         absent = negated_stems(text)
-        best_bm25 = -rows[0][2] or 1.0
+        best_bm25 = -ranks[0] or 1.0
         best: dict[str, tuple[float, str, str, int]] = {}  # code -> its best-scoring entry
-        for code, matched, bm25, description, billable in rows:
+        for rowid, bm25 in zip(rowids, ranks):
+            code, matched, description, billable = self._search_entries[rowid]
             if billable_only and not billable:
                 continue
             # With and without are one word apart: "Migraine without aura" is not G43.1 (with
@@ -412,10 +408,27 @@ class CodeSet:
         total = sum(w for _, w in weighted)
         return round(sum(w for s, w in weighted if s in wanted) / total, 4) if total else 0.0
 
-    @lru_cache(maxsize=65536)
     def _doc_freq(self, word: str) -> int:
-        return self._con.execute(
-            "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?", (f'"{word}"',)).fetchone()[0]
+        return self._ranking.doc_freq(word)
+
+    def prepare_search(self) -> None:
+        """Read what `search` ranks with now (about 0.3 s, once per process), so that a note's
+        first search is no slower than the rest."""
+        self._ranking, self._search_entries  # noqa: B018  (reading them loads them)
+
+    @cached_property
+    def _ranking(self):
+        from ._bm25 import Bm25Index  # noqa: PLC0415  (numpy: not for opening the code set)
+
+        return Bm25Index(self.path)
+
+    @cached_property
+    def _search_entries(self) -> dict[int, tuple[str, str, str, int]]:
+        """(code, text, description, billable) of each search entry by rowid: read once (0.2 s),
+        as looking up the 400 best of every search cost more than ranking them."""
+        return {rowid: tuple(entry) for rowid, *entry in self._con.execute(
+            "SELECT f.rowid, f.code, f.text, c.description, c.billable FROM search_fts f "
+            "JOIN codes c ON c.code = f.code")}
 
     def _code_prefix_hits(self, row, limit: int, billable_only: bool) -> list[SearchHit]:
         sql = "SELECT code, description, billable FROM codes WHERE ord >= ? AND ord <= ?"

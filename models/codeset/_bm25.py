@@ -37,6 +37,7 @@ class Bm25Index:
         self._con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         self._lock = threading.Lock()
         with self._lock:
+            self._con.execute("PRAGMA temp_store = MEMORY")  # no temporary file, wherever the app runs
             self._con.execute("CREATE VIRTUAL TABLE temp.search_instances "
                               "USING fts5vocab(main, search_fts, instance)")
             self._con.execute("CREATE VIRTUAL TABLE temp.search_terms USING fts5vocab(main, search_fts, row)")

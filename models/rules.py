@@ -1098,12 +1098,22 @@ def _named(cs: CodeSet, code: str, assessed: list[set[str]]) -> bool:
     """Does one clause of the assessment hold at least half the essential words of one of the
     code's wordings (`_wordings`: "Graves' disease", E05.0's, names E05.00) or of its title (a
     residual's too: "Hammer toe, left foot" names M20.42 "Other hammer toe(s) (acquired), left
-    foot"), one of them more than a qualifier (`_QUALIFYING`), and its pain where it is one ("Acute
-    lumbar muscle strain" does not name M54.9's "Back pain NOS", nor "De Quervain tenosynovitis,
-    right wrist" M25.531 "Pain in right wrist")?"""
-    return any(wanted and any(2 * len(held := wanted & words) >= len(wanted) and held - _QUALIFYING
-                              and _PAIN & wanted <= held for words in assessed)
-               for wanted in _naming_words(cs, cs.normalize(code)))
+    foot"), one of them a word that names the condition (`_condition_words`: no qualifier, no
+    word of its chapter's title), and its pain where it is one ("Acute lumbar muscle strain" does
+    not name M54.9's "Back pain NOS", nor "De Quervain tenosynovitis, right wrist" M25.531 "Pain
+    in right wrist")? A title of its chapter's words alone is named by all of them, and one such
+    word names nothing: "respiratory syncytial virus" is no J98.8 "Other specified respiratory
+    disorders"; "Specified diseases of blood and blood-forming organs" is D75.89."""
+    code = cs.normalize(code)
+    condition = _condition_words(cs, code)
+
+    def names(wanted: frozenset[str], words: set[str]) -> bool:
+        if not condition:  # a title of its chapter's words alone: all of them, two at least
+            return len(wanted) >= 2 and wanted <= words
+        held = wanted & words  # half the words, one of them naming the condition
+        return 2 * len(held) >= len(wanted) and bool(held & condition) and _PAIN & wanted <= held
+
+    return any(wanted and any(names(wanted, words) for words in assessed) for wanted in _naming_words(cs, code))
 
 
 @lru_cache(maxsize=65536)

@@ -768,6 +768,23 @@ def test_a_qualifier_alone_does_not_name_a_symptom_in_the_assessment(cs):
     assert rules.unassessed(cs, note.replace("left ear.", "left ear. Chronic pain syndrome."), ["H60.332", "R52"]) == []
 
 
+def test_a_title_of_its_chapters_words_alone_is_named_by_all_of_them(cs):
+    """J98.8 "Other specified respiratory disorders" names its condition only by its chapter's
+    word: "respiratory syncytial virus" or a preceding "viral upper respiratory infection" in the
+    assessment names no respiratory disorder, and it goes beside the diagnosis there."""
+    note = ("HPI: 2 days of cough and wheeze in a 4-month-old.\nAssessment: Acute bronchiolitis due to "
+            "respiratory syncytial virus, mild to moderate.\nPlan: nasal suctioning.\n")
+    assert rules.unassessed(cs, note, ["J21.0", "J98.8"]) == [Rejected("J98.8", rules.DIAGNOSIS_NOT_IN_ASSESSMENT)]
+    sinusitis = ("HPI: facial pain for 12 days.\nAssessment: Acute bacterial maxillary sinusitis (double "
+                 "worsening after a viral upper respiratory infection).\n")
+    assert rules.unassessed(cs, sinusitis, ["J01.00", "J98.8"]) == [
+        Rejected("J98.8", rules.DIAGNOSIS_NOT_IN_ASSESSMENT)]
+    # Such a title of two words or more is named by all of them (D75.89 "Other specified diseases
+    # of blood and blood-forming organs").
+    blood = note.replace("mild to moderate.", "mild.\n2. Specified diseases of blood and blood-forming organs.")
+    assert rules.unassessed(cs, blood, ["J21.0", "D75.89"]) == []
+
+
 def test_one_word_and_uncomplicated_state_the_without_complications_code(cs):
     """"Herpes zoster ..., uncomplicated" states B02.9 "Zoster without complications": one word
     of the condition, and the note says "without complications" as the code does."""

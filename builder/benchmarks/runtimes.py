@@ -180,7 +180,9 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
     out = Path(out_dir) if out_dir else run_dir / "benchmark"
     cs = codeset_mod.load()
     bundle = resolve(bundle, run_dir, newest=False)
-    retriever = bundle.load_retriever(cs)
+    before, started = rss_mb(), time.perf_counter()
+    retriever = bundle.load_retriever(cs)  # every runtime's, and all that retrieval alone loads
+    retriever_load = (time.perf_counter() - started, max(0.0, rss_mb() - before))
     notes = load_notes(data, cfg)[:limit]
     field_ = [c for c in contenders(bundle, threads)
               if not only or any(o.lower() in c.label.lower() for o in only)]
@@ -196,6 +198,8 @@ def run(cfg: BuildConfig, data: str, limit: int = 10, threads: list[tuple[int, i
             continue
         c.load_seconds = time.perf_counter() - started
         c.memory_mb = max(0.0, rss_mb() - before)
+        if c.spec == "retrieval":
+            c.load_seconds, c.memory_mb = retriever_load
         c.pipeline = Pipeline(selector, cs, retriever)
         loaded.append(c)
     if not loaded:

@@ -100,10 +100,10 @@ class Bm25Index:
         return found[0] if found else 0
 
     def top(self, phrases: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `limit` best rows for `"p1" OR "p2" ...` and their rank (FTS5's bm25, negative,
+        """The `limit` best rows for `"p1" OR "p2" ...` (one phrase at least) and their rank (FTS5's bm25, negative,
         best first; ties by rowid), as `ORDER BY rank LIMIT limit` gives them."""
         found = [self.phrase_rows(p) for p in phrases]
-        matched = np.unique(np.concatenate([rows for rows, _ in found])) if found else np.zeros(0, np.int64)
+        matched = np.unique(np.concatenate([rows for rows, _ in found]))
         if not len(matched):
             return matched, np.zeros(0, dtype=np.float64)
         score = np.zeros(len(matched), dtype=np.float64)

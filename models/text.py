@@ -433,6 +433,12 @@ def clauses(note: str):
 _QUALIFIER_WORDS = r"(?:without|with no|not)\b"
 _QUALIFIER = re.compile(rf"\b{_QUALIFIER_WORDS}(.*?)(?=\bwith\b|[,;()]|$)", re.I)
 _QUALIFIER_CUE = re.compile(rf"[ \t]*{_QUALIFIER_WORDS}", re.I)
+# The course and severity the code set writes after a comma ("Major depressive disorder,
+# recurrent, moderate", "Alcohol dependence, in remission", "Migraine, unspecified, intractable"),
+# as a whole comma item of the note: "Major depressive disorder, recurrent, moderate" names F33.1.
+_COURSE = r"(?:recurrent|single episode|mild|moderate|severe|in (?:full |partial )?remission|in relapse|" \
+          r"intractable|uncomplicated|persistent|intermittent)"
+_COURSE_ITEM = re.compile(rf"[ \t]*{_COURSE}(?:[ \t]+{_COURSE}){{0,2}}[ \t]*$", re.I)
 
 
 @lru_cache(maxsize=262144)
@@ -454,10 +460,10 @@ def qualified_end(note: str, end: int) -> int:
     """Where an affirmed clause's qualifiers end: past "without aura, episodic, not intractable,
     without status migrainosus" after "Migraine". The clause stops at the first "without"
     (negation), but the code set names a condition with its qualifiers, so a search for it reads
-    them too. Later comma items count while they start with a qualifier, or are a word or two
-    between two that do ("episodic"), also where the clause ends at a comma ("Type 1 diabetes
-    mellitus with diabetic ketoacidosis, moderate, without coma"); `end` itself when no
-    qualifier follows."""
+    them too. Later comma items count while they start with a qualifier or are a course or
+    severity ("recurrent, moderate"), or are a word or two between two that do ("episodic"),
+    also where the clause ends at a comma ("Type 1 diabetes mellitus with diabetic
+    ketoacidosis, moderate, without coma"); `end` itself when no qualifier follows."""
     if _QUALIFIER_CUE.match(note, end):
         start = end
     elif note.startswith(",", end):
@@ -468,7 +474,7 @@ def qualified_end(note: str, end: int) -> int:
     stop = stop.start() if stop else len(note)
     reach, pos, pending = end, start, False
     for i, piece in enumerate(note[start:stop].split(",")):
-        if (i == 0 and start == end) or _QUALIFIER_CUE.match(piece):
+        if (i == 0 and start == end) or _QUALIFIER_CUE.match(piece) or _COURSE_ITEM.match(piece):
             reach, pending = pos + len(piece), False
         elif len(WORD_RE.findall(piece.lower())) <= 2 and not pending:
             pending = True

@@ -150,8 +150,15 @@ def test_a_condition_is_searched_with_the_qualifiers_written_after_it(cs):
     # A clause that ends at a comma reaches a qualifier one or two words further on.
     dka = "Type 1 diabetes mellitus with diabetic ketoacidosis, moderate, without coma. Plan: insulin."
     assert dka[:qualified_end(dka, dka.index(","))] == dka[:dka.index(".")]
-    for plain in ("Asthma, mild intermittent, controlled.", "Gout, right toe."):
+    for plain in ("Hypertension, diabetes, obesity.", "Gout, right toe.", "Asthma, controlled."):
         assert qualified_end(plain, plain.index(",")) == plain.index(",")
+    # A course or severity is a qualifier too, as the code set writes it after a comma.
+    for qualified in ("Major depressive disorder, recurrent, moderate", "Asthma, mild intermittent",
+                      "Alcohol dependence, in remission", "Migraine, intractable"):
+        written = qualified + ", stable on treatment."
+        assert written[:qualified_end(written, written.index(","))] == qualified
+    recurrent = Retriever(cs).lexical("Assessment: 1. Major depressive disorder, recurrent, moderate.\n2. Insomnia.")
+    assert max(recurrent, key=lambda c: (recurrent[c]["cover"], recurrent[c]["score"])) == "F33.1"
     assert not negated_stems("Other specified arthritis, not elsewhere classified")
     lexical = Retriever(cs).lexical(note)
     assert max(lexical, key=lambda c: (lexical[c]["cover"], lexical[c]["score"])).startswith("G43.0")

@@ -67,6 +67,11 @@ _LONG_TERM = re.compile(r"\blong[- ]?term\b|\bchronic(?:ally)? anticoagula", re.
 # A plan to go on with a drug, unless for a set time ("continue apixaban for 3 more days").
 _CONTINUE = re.compile(r"\bcontinu(?:e|es|ing)\b(?![^.;\n]*\b(?:for \d+|until)\b)", re.I)
 
+# A change from one drug to another ("switch to", "change to", "step up to", "transition from
+# warfarin to apixaban"): where both are of one class, the class's therapy goes on.
+_SWITCH = re.compile(r"\b(?:switch|chang|step|transition|convert)\w*\s+(?:up\s+|down\s+)?"
+                     r"(?:from\s+\S+(?:\s+\S+)?\s+)?to\b", re.I)
+
 # A drug stopped, refused or only planned is no current therapy: "warfarin was discontinued",
 # "allergic to metformin", "start metformin 500 mg" (a drug begun at this visit is not yet
 # long-term), "insulin if A1c rises".
@@ -106,7 +111,9 @@ def long_term_drug(note: str, class_name: str) -> tuple[int, int] | None:
     """Where the note says the patient takes a drug of the class long term: a sentence that says
     "long-term" and names a current drug of the class (`current_drug`), or one that continues a
     current drug of the class by its name ("on inhaled budesonide ... continue budesonide"): a
-    therapy the patient is on and goes on with is not a short course. None if nowhere."""
+    therapy the patient is on and goes on with is not a short course, nor is one changed to another
+    drug of the class ("on fluticasone-salmeterol ... step up to budesonide-formoterol"). None if
+    nowhere."""
     for start, end in sentences(note):
         if _LONG_TERM.search(note, start, end) and (span := _current_in(note, class_name, start, end)):
             return span
@@ -119,6 +126,13 @@ def long_term_drug(note: str, class_name: str) -> tuple[int, int] | None:
         go_on = _CONTINUE.search(note, a, b) if hit else None
         if go_on and go_on.start() < hit.start() and not _NOT_CURRENT.search(note, a, b):
             return hit.span()
+    pattern = _name_pattern(next(n for name, _, n in DRUG_CLASSES if name == class_name))
+    for a, b in clauses(note):
+        switch = _SWITCH.search(note, a, b)
+        target = pattern.search(note, switch.end(), b) if switch else None
+        # the drug taken now is another mention than the one changed to
+        if target and not target.start() <= current[0] < b and not _NOT_CURRENT.search(note, a, b):
+            return current
     return None
 
 

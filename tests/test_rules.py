@@ -835,6 +835,12 @@ def test_a_slashed_pair_of_a_code_is_either_word(cs):
      {"Z79.51": "fluticasone-salmeterol"}),
     ("HPI: fluticasone nasal spray daily.\nPlan: continue fluticasone.", {}),   # not inhaled
     ("HPI: on apixaban.\nPlan: continue apixaban for 3 more days, then stop.", {}),  # a set time
+    # A change to another drug of the class: the class's therapy goes on.
+    ("HPI: on fluticasone-salmeterol 250/50 twice daily.\nPlan: Step up to budesonide-formoterol.",
+     {"Z79.51": "fluticasone-salmeterol"}),
+    ("HPI: takes warfarin.\nPlan: switch from warfarin to apixaban.", {"Z79.01": "warfarin"}),
+    ("HPI: on aspirin 81 mg.\nPlan: change to clopidogrel.", {}),              # another class
+    ("HPI: no anticoagulant.\nPlan: switch to apixaban if AF recurs.", {}),      # none taken now
 ])
 def test_a_drug_the_note_says_is_taken_long_term_gets_its_z79_code(cs, note, added):
     """A coder codes the long-term use of an anticoagulant (Z79.01), antiplatelet (Z79.02) or

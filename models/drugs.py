@@ -126,7 +126,7 @@ def long_term_drug(note: str, class_name: str) -> tuple[int, int] | None:
         go_on = _CONTINUE.search(note, a, b) if hit else None
         if go_on and go_on.start() < hit.start() and not _NOT_CURRENT.search(note, a, b):
             return hit.span()
-    pattern = _name_pattern(next(n for name, _, n in DRUG_CLASSES if name == class_name))
+    pattern = _class_pattern(class_name)
     for a, b in clauses(note):
         switch = _SWITCH.search(note, a, b)
         target = pattern.search(note, switch.end(), b) if switch else None
@@ -136,8 +136,13 @@ def long_term_drug(note: str, class_name: str) -> tuple[int, int] | None:
     return None
 
 
+def _class_pattern(class_name: str) -> re.Pattern:
+    """Any name of a drug of the class."""
+    return _name_pattern(next(n for name, _, n in DRUG_CLASSES if name == class_name))
+
+
 def _current_in(note: str, class_name: str, start: int, end: int) -> tuple[int, int] | None:
-    pattern = _name_pattern(next(n for name, _, n in DRUG_CLASSES if name == class_name))
+    pattern = _class_pattern(class_name)
     for a, b in clauses(note):
         if start <= a < end:
             hit = pattern.search(note, a, b)

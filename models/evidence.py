@@ -5,7 +5,7 @@ that shares most meaningful words with the code's wording, narrowed to the phras
 """
 from __future__ import annotations
 
-from .text import WORD_RE, clauses, essential_stems, key_words, sentences, stem, word_stems
+from .text import WORD_RE, clauses, key_words, plural_twins, sentences, stated_stems, stem, word_stems
 
 
 def supports(quote: str, wordings: list[str]) -> bool:
@@ -39,7 +39,7 @@ def stated_sentence(note: str, wordings: list[str]) -> tuple[int, int] | None:
     first such clause to its last: "Chronic kidney disease, stage 4 (severe)" is two clauses, so
     no single clause shares enough of N18.4's words for `best_clause`."""
     spans = list(clauses(note))
-    wanted = [w for w in (essential_stems(x) for x in wordings) if w]
+    wanted = [w for w in (stated_stems(x) for x in wordings) if w]
     for start, end in sentences(note):
         inside = [(a, b) for a, b in spans if start <= a and b <= end]
         if inside:
@@ -66,13 +66,13 @@ def narrow(note: str, span: tuple[int, int], wordings: list[str]) -> tuple[int, 
     best-matching wording, widened over neighbouring words of that wording ("type 2" before
     "diabetes mellitus"). The span itself when nothing matches."""
     start, end = span
-    words = [(start + m.start(), start + m.end(), word_stems(m.group()))
+    words = [(start + m.start(), start + m.end(), word_stems(m.group()) | set(plural_twins(m.group()).values()))
              for m in WORD_RE.finditer(note[start:end].lower())]
     have = set().union(*(w[2] for w in words))
     # What a wording asks for, without its nonessential modifiers: "Essential (primary)
     # hypertension" is found in "hypertension", not stretched to an unrelated "Primary care".
-    wording = max(wordings, key=lambda w: len(essential_stems(w) & have), default="")
-    wanted = essential_stems(wording) & have
+    wording = max(wordings, key=lambda w: len(stated_stems(w) & have), default="")
+    wanted = stated_stems(wording) & have
     if not wanted:
         return span
     best = (0, len(words) - 1)

@@ -351,7 +351,8 @@ class Pipeline:
                 s.more_specific = applied.outranked[code]
             out.append(s)
         kept = [s.code for s in out]
-        asked = rules.drug_therapy(self.cs, certain, kept) | rules.body_mass_index(self.cs, certain, kept)
+        asked = (rules.drug_therapy(self.cs, certain, kept) | rules.body_mass_index(self.cs, certain, kept)
+                 | rules.status_asked(self.cs, certain, kept))
         for code, (span, asking) in asked.items():
             # As sure as the surest code asking for it.
             probability = max(x.confidence for x in out if x.code in asking)

@@ -232,10 +232,13 @@ from .text import (
     key_words,
     negated_stems,
     only_negated_stems,
+    plain_wording,
+    plural_twins,
     qualified_end,
     reports_family_history,
     sentences,
     slash_alternatives,
+    stated_stems,
     stem,
     stems,
     two_names,
@@ -375,6 +378,17 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
                    {a: sources for a, (_, sources) in added.items() if a not in drop})
 
 
+def _agent_named_by(cs: CodeSet, code: str, others: list[str]) -> bool:
+    """Is `code` an infectious agent (B95-B97) that the title of one of `others` names already
+    (B97.4 beside J21.0 "Acute bronchiolitis due to respiratory syncytial virus")? Those
+    categories code the agent where the condition's code does not."""
+    key = code_key(code)
+    if not key.startswith(("B95", "B96", "B97")):
+        return False
+    agent = stated_stems(cs.description(code))
+    return any(cs.is_valid(o) and agent <= essential_stems(cs.description(o)) for o in others)
+
+
 def unassessed(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     """The signs and symptoms among `codes` that the note's assessment (not its plan) leaves out, where it
     names a definitive diagnosis among `codes` (NOT_IN_ASSESSMENT above), in an encounter note
@@ -452,6 +466,9 @@ def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
     sinusitis"): CONTRADICTED above."""
     affirmed = _affirmed_sentences(cs, note, 0)
     without = [s for s in affirmed if _WITHOUT.search(s.text)]
+    # What the assessment says is absent: a case report's prose ("no other relevant personal
+    # history except ...") reaches its qualifiers too far.
+    assessed = _assessment_sentences(cs, note)
     said = stems(note)
     out = []
     for code in codes:
@@ -463,9 +480,11 @@ def contradicted(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
                    if _WITHOUT.search(cs.description(plain))):
                 out.append(Rejected(code, CONTRADICTED))
                 continue
-        # "Nausea without vomiting" (R11.0) where a sentence says "nausea with vomiting".
+        # "Nausea without vomiting" (R11.0) where a sentence says "nausea with vomiting"; D50.9
+        # "Iron deficiency anemia" where it says "iron deficiency without anemia".
         if any(_says_present(wording, wanted, s) for wording, wanted in _wordings(cs, cs.normalize(code))
-               for s in affirmed):
+               for s in affirmed) or any(_says_without(wording, wanted, s) for wording, wanted in _wordings(
+                   cs, cs.normalize(code)) for s in assessed):
             out.append(Rejected(code, CONTRADICTED))
             continue
         # "Chronic maxillary sinusitis" where the note says "acute maxillary sinusitis" and never
@@ -489,6 +508,13 @@ def _says_present(wording: str, wanted: frozenset[str], sentence: _Sentence) -> 
     absent = only_negated_stems(wording)
     return bool(absent) and wanted | absent <= sentence.words and not absent & sentence.negated \
         and not _ABSENCE_CUE.search(sentence.text)
+
+
+def _says_without(wording: str, wanted: frozenset[str], sentence: _Sentence) -> bool:
+    """Does the sentence say a wording's words with one of them absent that the wording has
+    present ("Iron deficiency without anemia" against "Iron deficiency anemia")?"""
+    gone = (wanted & sentence.negated) - negated_stems(wording)
+    return len(wanted) >= 2 and bool(gone) and wanted - gone <= sentence.words and bool(wanted - gone)
 
 
 _ABSENCE_CUE = re.compile(r"\bwithout\b|\bw/o\b|\bno\b|\bnot\b", re.I)
@@ -708,7 +734,7 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     # beyond B08.8's "Foot-and-mouth disease").
     stated_by = {c: said for c in valid if (said := _stated_wordings(cs, c, affirmed))}
     taken = {_category(cs, c) for c in stated_by}
-    chosen_words = [(_category(cs, c), essential_stems(w))
+    chosen_words = [(_category(cs, c), stated_stems(w))
                     for c in valid for w in [cs.description(c), *cs.inclusion_terms(c)]]
     best: dict[str, list[tuple[int, str]]] = {}  # category -> (words stated, code)
     for code in candidates:
@@ -738,7 +764,7 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         options.sort(reverse=True)
         if len(options) == 1 or options[0][0] > options[1][0]:
             out.append(options[0][1])
-    return out
+    return [c for c in out if not _agent_named_by(cs, c, [o for o in valid + out if o != c])]
 
 
 def _states_more(mine: list[frozenset[str]], theirs: list[list[frozenset[str]]]) -> bool:
@@ -777,14 +803,17 @@ def _stated_wordings(cs: CodeSet, code: str, affirmed: list[_Sentence], only: bo
     """The essential words of each wording of `code` (`_wordings`) that one affirmed sentence
     states: enough of them (`_enough_words`: two, or one said alone), and for a "... NOS"
     wording nothing more that the code set codes apart (`_not_otherwise_specified`). `only`:
-    a sentence that says nothing more (`_says_only`), as an "unspecified" code asks: "Atopic
-    dermatitis, moderate flare" states L20.9; where a sentence says more, that more has a code."""
+    a sentence that says nothing more but its cause (`_says_no_more`), as an "unspecified" code
+    asks: "Atopic dermatitis, moderate flare" states L20.9; where a sentence says more, that more
+    has a code."""
     code = cs.normalize(code)
-    plain = lambda: _plain_qualifiers(cs, _category(cs, code))  # noqa: E731
+    # What the code's own title says is no more than it ("Menorrhagia with regular cycles" says
+    # N92.0's "Menorrhagia NOS" and its title's "with regular cycle").
+    plain = lambda: _plain_qualifiers(cs, _category(cs, code)) | stated_stems(cs.description(code))  # noqa: E731
     return [wanted for wording, wanted in _wordings(cs, code)
             if any(_enough_words(wording, wanted, sentence, plain) and _states(wording, wanted, sentence)
                    and _not_otherwise_specified(cs, code, wording, wanted, sentence)
-                   and (not only or _says_only(wanted, sentence, plain())) for sentence in affirmed)]
+                   and (not only or _says_no_more(wanted, sentence, plain())) for sentence in affirmed)]
 
 
 @lru_cache(maxsize=4096)
@@ -810,7 +839,8 @@ def _not_otherwise_specified(cs: CodeSet, code: str, wording: str, wanted: froze
     attacks a month" is G43.109's "Migraine with aura NOS"; a note that writes "NOS" says so."""
     if not _NOS.search(wording) or _NOS.search(sentence.text):
         return True
-    return not (sentence.words - wanted - _STATUS - _SIDE_WORDS - _SEX) & _distinguishing_words(cs, code)
+    own = stated_stems(cs.description(code))  # the code's own title says no more than it
+    return not sentence.beyond(wanted, own, _STATUS, _SIDE_WORDS, _PATIENT) & _distinguishing_words(cs, code)
 
 
 @lru_cache(maxsize=4096)
@@ -838,13 +868,26 @@ def _enough_words(wording: str, wanted: frozenset[str], sentence: _Sentence,
         or _says_only(wanted, sentence, plain())))
 
 
+def _says_no_more(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str]) -> bool:
+    """Does the sentence say nothing more than the condition (`_says_only`) but its cause, which
+    is coded apart where it is coded: "Chronic gastritis due to H. pylori infection, without
+    bleeding" states K29.50 "Unspecified chronic gastritis without bleeding" (and B96.81 the
+    organism)."""
+    cause = frozenset().union(*(key_words(m.group(1)) for m in _CAUSE.finditer(sentence.text)))
+    return _says_only(wanted, sentence, plain | (cause - wanted))
+
+
+# "due to H. pylori infection": what a condition is due to, to the end of its clause.
+_CAUSE = re.compile(r"\b(?:due to|secondary to|caused by)\b([^,;()]*)", re.I)
+
+
 def _says_only(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str]) -> bool:
     """Does the sentence say those words and nothing else but how the condition is doing, which
     side (`_STATUS`), how bad ("Mild to moderate dehydration"), what is absent ("Panic disorder
     without agoraphobia" says panic disorder only), that the cause is unknown, and the `plain`
     qualifiers?"""
-    return not (sentence.words - wanted - _STATUS - _SIDE_WORDS - _MILDNESS - _UNKNOWN_CAUSE - _SEX
-                - sentence.negated - plain)
+    return not sentence.beyond(wanted, _STATUS, _SIDE_WORDS, _MILDNESS, _UNKNOWN_CAUSE, _PATIENT, sentence.negated,
+                               plain)
 
 
 @lru_cache(maxsize=65536)
@@ -859,24 +902,30 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     the generic code of its category."""
     terms = cs.inclusion_terms(code)
     said = [*terms, *cs.includes(code), *_category_names(cs, code)]
-    if not _RESIDUAL.search(cs.description(code)) or _other_of_its_own(cs, code):  # "Chronic constipation" is K59.09's
+    # "Chronic constipation" is K59.09's; B96.81's title less "... classified elsewhere" is its own.
+    if not _RESIDUAL.search(plain_wording(cs.description(code))) or _other_of_its_own(cs, code):
         said.insert(0, cs.description(code))
+    said = [plain_wording(w) for w in said]  # "..., not specified as traumatic": not for the note to say
+    # An "Other specified ..." term says a kind the note must name: E13.329-'s "Other specified
+    # diabetes mellitus with nonproliferative diabetic retinopathy NOS" is no plain diabetes.
+    said = [w for w in said if not _OTHER_SPECIFIED.match(w)]
     # (`essential_stems` leaves out what square brackets hold: "Panic disorder [episodic
     # paroxysmal anxiety]" is stated by "Panic disorder".)
-    own = [(w, essential_stems(w)) for term in said for w in slash_alternatives(term)]
+    own = [(w, stated_stems(w)) for term in said for w in slash_alternatives(term)]
     # A bracketed name in place of what it names: "Croup" states J05.0 "Acute obstructive laryngitis [croup]".
-    own += [(alt, essential_stems(alt)) for w, _ in own for alt in bracket_alternatives(w)]
+    own += [(alt, stated_stems(alt)) for w, _ in own for alt in bracket_alternatives(w)]
     if not _of_a_combination(cs, code):  # "heart and chronic kidney disease" means both
-        own += [(alt, essential_stems(alt)) for w, _ in own for alt in and_alternatives(w)]
-    own += [(w, essential_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
+        own += [(alt, stated_stems(alt)) for w, _ in own for alt in and_alternatives(w)]
+    own += [(w, stated_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
-    inherited = [(w, essential_stems(w) | side)
-                 for term in cs.inclusion_terms(code, inherited=True)[len(terms):] for w in slash_alternatives(term)]
+    inherited = [(w, stated_stems(w) | side) for term in cs.inclusion_terms(code, inherited=True)[len(terms):]
+                 if not _OTHER_SPECIFIED.match(term) for w in slash_alternatives(plain_wording(term))]
     # The parent's title with the code's side: "Carpal tunnel syndrome" + right is G56.01.
     parent = next(iter(cs.ancestors(cs.ancestors(code)[0] if cs.seventh_variants(code) else code)), None)
     if side and parent and not _RESIDUAL.search(cs.description(parent)):
-        inherited.append((cs.description(parent), essential_stems(cs.description(parent)) | side))
+        title = plain_wording(cs.description(parent))
+        inherited.append((title, stated_stems(title) | side))
     return tuple(own + inherited)
 
 
@@ -911,12 +960,25 @@ def _other_of_its_own(cs: CodeSet, code: str) -> bool:
     """Does a residual "Other ..." title name what no other code of its category names? J30.2
     "Other seasonal allergic rhinitis" is the only seasonal one: its "other" sets it apart from
     pollen (J30.1), and "Seasonal allergic rhinitis" states it. E78.49 "Other hyperlipidemia" says
-    no more than E78.5 "Hyperlipidemia, unspecified"."""
+    no more than E78.5 "Hyperlipidemia, unspecified". H10.02- "Other mucopurulent conjunctivitis"
+    is the only mucopurulent one of H10 (its own sides aside)."""
     description = cs.description(code)
     if not _OTHER_CONDITION.match(description) or _OTHER_SPECIFIED.match(description):
         return False
-    siblings = [c for c in cs.billable_descendants(_category(cs, code)) if c != code]
-    return bool(key_words(description) - set().union(*(key_words(cs.description(c)) for c in siblings)))
+    # Not the same title for another side (H10.021 beside H10.023 "..., bilateral").
+    parent = cs.ancestors(code)[1 if cs.seventh_variants(code) else 0] if _code_sides(cs, code) else None
+    siblings = [c for c in cs.billable_descendants(_category(cs, code))
+                if c != code and not (parent and parent in cs.ancestors(c))]
+    return bool(_singular_key_words(description) - set().union(*(_singular_key_words(cs.description(c))
+                                                                  for c in siblings)))
+
+
+@lru_cache(maxsize=262144)
+def _singular_key_words(text: str) -> frozenset[str]:
+    """`key_words` with a plural as its singular: S52.59-'s "Other fractures of ..." names no
+    more than the "fracture" of its category's other codes."""
+    singular = plural_twins(text)
+    return frozenset(singular.get(w, w) for w in key_words(text))
 
 
 def wordings(cs: CodeSet, code: str) -> list[str]:
@@ -933,15 +995,24 @@ def wordings(cs: CodeSet, code: str) -> list[str]:
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")
+_PREGNANT = stem("pregnancy")
 _SEX = frozenset({stem("male"), stem("female")})  # the patient's, in every sentence
+_PATIENT = _SEX | {_PREGNANT}  # what every sentence says of the patient
 _SIDE_WORDS = frozenset({_UNILATERAL, _BILATERAL, stem("left"), stem("right")})
 
 
 class _Sentence(NamedTuple):
-    words: set[str]  # key words of its affirmed clauses, with their qualifiers
+    words: set[str]  # key words of its affirmed clauses, with their qualifiers (a plural's singular too)
     negated: frozenset[str]  # what those qualifiers say is absent ("without aura": aura)
     text: str  # the whole sentence as the note writes it
     relative: bool  # its affirmed clauses are about a relative's health ("Family history of ...")
+    twins: frozenset[tuple[str, str]] = frozenset()  # (plural, singular) stems of its words: one word
+
+    def beyond(self, *said: frozenset[str]) -> set[str]:
+        """Its words but those `said` and the other form of each ("cycles" for "cycle")."""
+        known = frozenset().union(*said)
+        same = {p for p, s in self.twins if s in known} | {s for p, s in self.twins if p in known}
+        return self.words - known - same
 
 
 def _assessment_sentences(cs: CodeSet, note: str) -> list[_Sentence]:
@@ -961,6 +1032,9 @@ def _affirmed_sentences(cs: CodeSet, note: str, start: int) -> list[_Sentence]:
     spans = [(a, qualified_end(note, b)) for a, b in clauses(note) if a >= start]
     relatives = family_history_statements(note)
     sex = patient_sex(note)
+    # A pregnant patient's condition is one "in pregnancy" (O24.410 "Gestational diabetes mellitus
+    # in pregnancy, diet controlled", not "in childbirth"), as her sex is hers.
+    pregnant = _weeks_pregnant(note)[0] is not None
     out = []
     for s, e in sentences(note):
         inside = [(a, b) for a, b in spans if s <= a and a < e]
@@ -972,8 +1046,14 @@ def _affirmed_sentences(cs: CodeSet, note: str, start: int) -> list[_Sentence]:
                 words.add(_BILATERAL)
             if sex:
                 words.add(stem(sex))
+            if pregnant:
+                words.add(_PREGNANT)
             relative = all(any(x <= a < y for x, y in relatives) for a, _ in inside)
-            out.append(_Sentence(words, frozenset().union(*(negated_stems(t) for t in texts)), note[s:e], relative))
+            twins = plural_twins(" ".join(texts))
+            words |= set(twins.values())
+            negated = frozenset().union(*(negated_stems(t) for t in texts))
+            negated |= {twins[w] for w in negated if w in twins}
+            out.append(_Sentence(words, negated, note[s:e], relative, frozenset(twins.items())))
     return out
 
 
@@ -1048,9 +1128,10 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
     either = category not in _combination_categories(cs)
 
     def said_by(wordings: list[str]) -> list[str]:
+        wordings = [plain_wording(w) for w in wordings]
         return wordings + [alt for w in wordings for alt in and_alternatives(w)] * either
 
-    own = [essential_stems(w) for w in said_by([cs.description(code), *cs.inclusion_terms(code)])]
+    own = [stated_stems(w) for w in said_by([cs.description(code), *cs.inclusion_terms(code)])]
     said = set().union(*own)
     scored = []
     for other in cs.billable_descendants(category):
@@ -1059,7 +1140,7 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
         best = 0
         residual = bool(_RESIDUAL.search(cs.description(other)))  # its own terms say what it holds
         for wording in said_by([cs.description(other)] * (not residual) + cs.inclusion_terms(other)):
-            wanted = essential_stems(wording)
+            wanted = stated_stems(wording)
             if (wanted - said and any(w <= wanted for w in own)
                     and any(_states(wording, wanted, sentence) for sentence in affirmed)):
                 best = max(best, len(wanted))
@@ -1358,11 +1439,20 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
     added: dict[str, tuple[float, list[str]]] = {}
     replaced: set[str] = set()
     covered: set[str] = set()
+    # A code a more specific selected code leaves out chooses no child (N18.9 beside N18.6).
+    specific = [c for c in prob if not any(o != c and _more_specific(cs, o, c) for o in prob)]
     for comb in _combinations(cs):  # most needs first: I13 before I11 and I12
         causes = [c for c in prob if _names(cs, c, comb.cause)]
         present = [c for c in prob if comb.category in cs.ancestors(c)]
         # I11.9 beside I13.0: the code of the pair reports what a code of either part would
         reported = causes + [c for c in prob if any(part in cs.ancestors(c) for part in comb.parts)]
+        if present and causes:  # I12.9 "stage 1 through stage 4" beside N18.6: I12.0 is the one
+            parts = [[c for c in specific if _within(c, need)] for need in comb.needs]
+            right = _best_asking(cs, cs.billable_descendants(comb.category), [c for part in parts for c in part]) \
+                if all(parts) else None
+            if right is not None and right not in present:
+                replaced |= set(present)
+                present = []
         if present:  # I12.9 already selected beside I10: it reports the hypertension
             for c in reported:  # unless the less sure of the two: then they contradict
                 if max(prob[p] for p in present) >= prob[c] or any(p in established for p in present):
@@ -1372,7 +1462,7 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
             continue
         if not causes:
             continue
-        parts = [[c for c in prob if _within(c, need)] for need in comb.needs]
+        parts = [[c for c in specific if _within(c, need)] for need in comb.needs]
         if not all(parts) or set().union(*parts) <= covered:
             continue
         targets = [c for part in parts for c in part]
@@ -1545,6 +1635,62 @@ def body_mass_index(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple
     return {} if code is None or code in codes else {code: (found[1], asking)}
 
 
+def status_asked(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tuple[int, int], list[str]]]:
+    """The status codes the `codes` ask for in their "Use additional code" notes ("dialysis status
+    (Z99.2)" on N18.6) where an affirmed clause before the plan says the status in the words of
+    one of the asked code's "... status" terms ("on hemodialysis" for "Hemodialysis status", "s/p
+    kidney transplant" for Z94.0 "Kidney transplant status"): {code: (where, the codes asking)}.
+    Not a status the note plans ("start hemodialysis next month"); none among `codes` already."""
+    out: dict[str, tuple[tuple[int, int], list[str]]] = {}
+    span = assessment_span(note)
+    plan = span[1] if span else len(note)
+    for code in codes:
+        if not cs.is_valid(code):
+            continue
+        for asked, wanted in _asked_status_codes(cs, cs.normalize(code)):
+            if asked in codes:
+                continue
+            if asked in out:
+                out[asked][1].append(code)
+                continue
+            for start, end in clauses(note):
+                if start < plan and any(w <= key_words(note[start:end]) for w in wanted) \
+                        and not _PLANNED.search(note, *_sentence_around(note, start)):
+                    out[asked] = ((start, end), [code])
+                    break
+    return out
+
+
+_PLANNED = re.compile(r"\b(?:start\w*|will|plan\w*|consider\w*|discuss\w*|candidate|refer\w*|evaluat\w*|"
+                      r"needs?|may|if|prepar\w*|future|eventual\w*)\b", re.I)
+
+
+def _sentence_around(note: str, at: int) -> tuple[int, int]:
+    return next(((a, b) for a, b in sentences(note) if a <= at < b), (at, at))
+
+
+@lru_cache(maxsize=65536)
+def _asked_status_codes(cs: CodeSet, code: str) -> tuple[tuple[str, tuple[frozenset[str], ...]], ...]:
+    """(billable code, the key words of each of its "... status" terms less "status") for each
+    line of the "Use additional code" notes of `code` and its ancestors that asks for a status."""
+    out = []
+    for link in [code, *cs.ancestors(code)]:
+        for note in cs.record(link).use_additional_code:
+            for line in note.splitlines():
+                asked = _PARENTHESIZED_CODE.search(line)
+                if not (asked and _STATUS_WORD.search(line) and cs.is_billable(asked.group(1))):
+                    continue
+                target = cs.normalize(asked.group(1))
+                terms = [t for t in (cs.description(target), *cs.inclusion_terms(target)) if _STATUS_WORD.search(t)]
+                wanted = tuple(w for t in terms if (w := frozenset(stated_stems(t) - {stem("status")})))
+                if wanted:
+                    out.append((target, wanted))
+    return tuple(dict.fromkeys(out))
+
+
+_STATUS_WORD = re.compile(r"\bstatus\b", re.I)
+
+
 @lru_cache(maxsize=65536)
 def _asks_for_bmi(cs: CodeSet, code: str) -> bool:
     return any("body mass index" in note.lower()
@@ -1699,13 +1845,14 @@ def prenatal_visit(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[
     of normal (first / other) pregnancy" by trimester where the note calls the pregnancy normal
     or the visit prenatal care, and Z3A.- for the weeks of gestation it records: {code: where the
     note says so}. {} in a case report, or where `codes` hold a pregnancy code (chapter 15's O
-    codes, Z33, Z34, Z3A): a complicated pregnancy is coded from its complication."""
-    if not encounter_note(note) or any(code_key(c).startswith(("O", "Z33", "Z34", "Z3A")) for c in codes):
+    codes, Z33, Z34, Z3A): a complicated pregnancy is coded from its complication, with Z3A for
+    its weeks (O24.410 and Z3A.28)."""
+    if not encounter_note(note) or any(code_key(c).startswith("Z3A") for c in codes):
         return {}
     out = {}
     weeks, where = _weeks_pregnant(note)
     normal = _normal_pregnancy(note)
-    if normal is not None:
+    if normal is not None and not any(code_key(c).startswith(("O", "Z33", "Z34")) for c in codes):
         first = _FIRST_PREGNANCY.search(note)
         which = ("normal first" if first else "other normal" if _LATER_PREGNANCY.search(note)
                  else "normal pregnancy, unspecified")

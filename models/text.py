@@ -64,7 +64,9 @@ _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
              # fascia and tendon of lower back", S39.012-).
              "lumbar": "lumbar lower back",
              # A hiatal hernia is K44's "hiatus hernia"; vulvovaginal, B37.31's "vulva and vagina".
-             "hiatal": "hiatal hiatus", "vulvovaginal": "vulvovaginal vulva vagina"}
+             "hiatal": "hiatal hiatus", "vulvovaginal": "vulvovaginal vulva vagina",
+             # Herpes labialis is herpes simplex of the lip (B00.1 "Herpes simplex labialis").
+             "labialis": "labialis simplex"}
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -162,10 +164,53 @@ def key_words(text: str) -> set[str]:
     return {stem(w) for w in content_words(text)} - _BOILERPLATE
 
 
+# Words that end in "-es" or "-ies" and are no plural.
+_SINGULAR_ES = frozenset("diabetes herpes rabies scabies caries species series feces faeces nares tabes ascites "
+                         "rickets mumps measles shingles".split())
+
+
+def plural_twins(text: str) -> dict[str, str]:
+    """{stem of a plural word: stem of its singular} where the two stem apart: "cycles" (cycl)
+    is "cycle", "seizures" "seizure", "allergies" "allergy". The light stemmer cuts "-es" and
+    "-ies" whole; the code set writes most conditions in the singular."""
+    out = {}
+    for word in WORD_RE.findall(text.lower()):
+        if word in _SINGULAR_ES or word.endswith(("sses", "xes", "zes", "ches", "shes")):
+            continue  # "diabetes" is one disease; "abscesses" stems as "abscess" already
+        singular = word[:-3] + "y" if word.endswith("ies") else word[:-1] if word.endswith("es") else None
+        if singular and len(singular) > 3 and stem(singular) != stem(word):
+            out[stem(word)] = stem(singular)
+    return out
+
+
 # ICD-10-CM's nonessential modifiers: words in parentheses that may be present in the note or
 # absent without changing the code ("Seizure(s) (convulsive) NOS"), and what square brackets hold,
 # a synonym or an explanation ("Panic disorder [episodic paroxysmal anxiety]").
 NONESSENTIAL = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+
+
+# What a code-set title says that a note need not: "..., not specified as traumatic" and "site not
+# specified" (the default, stated by not saying otherwise: "Nontraumatic complete rotator cuff
+# tear" is M75.12-, "Urinary tract infection" N39.0),
+# ", current injury" (the injury chapter's 7th character already says which visit of which
+# injury: "bucket-handle tear of the medial meniscus, acute" is S83.21-), B95-B97's "as the cause
+# of diseases classified elsewhere" (the organism is the wording: "due to H. pylori infection"
+# states B96.81), L02's "Cutaneous" before "abscess" ("Abscess of the left axilla" is L02.412),
+# and "secondary to",
+# which notes write "due to" ("Iron deficiency anemia due to chronic blood loss" is D50.0).
+_UNSAID = re.compile(r",?\s*(?:\b(?:site|level|pregnancy) )?\bnot specified\b(?: as\b[^,]*)?"
+                     r"|,\s*current injury\b|,?\s*\bas the cause of diseases classified elsewhere\b", re.I)
+_SECONDARY_TO = re.compile(r"\bsecondary to\b", re.I)
+# L02's skin abscess: the index codes "Abscess, axilla" there, a note writes no "cutaneous".
+_CUTANEOUS_ABSCESS = re.compile(r"\bcutaneous (?=abscess)", re.I)
+# A word of a title that notes leave out: diabetes is diabetes mellitus ("Gestational diabetes,
+# diet controlled" is O24.410); diabetes insipidus keeps its own word.
+_UNSAID_WORDS = frozenset({"mellitu"})
+
+
+def plain_wording(wording: str) -> str:
+    """A code-set wording without what a note need not say (`_UNSAID`)."""
+    return _CUTANEOUS_ABSCESS.sub("", _SECONDARY_TO.sub("due to", _UNSAID.sub("", wording)))
 
 
 @lru_cache(maxsize=262144)
@@ -173,6 +218,17 @@ def essential_stems(text: str) -> frozenset[str]:
     """The stems a code-set entry asks the note for: its content words less the nonessential
     modifiers and the boilerplate ("Pneumonia, unspecified organism" asks for pneumonia only)."""
     return frozenset(key_words(NONESSENTIAL.sub(" ", text))) or stems(text)
+
+
+@lru_cache(maxsize=262144)
+def stated_stems(wording: str) -> frozenset[str]:
+    """The stems a note's sentence must hold to state a code-set wording: its essential stems
+    less what a note need not say (`plain_wording`, "mellitus"), a plural as its singular (a
+    sentence holds the singular of its plurals too: `plural_twins`). The code-set search keeps
+    `essential_stems`: its cover is a feature the ranker was fitted on."""
+    plain = plain_wording(wording)
+    singular = plural_twins(plain)  # "in other diseases" asks for a disease: the note's may be one
+    return frozenset(singular.get(s, s) for s in essential_stems(plain) - _UNSAID_WORDS) or essential_stems(wording)
 
 
 # What square brackets hold is another name for the words before them: one word ("fracture of
@@ -257,10 +313,15 @@ def and_list(wording: str) -> bool:
     return hit is not None and ", " in hit.group(1)
 
 
-# Two words joined by a slash, each of three letters or more: the code set's "either" ("Grade/stage
-# II hemorrhoids", "antithrombotics/antiplatelets"). Levels and names keep theirs ("C5/C6",
-# "T/NK-cell").
+# Two words joined by a slash or by "or", each of three letters or more: the code set's "either"
+# ("Grade/stage II hemorrhoids", "antithrombotics/antiplatelets", "Complete rotator cuff tear or
+# rupture"). Levels and names keep theirs ("C5/C6", "T/NK-cell"); "with or without", "two or
+# more", "other or unspecified" are no choice of word.
+# "without perforation or abscess" says neither is there: no choice either.
+_NO_CHOICE = r"(?:with|without|more|less|other|unspecified|applicable)\b"
 _SLASHED = re.compile(r"\b([A-Za-z]{3,})/([A-Za-z]{3,})\b")
+_EITHER_OR = re.compile(rf"(?<!without )(?<!\bno )(?<!\bnot )\b(?!{_NO_CHOICE})([A-Za-z]{{3,}}) or "
+                        rf"(?!{_NO_CHOICE})([A-Za-z]{{3,}})\b")
 
 
 def two_names(wording: str) -> bool:
@@ -272,17 +333,21 @@ def two_names(wording: str) -> bool:
 
 
 def slash_alternatives(wording: str) -> list[str]:
-    """The wording once per alternative of its slashed pairs ("Grade/stage II hemorrhoids" ->
-    "Grade II hemorrhoids", "stage II hemorrhoids"): a note says one of them, rarely both."""
-    hit = _SLASHED.search(wording)
-    if hit is None:
+    """The wording once per alternative of its slashed or "or" pairs ("Grade/stage II
+    hemorrhoids" -> "Grade II hemorrhoids", "stage II hemorrhoids"): a note says one of them,
+    rarely both."""
+    hits = [h for h in (_SLASHED.search(wording), _EITHER_OR.search(wording)) if h]
+    if not hits:
         return [wording]
+    hit = min(hits, key=lambda h: h.start())
     head, tail = wording[:hit.start()], wording[hit.end():]
     return [head + word + rest for word in hit.groups() for rest in slash_alternatives(tail)]
 
 
-_SENTENCE = re.compile(r"[^\n.;]+(?:[.;]|$)", re.M)
-_SENTENCE_END = re.compile(r"[\n.;]")
+# A full stop after a lone capital before a lower-case word is an initial, not a sentence's end:
+# "Chronic gastritis due to H. pylori infection", "E. coli".
+_SENTENCE = re.compile(r"(?:[^\n.;]|(?<=(?<![A-Za-z0-9])[A-Z])\.(?= [a-z]))+(?:[.;]|$)", re.M)
+_SENTENCE_END = re.compile(r"[\n;]|(?<!(?<![A-Za-z0-9])[A-Z])\.|(?<=(?<![A-Za-z0-9])[A-Z])\.(?! [a-z])")
 # Where a sentence splits into clauses: a comma, or a contrast word. A contrast word also ends a
 # negation's reach ("denies cough, but has fever"); a comma does not ("no fever, chills or cough").
 _CONTRAST = r"but|however|although|though|except|whereas|while"
@@ -315,7 +380,8 @@ _NEGATION_INSIDE = re.compile(
 # A vaccine names the disease it prevents ("Vaccines given today: DTaP, IPV, MMR and varicella",
 # "hepatitis A and B vaccination", "tetanus booster"): the clause and the list after it name no
 # condition of the patient's.
-VACCINE = re.compile(r"\b(?:vaccin\w*|immuni[sz]\w*|boosters?|toxoids?|flu shots?)\b", re.I)
+VACCINE = re.compile(r"\b(?:vaccin\w*|immuni[sz]\w*|boosters?|toxoids?|(?:flu|tetanus|pneumonia) shots?|"
+                     r"Tdap|DTaP|MMRV?|Shingrix|Gardasil|Prevnar\w*|Pneumovax|PCV ?\d\d|PPSV ?23)\b", re.I)
 _FILLER_WORDS = frozenset("a an and also the this our there he she they patient pt mr mrs ms man "
                           "woman boy girl child is was are were".split())
 # Words that start a new statement: they end a negation's reach, within a clause ("with no

@@ -1052,6 +1052,8 @@ def test_the_code_that_states_more_of_an_item_takes_its_place(cs):
     ("Pneumococcal vaccine up to date.", False),
     ("Declined the flu shot; offered again next visit.", False),
     ("Tdap booster due next year.", False),
+    ("Tdap given today.", True),  # a vaccine by its name
+    ("Shingrix dose 1 administered.", True),
 ])
 def test_a_vaccine_given_at_the_visit_is_coded_z23(cs, plan, added):
     note = f"Well-child visit.\nHPI: here for a check-up.\nAssessment: Healthy child.\nPlan: {plan}\n"
@@ -1192,7 +1194,9 @@ def test_a_former_smoker_is_coded_as_a_history_of_nicotine_dependence(cs, histor
 ])
 def test_a_prenatal_visit_of_a_normal_pregnancy_is_coded_by_trimester_and_weeks(cs, note, codes):
     assert set(rules.prenatal_visit(cs, note, [])) == codes
-    assert rules.prenatal_visit(cs, note, ["O24.410"]) == {}  # a complicated pregnancy's code already
+    # A complicated pregnancy's code already: its weeks still, no supervision of a normal one.
+    assert set(rules.prenatal_visit(cs, note, ["O24.410"])) == {c for c in codes if c.startswith("Z3A")}
+    assert rules.prenatal_visit(cs, note, ["O24.410", "Z3A.24"]) == {}
 
 
 def test_a_prenatal_visit_codes_no_symptom_of_a_normal_pregnancy(cs):
@@ -1253,3 +1257,78 @@ def test_without_complications_never_states_a_code_with_complications(cs):
     note = ("Follow-up visit.\nHPI: labs.\nAssessment: Type 2 diabetes mellitus without complications.\n"
             "Plan: metformin.\n")
     assert rules.stated_in_assessment(cs, note, ["E11.8", "E11.9"], []) == ["E11.9"]
+
+
+@pytest.mark.parametrize("item, pool, stated", [
+    # "..., not specified as traumatic" is the default a note states by not saying otherwise;
+    # "tear or rupture" is either.
+    ("Nontraumatic complete rotator cuff tear, left shoulder.", ["M75.102", "M75.122", "M75.121"], ["M75.122"]),
+    # ", current injury": the 7th character already says which visit of which injury.
+    ("Bucket-handle tear of the medial meniscus, right knee, acute.", ["S83.219A", "S83.211A"], ["S83.211A"]),
+    # "due to" for "secondary to"; "cycles" for "cycle".
+    ("Iron deficiency anemia due to chronic blood loss.", ["D50.9", "D50.0"], ["D50.0"]),
+    ("Menorrhagia with regular cycles.", ["N92.1", "N92.0"], ["N92.0"]),
+    # Herpes labialis is herpes simplex of the lip; "mucopurulent" is H10.02- alone.
+    ("Herpes labialis, recurrent.", ["B00.9", "B00.1"], ["B00.1"]),
+    ("Mucopurulent conjunctivitis of both eyes.", ["H10.9", "H10.029", "H10.023"], ["H10.023"]),
+    # An "unspecified" code with its cause, and the organism (B95-B97) that the cause names.
+    ("Chronic gastritis due to H. pylori infection, without bleeding.", ["K29.70", "K29.50", "B96.81"],
+     ["K29.50", "B96.81"]),
+    # An organism the condition's own code names is not coded again.
+    ("Acute bronchiolitis due to respiratory syncytial virus.", ["J21.0", "B97.4"], ["J21.0"]),
+    # "Other specified diabetes" is a kind the note must name.
+    ("Mild nonproliferative diabetic retinopathy without macular edema.", ["E13.3299"], []),
+])
+def test_the_assessment_states_a_code_in_the_words_notes_use(cs, item, pool, stated):
+    note = f"Clinic visit.\nHPI: 50-year-old woman.\nAssessment:\n1. {item}\nPlan: follow up.\n"
+    assert rules.stated_in_assessment(cs, note, pool, []) == stated
+
+
+def test_a_pregnant_patients_condition_is_the_one_in_pregnancy(cs):
+    """O24.410 is "Gestational diabetes mellitus in pregnancy, diet controlled": a note at 28
+    weeks states it (O24.420 is in childbirth); without a pregnancy in the note, nothing."""
+    pool = ["O24.419", "O24.420", "O24.410"]
+    note = ("Prenatal visit.\nHPI: 31-year-old G2P1 at 28 weeks 3 days, failed glucose tolerance test.\n"
+            "Assessment: Gestational diabetes, diet controlled.\nPlan: diet.\n")
+    assert rules.stated_in_assessment(cs, note, pool, []) == ["O24.410"]
+    assert rules.stated_in_assessment(cs, note.replace("at 28 weeks 3 days, ", ""), pool, []) == []
+
+
+def test_initials_do_not_end_a_sentence(cs):
+    """"E. coli" and "H. pylori" are in the sentence of their condition: the UTI stays beside its
+    organism rather than reading as a second guess at the item."""
+    note = ("Primary care.\nHPI: dysuria.\nAssessment: Urinary tract infection due to E. coli. "
+            "No evidence of pyelonephritis.\nPlan: nitrofurantoin.\n")
+    assert rules.alternative_stated(cs, note, ["N39.0", "B96.20"]) == []
+    assert set(rules.established_in_assessment(cs, note, ["N39.0", "B96.20"])) == {"N39.0", "B96.20"}
+
+
+def test_a_combination_takes_its_child_from_the_most_specific_code_beside_it(cs):
+    """Hypertension with ESRD is I12.0: not I12.9 ("stage 1 through stage 4") where the ranker
+    chose it, nor blocked by a generic N18.9 beside N18.6."""
+    applied = rules.apply([("N18.6", 0.9), ("I10", 0.9), ("N18.9", 0.7), ("I12.9", 0.5)], cs)
+    assert [c for c, _ in applied.kept] == ["N18.6", "I12.0"]
+    assert {r.raw: r.reason for r in applied.dropped} == {
+        "I10": rules.IN_COMBINATION, "I12.9": rules.IN_COMBINATION, "N18.9": rules.LESS_SPECIFIC}
+
+
+@pytest.mark.parametrize("history, added", [
+    ("End-stage renal disease, on hemodialysis three times a week.", True),
+    ("End-stage renal disease on peritoneal dialysis at home.", True),
+    ("End-stage renal disease; will start hemodialysis next month.", False),  # planned
+    ("End-stage renal disease, not on dialysis yet.", False),                 # negated
+])
+def test_a_status_the_code_asks_for_is_coded_where_the_note_says_it(cs, history, added):
+    """N18.6 asks for the dialysis status (Z99.2) in its "Use additional code" note."""
+    note = f"Nephrology.\nHPI: 66-year-old man. {history}\nAssessment: ESRD.\nPlan: labs.\n"
+    found = rules.status_asked(cs, note, ["N18.6"])
+    assert set(found) == ({"Z99.2"} if added else set())
+    if added:
+        assert found["Z99.2"][1] == ["N18.6"] and "dialysis" in note[slice(*found["Z99.2"][0])]
+    assert rules.status_asked(cs, note, ["I10"]) == {}  # no code asks for it
+
+
+def test_a_code_the_note_says_with_one_of_its_words_absent_is_contradicted(cs):
+    note = "Clinic visit.\nLabs: ferritin 18, hemoglobin normal.\nAssessment: Iron deficiency without anemia.\n"
+    assert rules.contradicted(cs, note, ["D50.9", "E61.1"]) == [Rejected("D50.9", rules.CONTRADICTED)]
+    assert rules.contradicted(cs, note.replace("without anemia", "anemia"), ["D50.9"]) == []

@@ -1,7 +1,17 @@
 """The note's clauses: a negation cue covers the list after it, and no more."""
 import pytest
 
-from models.text import and_alternatives, bracket_alternatives, clauses, essential_stems, sided_end, slash_alternatives
+from models.text import (
+    and_alternatives,
+    bracket_alternatives,
+    clauses,
+    essential_stems,
+    plural_twins,
+    sentences,
+    sided_end,
+    slash_alternatives,
+    stated_stems,
+)
 
 
 def kept(note: str) -> list[str]:
@@ -242,6 +252,13 @@ def test_a_side_written_after_a_condition_is_read_with_it(note, condition_with_s
     ("Other mature T/NK-cell lymphomas", ["Other mature T/NK-cell lymphomas"]),                # a name
     ("Anorexia nervosa, binge eating/purging type, and/or dermis",
      ["Anorexia nervosa, binge eating type, and/or dermis", "Anorexia nervosa, binge purging type, and/or dermis"]),
+    # "or" between two words too; not "with or without", "two or more", "other or unspecified".
+    ("Complete rotator cuff tear or rupture", ["Complete rotator cuff tear", "Complete rotator cuff rupture"]),
+    ("Occlusion or stenosis of left carotid artery",
+     ["Occlusion of left carotid artery", "stenosis of left carotid artery"]),
+    ("Cellulitis with or without lymphangitis", ["Cellulitis with or without lymphangitis"]),
+    ("Two or more drugs", ["Two or more drugs"]),
+    ("Diverticulitis without perforation or abscess", ["Diverticulitis without perforation or abscess"]),  # neither
 ])
 def test_a_slashed_pair_of_words_is_read_as_either(wording, alternatives):
     assert slash_alternatives(wording) == alternatives
@@ -295,3 +312,31 @@ def test_a_list_joined_by_and_is_either_item():
         "Strain of muscle of lower back", "Strain of fascia of lower back", "Strain of tendon of lower back"]
     # A name that holds a list is no list: "Hand, foot and mouth disease" is not "foot disease".
     assert and_alternatives("Hand, foot and mouth disease") == []
+
+
+def test_an_initial_does_not_end_a_sentence():
+    note = "Assessment: Urinary tract infection due to E. coli. Gastritis due to H. pylori.\nPlan: Dr. Lee."
+    assert [note[a:b] for a, b in sentences(note)][:2] == [
+        "Assessment: Urinary tract infection due to E. coli.", " Gastritis due to H. pylori."]
+
+
+def test_a_plural_reads_as_its_singular_where_the_stemmer_cuts_them_apart():
+    assert plural_twins("regular cycles, seizures, allergies, rib fractures") == {
+        "cycl": "cycle", "seizur": "seizure", "allerg": "allergy", "fractur": "fracture"}
+    assert plural_twins("diabetes, herpes, abscesses, ulcers") == {}  # no plural, or stemmed alike
+
+
+@pytest.mark.parametrize("wording, stated", [
+    ("Complete rotator cuff tear or rupture of left shoulder, not specified as traumatic",
+     {"complete", "rotator", "cuff", "tear", "rupture", "left", "shoulder"}),
+    ("Urinary tract infection, site not specified", {"urinary", "tract", "infect"}),
+    ("Bucket-handle tear of medial meniscus, current injury, right knee", {"bucket", "handle", "tear", "medi",
+                                                                         "meniscu", "right", "knee"}),
+    ("Iron deficiency anemia secondary to blood loss (chronic)", {"iron", "deficiency", "anemia", "blood", "loss"}),
+    ("Gestational diabetes mellitus NOS", {"gestation", "diabet"}),
+    ("Cutaneous abscess of left axilla", {"absces", "left", "axilla"}),
+    ("Helicobacter pylori [H. pylori] as the cause of diseases classified elsewhere", {"helicobacter", "pylori"}),
+])
+def test_what_a_note_must_say_to_state_a_wording(wording, stated):
+    assert stated_stems(wording) == stated
+    assert essential_stems(wording) >= stated  # the code-set search's cover is unchanged

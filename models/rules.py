@@ -210,7 +210,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable, NamedTuple
 
 from .bmi import adult_bmi_code, recorded_bmi
@@ -1610,16 +1610,23 @@ def drug_therapy(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tu
     """The drug therapy codes the `codes` ask for in their "Use additional code" notes whose drug
     class the note names as current: {code: (where the note names the drug, the codes asking)}.
     None that is among `codes` already."""
+    return _found_asked(cs, codes, partial(_asked_drug_codes, cs), partial(current_drug, note))
+
+
+def _found_asked(cs: CodeSet, codes: list[str], asked_of: Callable[[str], tuple],
+                 find: Callable[[object], tuple[int, int] | None]) -> dict[str, tuple[tuple[int, int], list[str]]]:
+    """{code asked for: (where `find` finds it in the note, the codes asking)} for the (asked
+    code, what to look for) pairs `asked_of` gives for each of `codes`; none among `codes`."""
     out: dict[str, tuple[tuple[int, int], list[str]]] = {}
     for code in codes:
         if not cs.is_valid(code):
             continue
-        for asked, drugs in _asked_drug_codes(cs, cs.normalize(code)):
+        for asked, what in asked_of(cs.normalize(code)):
             if asked in codes:
                 continue
             if asked in out:
                 out[asked][1].append(code)
-            elif (span := current_drug(note, drugs)) is not None:
+            elif (span := find(what)) is not None:
                 out[asked] = (span, [code])
     return out
 
@@ -1641,24 +1648,15 @@ def status_asked(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tu
     one of the asked code's "... status" terms ("on hemodialysis" for "Hemodialysis status", "s/p
     kidney transplant" for Z94.0 "Kidney transplant status"): {code: (where, the codes asking)}.
     Not a status the note plans ("start hemodialysis next month"); none among `codes` already."""
-    out: dict[str, tuple[tuple[int, int], list[str]]] = {}
     span = assessment_span(note)
     plan = span[1] if span else len(note)
-    for code in codes:
-        if not cs.is_valid(code):
-            continue
-        for asked, wanted in _asked_status_codes(cs, cs.normalize(code)):
-            if asked in codes:
-                continue
-            if asked in out:
-                out[asked][1].append(code)
-                continue
-            for start, end in clauses(note):
-                if start < plan and any(w <= key_words(note[start:end]) for w in wanted) \
-                        and not _PLANNED.search(note, *_sentence_around(note, start)):
-                    out[asked] = ((start, end), [code])
-                    break
-    return out
+
+    def said(wanted: tuple[frozenset[str], ...]) -> tuple[int, int] | None:
+        return next(((start, end) for start, end in clauses(note)
+                     if start < plan and any(w <= key_words(note[start:end]) for w in wanted)
+                     and not _PLANNED.search(note, *_sentence_around(note, start))), None)
+
+    return _found_asked(cs, codes, partial(_asked_status_codes, cs), said)
 
 
 _PLANNED = re.compile(r"\b(?:start\w*|will|plan\w*|consider\w*|discuss\w*|candidate|refer\w*|evaluat\w*|"

@@ -237,6 +237,7 @@ from .text import (
     qualified_end,
     reports_family_history,
     sentences,
+    singulars,
     slash_alternatives,
     stated_stems,
     stem,
@@ -296,7 +297,6 @@ _OR_UNSPECIFIED = re.compile(r"\bor unspecified\b", re.I)
 _SIDE = re.compile(r"\b(right|left|bilateral(?:ly)?)\b", re.I)
 _BOTH = re.compile(r"\bboth\s+(\w+)(?:\s+(\w+))?", re.I)  # "both eyes", "both lower limbs"
 _AFTER_SIDE = re.compile(r"\b(?:right|left)\s+(\w+)", re.I)
-_IRREGULAR = {"feet": "foot", "teeth": "tooth"}
 # A residual code ("Other cirrhosis of liver", "Fever presenting with conditions classified
 # elsewhere") is not a more specific one: it holds what the named codes do not.
 _ELSEWHERE = re.compile(r"\bclassified elsewhere\b", re.I)
@@ -666,18 +666,7 @@ def _sides(cs: CodeSet, text: str) -> frozenset[str]:
 
 
 def _both_parts(cs: CodeSet, text: str) -> bool:
-    return any(_singulars(w) & _sided_parts(cs) for m in _BOTH.finditer(text) for w in m.groups() if w)
-
-
-def _singulars(word: str) -> set[str]:
-    """What a plural may be the plural of ("eyes": eye, "ovaries": ovary); none for a word that
-    is not a plural."""
-    word = word.lower()
-    if word in _IRREGULAR:
-        return {_IRREGULAR[word]}
-    if word.endswith("ies"):
-        return {word[:-3] + "y"}
-    return {word[:-1], word[:-2]} if word.endswith("s") else set()
+    return any(singulars(w) & _sided_parts(cs) for m in _BOTH.finditer(text) for w in m.groups() if w)
 
 
 @lru_cache(maxsize=8)
@@ -1286,7 +1275,7 @@ def _title_stems(text: str) -> frozenset[str]:
     """The key words of a description or title without its nonessential words and code range,
     plurals also as their singular ("Injuries" says "injury")."""
     words = content_words(NONESSENTIAL.sub(" ", _RANGE.sub("", text)))
-    return frozenset(key_words(" ".join(words + [s for w in words for s in _singulars(w)])))
+    return frozenset(key_words(" ".join(words + [s for w in words for s in singulars(w)])))
 
 
 # --- integral symptoms ----------------------------------------------------------------------
@@ -1446,13 +1435,13 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
         present = [c for c in prob if comb.category in cs.ancestors(c)]
         # I11.9 beside I13.0: the code of the pair reports what a code of either part would
         reported = causes + [c for c in prob if any(part in cs.ancestors(c) for part in comb.parts)]
-        if present and causes:  # I12.9 "stage 1 through stage 4" beside N18.6: I12.0 is the one
-            parts = [[c for c in specific if _within(c, need)] for need in comb.needs]
-            right = _best_asking(cs, cs.billable_descendants(comb.category), [c for part in parts for c in part]) \
-                if all(parts) else None
-            if right is not None and right not in present:
-                replaced |= set(present)
-                present = []
+        parts = [[c for c in specific if _within(c, need)] for need in comb.needs]
+        targets = [c for part in parts for c in part]
+        # The child the codes beside it ask for (N18.6: I12.0).
+        code = _best_asking(cs, cs.billable_descendants(comb.category), targets) if causes and all(parts) else None
+        if present and code is not None and code not in present:
+            replaced |= set(present)  # I12.9 "stage 1 through stage 4" beside N18.6: I12.0 is the one
+            present = []
         if present:  # I12.9 already selected beside I10: it reports the hypertension
             for c in reported:  # unless the less sure of the two: then they contradict
                 if max(prob[p] for p in present) >= prob[c] or any(p in established for p in present):
@@ -1460,14 +1449,7 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
                 else:
                     outranked.setdefault(c, []).extend(present)
             continue
-        if not causes:
-            continue
-        parts = [[c for c in specific if _within(c, need)] for need in comb.needs]
-        if not all(parts) or set().union(*parts) <= covered:
-            continue
-        targets = [c for part in parts for c in part]
-        code = _best_asking(cs, cs.billable_descendants(comb.category), targets)
-        if code is None:
+        if code is None or set(targets) <= covered:
             continue
         cause = max(causes, key=prob.get)
         p = min([prob[cause]] + [max(prob[c] for c in part) for part in parts])
@@ -1672,17 +1654,11 @@ def _asked_status_codes(cs: CodeSet, code: str) -> tuple[tuple[str, tuple[frozen
     """(billable code, the key words of each of its "... status" terms less "status") for each
     line of the "Use additional code" notes of `code` and its ancestors that asks for a status."""
     out = []
-    for link in [code, *cs.ancestors(code)]:
-        for note in cs.record(link).use_additional_code:
-            for line in note.splitlines():
-                asked = _PARENTHESIZED_CODE.search(line)
-                if not (asked and _STATUS_WORD.search(line) and cs.is_billable(asked.group(1))):
-                    continue
-                target = cs.normalize(asked.group(1))
-                terms = [t for t in (cs.description(target), *cs.inclusion_terms(target)) if _STATUS_WORD.search(t)]
-                wanted = tuple(w for t in terms if (w := frozenset(stated_stems(t) - {stem("status")})))
-                if wanted:
-                    out.append((target, wanted))
+    for line, asked in _asking_lines(cs, code):
+        terms = [t for t in (cs.description(asked), *cs.inclusion_terms(asked)) if _STATUS_WORD.search(t)]
+        wanted = tuple(w for t in terms if (w := frozenset(stated_stems(t) - {stem("status")})))
+        if _STATUS_WORD.search(line) and wanted:
+            out.append((asked, wanted))
     return tuple(dict.fromkeys(out))
 
 
@@ -1716,18 +1692,23 @@ def _class_code(cs: CodeSet, class_name: str) -> str | None:
     return next((c for c in cs.billable_descendants("Z79") if re.search(wording, cs.description(c), re.I)), None)
 
 
+def _asking_lines(cs: CodeSet, code: str):
+    """(line, the billable code it names) for each line of the "Use additional code" notes of
+    `code` and its ancestors that names one in parentheses ("insulin (Z79.4)" on E11)."""
+    for link in [code, *cs.ancestors(code)]:
+        for note in cs.record(link).use_additional_code:
+            for line in note.splitlines():
+                asked = _PARENTHESIZED_CODE.search(line)
+                if asked and cs.is_billable(asked.group(1)):
+                    yield line, cs.normalize(asked.group(1))
+
+
 @lru_cache(maxsize=65536)
 def _asked_drug_codes(cs: CodeSet, code: str) -> tuple[tuple[str, str], ...]:
     """(billable code, drug class) for each line of the "Use additional code" notes of `code` and
     its ancestors that asks for a drug class by name ("insulin (Z79.4)" on E11)."""
-    out = []
-    for link in [code, *cs.ancestors(code)]:
-        for note in cs.record(link).use_additional_code:
-            for line in note.splitlines():
-                asked, drugs = _PARENTHESIZED_CODE.search(line), drug_class(line)
-                if asked and drugs and cs.is_billable(asked.group(1)):
-                    out.append((cs.normalize(asked.group(1)), drugs))
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys((asked, drugs) for line, asked in _asking_lines(cs, code)
+                               if (drugs := drug_class(line))))
 
 
 # "Family history of colon cancer", "Personal history of basal cell carcinoma": the words that
@@ -1842,9 +1823,9 @@ def prenatal_visit(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[
     """What a prenatal visit of a normal pregnancy is coded for: Z34.- "Encounter for supervision
     of normal (first / other) pregnancy" by trimester where the note calls the pregnancy normal
     or the visit prenatal care, and Z3A.- for the weeks of gestation it records: {code: where the
-    note says so}. {} in a case report, or where `codes` hold a pregnancy code (chapter 15's O
-    codes, Z33, Z34, Z3A): a complicated pregnancy is coded from its complication, with Z3A for
-    its weeks (O24.410 and Z3A.28)."""
+    note says so}. {} in a case report or where `codes` hold a Z3A code; no Z34 where they hold
+    another pregnancy code (chapter 15's O codes, Z33, Z34): a complicated pregnancy is coded from
+    its complication, with Z3A for its weeks (O24.410 and Z3A.28)."""
     if not encounter_note(note) or any(code_key(c).startswith("Z3A") for c in codes):
         return {}
     out = {}

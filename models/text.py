@@ -164,6 +164,20 @@ def key_words(text: str) -> set[str]:
     return {stem(w) for w in content_words(text)} - _BOILERPLATE
 
 
+_IRREGULAR = {"feet": "foot", "teeth": "tooth"}
+
+
+def singulars(word: str) -> set[str]:
+    """What a plural may be the plural of ("eyes": eye, "ovaries": ovary); none for a word that
+    is not a plural."""
+    word = word.lower()
+    if word in _IRREGULAR:
+        return {_IRREGULAR[word]}
+    if word.endswith("ies"):
+        return {word[:-3] + "y"}
+    return {word[:-1], word[:-2]} if word.endswith("s") else set()
+
+
 # Words that end in "-es" or "-ies" and are no plural.
 _SINGULAR_ES = frozenset("diabetes herpes rabies scabies caries species series feces faeces nares tabes ascites "
                          "rickets mumps measles shingles".split())
@@ -175,10 +189,10 @@ def plural_twins(text: str) -> dict[str, str]:
     "-ies" whole; the code set writes most conditions in the singular."""
     out = {}
     for word in WORD_RE.findall(text.lower()):
-        if word in _SINGULAR_ES or word.endswith(("sses", "xes", "zes", "ches", "shes")):
+        if not word.endswith("es") or word in _SINGULAR_ES or word.endswith(("sses", "xes", "zes", "ches", "shes")):
             continue  # "diabetes" is one disease; "abscesses" stems as "abscess" already
-        singular = word[:-3] + "y" if word.endswith("ies") else word[:-1] if word.endswith("es") else None
-        if singular and len(singular) > 3 and stem(singular) != stem(word):
+        singular = max(singulars(word), key=len)  # what keeps most of the word: "cycle", not "cycl"
+        if len(singular) > 3 and stem(singular) != stem(word):
             out[stem(word)] = stem(singular)
     return out
 
@@ -316,8 +330,8 @@ def and_list(wording: str) -> bool:
 # Two words joined by a slash or by "or", each of three letters or more: the code set's "either"
 # ("Grade/stage II hemorrhoids", "antithrombotics/antiplatelets", "Complete rotator cuff tear or
 # rupture"). Levels and names keep theirs ("C5/C6", "T/NK-cell"); "with or without", "two or
-# more", "other or unspecified" are no choice of word.
-# "without perforation or abscess" says neither is there: no choice either.
+# more", "other or unspecified" are no choice of word, nor is "without perforation or abscess",
+# which says neither is there.
 _NO_CHOICE = r"(?:with|without|more|less|other|unspecified|applicable)\b"
 _SLASHED = re.compile(r"\b([A-Za-z]{3,})/([A-Za-z]{3,})\b")
 _EITHER_OR = re.compile(rf"(?<!without )(?<!\bno )(?<!\bnot )\b(?!{_NO_CHOICE})([A-Za-z]{{3,}}) or "
@@ -346,8 +360,9 @@ def slash_alternatives(wording: str) -> list[str]:
 
 # A full stop after a lone capital before a lower-case word is an initial, not a sentence's end:
 # "Chronic gastritis due to H. pylori infection", "E. coli".
-_SENTENCE = re.compile(r"(?:[^\n.;]|(?<=(?<![A-Za-z0-9])[A-Z])\.(?= [a-z]))+(?:[.;]|$)", re.M)
-_SENTENCE_END = re.compile(r"[\n;]|(?<!(?<![A-Za-z0-9])[A-Z])\.|(?<=(?<![A-Za-z0-9])[A-Z])\.(?! [a-z])")
+_AFTER_LONE_CAPITAL = r"(?<=(?<![A-Za-z0-9])[A-Z])"
+_SENTENCE = re.compile(rf"(?:[^\n.;]|{_AFTER_LONE_CAPITAL}\.(?= [a-z]))+(?:[.;]|$)", re.M)
+_SENTENCE_END = re.compile(rf"[\n;]|(?<!(?<![A-Za-z0-9])[A-Z])\.|{_AFTER_LONE_CAPITAL}\.(?! [a-z])")
 # Where a sentence splits into clauses: a comma, or a contrast word. A contrast word also ends a
 # negation's reach ("denies cough, but has fever"); a comma does not ("no fever, chills or cough").
 _CONTRAST = r"but|however|although|though|except|whereas|while"

@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the app needs PySide6: run `make setup`.", file=sys.stderr)
         return 2
 
+    from desktop._qt import workers
     from desktop._qt.main_window import MainWindow
     from desktop._qt.settings_dialog import load_choice
     from desktop.model_choice import default_choice
@@ -166,12 +167,17 @@ def main(argv: list[str] | None = None) -> int:
             print("self-test: FAIL: no model found. Run `make all` to build one, or pass --model.",
                   file=sys.stderr)
             return 1
-        return self_test(window, app, screenshot=args.screenshot)
+        try:
+            return self_test(window, app, screenshot=args.screenshot)
+        finally:
+            workers.join(window)  # the load and suggest threads end before the process does
     window.show()
     if args.note:
         window.open_note(args.note)
     window.load_model()
-    return app.exec()
+    code = app.exec()
+    workers.join(window)
+    return code
 
 
 if __name__ == "__main__":

@@ -54,18 +54,33 @@ DRUG_CLASSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
       "budesonide/formoterol", "mometasone-formoterol", "mometasone/formoterol",
       "Flovent", "Pulmicort", "Qvar", "Asmanex", "Alvesco", "Arnuity", "Advair", "Wixela",
       "Symbicort", "Breyna", "Dulera", "Breo", "Trelegy", "Breztri")),
+    # By mouth or by vein only: hydrocortisone and dexamethasone are also creams and eye drops.
+    ("systemic steroids", r"\bsystemic (?:cortico)?steroids?\b",
+     ("prednisone", "prednisolone", "methylprednisolone", "Deltasone", "Medrol", "Rayos", "oral steroid",
+      "oral steroids", "oral corticosteroid", "oral corticosteroids", "systemic steroid", "systemic steroids",
+      "systemic corticosteroid", "systemic corticosteroids")),
+    # Z79.631: methotrexate for rheumatoid arthritis or psoriasis as for a cancer. Not fluorouracil,
+    # mostly a cream (actinic keratoses).
+    ("antimetabolites", r"\bantimetabolite",
+     ("methotrexate", "Trexall", "Otrexup", "Rasuvo", "Xatmep", "mercaptopurine", "6-mercaptopurine",
+      "Purixan", "capecitabine", "Xeloda")),
 )
 
 # The classes a coder codes wherever the note says the patient takes them long term ("Continue
 # apixaban long term", "Long-term aspirin and clopidogrel", "Long-term bisphosphonate therapy").
 # The diabetes drugs are coded only where a diabetes code asks for them: ICD-10-CM codes no
 # insulin use with type 1 diabetes, which asks for none (guideline I.C.4.a.3).
-CODED_WHEN_STATED = ("anticoagulants", "antiplatelets", "aspirin", "bisphosphonates", "inhaled steroids")
+CODED_WHEN_STATED = ("anticoagulants", "antiplatelets", "aspirin", "bisphosphonates", "inhaled steroids",
+                     "systemic steroids", "antimetabolites")
 
-# "long-term", "long term", "longterm", "chronic anticoagulation"
-_LONG_TERM = re.compile(r"\blong[- ]?term\b|\bchronic(?:ally)? anticoagula", re.I)
-# A plan to go on with a drug, unless for a set time ("continue apixaban for 3 more days").
-_CONTINUE = re.compile(r"\bcontinu(?:e|es|ing)\b(?![^.;\n]*\b(?:for \d+|until)\b)", re.I)
+# "long-term", "long term", "longterm", "chronic anticoagulation", "on chronic prednisone"
+_LONG_TERM = re.compile(r"\blong[- ]?term\b|\bchronic(?:ally)? (?:anticoagula|steroid|corticosteroid|prednison)",
+                        re.I)
+# A plan to go on with a drug, unless for a short course ("continue apixaban for 3 more days",
+# "continue prednisone to complete 5 days"); one of months is a long one ("continue apixaban for
+# 3 months total" after a pulmonary embolism).
+_CONTINUE = re.compile(r"\bcontinu(?:e|es|ing)\b(?![^.;\n]*\b(?:for \d+ (?:more |additional |further )?"
+                       r"(?:days?|doses?|weeks?)|until|to complete|course)\b)", re.I)
 
 # A change from one drug to another ("switch to", "change to", "step up to", "transition from
 # warfarin to apixaban"): where both are of one class, the class's therapy goes on.

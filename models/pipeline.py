@@ -67,8 +67,9 @@ class Flag(StrEnum):
     # given, Z00.- for a routine examination ("Well-child visit"), Z34.-/Z3A.- for a normal
     # pregnancy's prenatal visit.
     ENCOUNTER = "encounter_reason"
-    # Added by the coding rules: a personal history the note records outside the assessment
-    # (Z87.891 for "Former smoker, quit 15 years ago").
+    # Added by the coding rules: a personal or social history the note records outside the
+    # assessment (Z87.891 for "Former smoker, quit 15 years ago", F17.210 for "Smokes half a pack
+    # a day").
     HISTORY = "history_stated"
     UNSUPPORTED = "unsupported"
     NEGATED = "negated"  # a rejection: the note names the condition only to deny it
@@ -266,15 +267,17 @@ class Pipeline:
         code "with complications" where the note says "without" goes, an "unspecified" code
         gives way to the specific one the assessment states, a retrieved code the assessment
         states in the code set's words comes in, then a code the note does not state beside an
-        alternative the assessment states goes, and so do symptoms and family history the
-        assessment leaves out, then what
+        alternative the assessment states goes, and so do a code another stated title reports
+        and the symptoms and family history the assessment leaves out, then what
         `rules.apply` drops goes, what it adds comes in (with the evidence of the codes it
         combines where its own words are not in the note), and the generic codes it keeps beside
         a less sure specific one are flagged. Last come the drug therapy codes the kept codes
         ask for (Z79.84 for E11.65 where the note names metformin; Z68.37 for E66.812 where it
-        records "BMI 37.4"), the drugs the note says the patient takes long term (Z79.01 for
-        "Continue apixaban long term") and the family or personal history the assessment states
-        (Z80.0 for "Family history of colon cancer"), what the note records as their evidence;
+        records "BMI 37.4"; L97.412 for E11.621 where the assessment says "right heel with fat
+        layer exposed"), the drugs the note says the patient takes long term (Z79.01 for
+        "Continue apixaban long term"), the family or personal history the assessment states
+        (Z80.0 for "Family history of colon cancer") and the tobacco use the note records (F17.210
+        for "Smokes half a pack a day"), what the note records as their evidence;
         a malignancy whose personal history code is among them (Z85.828 beside C44.311) goes.
         In an office, clinic or ED note (`notes.encounter_note`), a code with no evidence goes,
         a selected one before the rules read it."""
@@ -319,6 +322,8 @@ class Pipeline:
             replaced.append(s)
         # After the codes the assessment states came in: they are its diagnoses too.
         gone = rules.alternative_stated(self.cs, certain, [s.code for s in replaced])
+        gone += rules.reported_by_stated(self.cs, certain, [s.code for s in replaced
+                                                           if s.code not in {r.raw for r in gone}])
         gone += rules.unassessed(self.cs, certain, [s.code for s in replaced])
         dropped += gone
         suggestions = [s for s in replaced if s.code not in {r.raw for r in gone}]
@@ -352,7 +357,7 @@ class Pipeline:
             out.append(s)
         kept = [s.code for s in out]
         asked = (rules.drug_therapy(self.cs, certain, kept) | rules.body_mass_index(self.cs, certain, kept)
-                 | rules.status_asked(self.cs, certain, kept))
+                 | rules.status_asked(self.cs, certain, kept) | rules.detail_asked(self.cs, certain, kept))
         for code, (span, asking) in asked.items():
             # As sure as the surest code asking for it.
             probability = max(x.confidence for x in out if x.code in asking)
@@ -360,7 +365,8 @@ class Pipeline:
             s.asked_by = asking
             out.append(s)
         for rule, flag in ((rules.long_term_therapy, Flag.LONG_TERM), (rules.history_of, Flag.STATED),
-                           (rules.tobacco_history, Flag.HISTORY), (rules.immunization, Flag.ENCOUNTER),
+                           (rules.tobacco_history, Flag.HISTORY), (rules.current_smoking, Flag.HISTORY),
+                           (rules.immunization, Flag.ENCOUNTER),
                            (rules.routine_examination, Flag.ENCOUNTER), (rules.prenatal_visit, Flag.ENCOUNTER)):
             for code, span in rule(self.cs, certain, [s.code for s in out]).items():
                 # The note says so, as for a code the assessment states in the code set's words.

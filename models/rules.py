@@ -160,8 +160,11 @@ The reasons are plain strings:
 `less_specific` also from `specific_in_assessment`, the other rule that reads the note
     A generic code ("unspecified", "without complications") whose more specific sibling the
     assessment states word for word ("Chronic kidney disease, stage 4 (severe)" for N18.9; "Type 2
-    diabetes mellitus with hyperglycemia" for E11.9) gives way to that code, which comes in with
-    its probability.
+    diabetes mellitus with hyperglycemia" for E11.9), or says beside the generic code's own words
+    ("Pernicious anemia with vitamin B12 deficiency": D51.0 for D51.9), gives way to that code,
+    which comes in with its probability. And from `reported_by_stated`: a diagnosis the
+    assessment states only in words another stated diagnosis's title holds (E53.8 "Vitamin B12
+    deficiency" beside D51.0).
 
 `integral_symptom` (INTEGRAL_SYMPTOM)
     A sign or symptom of chapter 18 (R00-R99) is dropped beside a definitive diagnosis of the body
@@ -202,9 +205,17 @@ The reasons are plain strings:
     "Use additional code" note asks for the BMI (E66 obesity), the value as its evidence.
 
 `long_term_therapy`, which adds the long-term use the note states
-    An anticoagulant (Z79.01), antiplatelet (Z79.02) or aspirin (Z79.82) that a sentence of the
-    note says the patient takes long term ("Continue apixaban long term"), whether or not a
-    selected code asks for it (`drugs.CODED_WHEN_STATED`).
+    An anticoagulant (Z79.01), antiplatelet (Z79.02), aspirin (Z79.82), systemic steroid (Z79.52)
+    or antimetabolite (Z79.631), among others, that a sentence of the note says the patient takes
+    long term ("Continue apixaban long term"), whether or not a selected code asks for it
+    (`drugs.CODED_WHEN_STATED`).
+
+`detail_asked`, which adds the code a selected code asks for by a range
+    L97.412 for E11.621's "site of ulcer (L97.4-, L97.5-)" where the assessment says "right heel
+    with fat layer exposed".
+
+`current_smoking` and `tobacco_history`, which add what an encounter note says of tobacco
+    F17.210 for "Smokes half a pack a day", Z87.891 for "Former smoker, quit 15 years ago".
 """
 from __future__ import annotations
 
@@ -306,6 +317,7 @@ _LONE_LETTER = re.compile(r"\b[A-Za-z]\b")
 # "Nicotine dependence, other tobacco product"; not a site ("Major osseous defect, other site").
 _OTHER_KIND = re.compile(r", other\b(?! (?:sites?|parts?)\b)", re.I)
 _RESIDUAL = re.compile(r"^other\b|\bother (?:specified|forms?|sites?)\b|\belsewhere\b", re.I)
+_OTHER_WORD = re.compile(r"\bother\b", re.I)  # "... of other part of right foot"
 
 
 class Applied(NamedTuple):
@@ -596,6 +608,32 @@ def alternative_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
     return [Rejected(c, OTHER_STATED) for c in codes if goes(c)]
 
 
+def reported_by_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejected]:
+    """The diagnoses among `codes` that the assessment states only in words the title of another
+    diagnosis it states holds, with more, of another category (LESS_SPECIFIC above): E53.8 by its
+    term "Vitamin B12 deficiency" beside D51.0 "Vitamin B12 deficiency anemia due to intrinsic
+    factor deficiency" for "Pernicious anemia with vitamin B12 deficiency"; G62.9 "Polyneuropathy"
+    beside E11.42 "Type 2 diabetes mellitus with diabetic polyneuropathy". The other code reports
+    it. Not one the other asks for in a note (N18.4 beside E11.22, I10 beside I16.0) or that asks
+    for the other, nor one of a category any of `codes` asks for (N18.9 beside E11.22, which asks
+    for a stage of N18). Within a category the less-specific and alternative rules decide."""
+    assessed = _assessment_sentences(cs, note)
+    stated = [c for c in codes if is_diagnosis(cs, c)] if assessed else []
+    said = {c: words for c in stated if (words := _stated_wordings(cs, c, assessed))}
+
+    def reports(other: str, code: str) -> bool:
+        held = [stated_stems(cs.description(cs.normalize(other))), *said[other]]
+        return _category(cs, other) != _category(cs, code) and not _asks_for(cs, code, other) \
+            and all(any(w < h for h in held) for w in said[code])
+
+    def asked(code: str) -> bool:  # N18.9 beside E11.22: its category is the one asked for
+        return any(_asks_for(cs, c, code) or _asks_for(cs, c, code, category=True)
+                   for c in codes if c != code and cs.is_valid(c))
+
+    return [Rejected(c, LESS_SPECIFIC) for c in said
+            if any(reports(o, c) for o in said if o != c) and not asked(c)]
+
+
 def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
     """The diagnoses and symptoms among `codes` that the assessment mentions only in items
     stating another code (a symptom: a diagnosis), and states nowhere: K52.9 "Noninfective
@@ -608,6 +646,8 @@ def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
     valid = [c for c in codes if cs.is_valid(c)]
     stated = [{c for c in valid if _stated_wordings(cs, c, [s])} for s in affirmed]
     everywhere = set().union(*stated) if stated else set()
+    span = assessment_span(note)
+    assessed = note[span[0]:span[1]] if span else ""
     out = set()
     for code in valid:
         if code in everywhere or _chapter_kind(cs, code) not in ("diagnosis", "symptom") \
@@ -621,10 +661,15 @@ def _second_guesses(cs: CodeSet, note: str, codes: list[str]) -> set[str]:
         # defect, other site" is M89.78.
         title = essential_stems(cs.description(code)) if _RESIDUAL.search(cs.description(code)) else None
         items = [i for i, s in enumerate(affirmed) if words & s.words]
+        # A plan under its own heading diagnoses nothing ("Repeat liver enzymes in 6 months").
+        items = [i for i in items if affirmed[i].text in assessed] or items
         # A symptom goes only beside a diagnosis its item states ("COVID-19, mild illness": no
-        # R69 "Illness, unspecified"); an item may list several symptoms ("nausea, vomiting and
-        # diarrhea").
-        others = [{c for c in stated[i] - {code} if is_diagnosis(cs, c) or is_diagnosis(cs, code)} for i in items]
+        # R69 "Illness, unspecified"), or a sibling where it is the residual "Other ..." (R31.29
+        # "Other microscopic hematuria" beside "Asymptomatic microscopic hematuria", R31.21); an
+        # item may list several symptoms ("nausea, vomiting and diarrhea").
+        residual = bool(_RESIDUAL.search(cs.description(code)))
+        others = [{c for c in stated[i] - {code} if is_diagnosis(cs, c) or is_diagnosis(cs, code)
+                   or residual and cs.parent(cs.normalize(c)) == cs.parent(cs.normalize(code))} for i in items]
         if items and all(other and not (title and title <= affirmed[i].words and _RESIDUAL.search(affirmed[i].text))
                          for i, other in zip(items, others)):
             out.add(code)
@@ -747,7 +792,10 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
                       if not any(wanted <= said for of, said in chosen_words if of != category or of in taken)),
                      default=0)
         if stated:
-            best.setdefault(category, []).append((stated, code))
+            # As many words said, the code that names no "other part" the note did not name:
+            # O23.42 "Unspecified infection of urinary tract in pregnancy, second trimester", not
+            # O23.32 "Infections of other parts of urinary tract in pregnancy, ...".
+            best.setdefault(category, []).append(((stated, not _OTHER_WORD.search(description)), code))
     out = []
     for options in best.values():  # the code that says most; none where two say as much
         options.sort(reverse=True)
@@ -873,10 +921,11 @@ _CAUSE = re.compile(r"\b(?:due to|secondary to|caused by)\b([^,;()]*)", re.I)
 def _says_only(wanted: frozenset[str], sentence: _Sentence, plain: frozenset[str]) -> bool:
     """Does the sentence say those words and nothing else but how the condition is doing, which
     side (`_STATUS`), how bad ("Mild to moderate dehydration"), what is absent ("Panic disorder
-    without agoraphobia" says panic disorder only), that the cause is unknown, and the `plain`
-    qualifiers?"""
+    without agoraphobia" says panic disorder only), that the cause is unknown, the weeks of a
+    pregnancy (coded apart, Z3A) and the `plain` qualifiers?"""
+    weeks = frozenset().union(*(key_words(m.group()) for m in _GESTATION_WEEKS.finditer(sentence.text)))
     return not sentence.beyond(wanted, _STATUS, _SIDE_WORDS, _MILDNESS, _UNKNOWN_CAUSE, _PATIENT, sentence.negated,
-                               plain)
+                               plain, weeks)
 
 
 @lru_cache(maxsize=65536)
@@ -1120,8 +1169,15 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
         wordings = [plain_wording(w) for w in wordings]
         return wordings + [alt for w in wordings for alt in and_alternatives(w)] * either
 
-    own = [stated_stems(w) for w in said_by([cs.description(code), *cs.inclusion_terms(code)])]
-    said = set().union(*own)
+    own = [(w, stated_stems(w)) for w in said_by([cs.description(code), *cs.inclusion_terms(code)])]
+    said = set().union(*(w for _, w in own))
+
+    def says_more(wanted: frozenset[str], sentence: _Sentence) -> bool:
+        # A wording that holds the generic code's words and more, or one said beside them in the
+        # same sentence: "Pernicious anemia with vitamin B12 deficiency" is D51.0 ("Pernicious
+        # anemia"), not D51.9 "Vitamin B12 deficiency anemia, unspecified".
+        return any(w <= wanted or _states(text, w, sentence) for text, w in own)
+
     scored = []
     for other in cs.billable_descendants(category):
         if other == code:
@@ -1130,8 +1186,8 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
         residual = bool(_RESIDUAL.search(cs.description(other)))  # its own terms say what it holds
         for wording in said_by([cs.description(other)] * (not residual) + cs.inclusion_terms(other)):
             wanted = stated_stems(wording)
-            if (wanted - said and any(w <= wanted for w in own)
-                    and any(_states(wording, wanted, sentence) for sentence in affirmed)):
+            if wanted - said and any(_states(wording, wanted, sentence) and says_more(wanted, sentence)
+                                     for sentence in affirmed):
                 best = max(best, len(wanted))
         if best:
             scored.append((best, other))
@@ -1394,9 +1450,9 @@ def _excludes(cs: CodeSet, symptom: str, diagnosis: str) -> bool:
     return hit is not None and hit.source in (cs.normalize(symptom), *cs.ancestors(symptom, include_groups=True))
 
 
-def _asks_for(cs: CodeSet, diagnosis: str, symptom: str) -> bool:
+def _asks_for(cs: CodeSet, diagnosis: str, symptom: str, category: bool = False) -> bool:
     """Does a "Use additional code" or "Code also" note on the diagnosis (or an ancestor) name the
-    symptom's code?"""
+    symptom's code (`category`: a code of its category: E11.22's "N18.1-N18.6" for N18.9)?"""
     key = code_key(cs.normalize(symptom))
     for link in [cs.normalize(diagnosis), *cs.ancestors(diagnosis)]:
         try:
@@ -1404,7 +1460,7 @@ def _asks_for(cs: CodeSet, diagnosis: str, symptom: str) -> bool:
         except UnknownCode:
             continue
         for note in record.use_additional_code + record.code_also:
-            if any(lo <= key <= hi for lo, hi in note_ranges(note)):
+            if any(lo <= key <= hi or category and lo[:3] <= key[:3] <= hi[:3] for lo, hi in note_ranges(note)):
                 return True
     return False
 
@@ -1641,6 +1697,89 @@ def status_asked(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tu
     return _found_asked(cs, codes, partial(_asked_status_codes, cs), said)
 
 
+def detail_asked(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tuple[int, int], list[str]]]:
+    """The code that a "Use additional code" note of the `codes` asks for by a range, where one
+    affirmed sentence of the assessment says every word that sets it apart from the rest of the
+    range: E11.621 "Type 2 diabetes mellitus with foot ulcer" asks "to identify site of ulcer
+    (L97.4-, L97.5-)", and "Diabetic foot ulcer of the right heel with fat layer exposed" says
+    L97.412's "right heel ... with fat layer exposed" beyond the range's "Non-pressure chronic
+    ulcer of": {code: (that sentence, the codes asking)}. The one saying most words; none where
+    two say as many, nor where a code of the range is among `codes` already."""
+    affirmed = _assessment_sentences(cs, note)
+    span = assessment_span(note)
+    assessed = [s for s in affirmed if span and s.text in note[span[0]:span[1]]]
+    out: dict[str, tuple[tuple[int, int], list[str]]] = {}
+    for code in (c for c in codes if assessed and cs.is_valid(c)):
+        for ranges in _asked_ranges(cs, cs.normalize(code)):
+            if any(_within(c, ranges) for c in codes if cs.is_valid(c)):
+                continue
+            # The sentence names what the range codes too ("ulcer"), not only a site: "right
+            # ankle and foot" alone is no M89.771 "Major osseous defect, right ankle and foot".
+            condition = _range_condition(cs, ranges)
+            best = []  # (words said, not an "other part"), the code, the sentence
+            for asked, parts in _range_details(cs, ranges):
+                said = [(len(wanted), s) for wording, wanted in parts for s in assessed
+                        if condition & s.words and _states(wording, wanted, s)]
+                if said:
+                    count, sentence = max(said, key=lambda x: x[0])
+                    # "Ulcer of the right heel" is L97.41-, not L97.51- "other part of right foot"
+                    best.append(((count, not _OTHER_WORD.search(cs.description(asked))), asked, sentence))
+            best.sort(key=lambda b: b[0], reverse=True)
+            if best and (len(best) == 1 or best[0][0] > best[1][0]):
+                _, asked, sentence = best[0]
+                where = note.find(sentence.text.strip())
+                entry = out.setdefault(asked, ((where, where + len(sentence.text.strip())), []))
+                entry[1].append(code)
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _asked_ranges(cs: CodeSet, code: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The key ranges of each "Use additional code" line of `code` and its ancestors that asks
+    for a range of codes, not one code ("site of ulcer (L97.4-, L97.5-)")."""
+    out = []
+    for link in [code, *cs.ancestors(code)]:
+        for text in cs.record(link).use_additional_code:
+            for line in text.splitlines():
+                ranges = tuple(note_ranges(line))
+                if ranges and len(_billable_in(cs, ranges)) > 1:
+                    out.append(ranges)
+    return tuple(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=4096)
+def _billable_in(cs: CodeSet, ranges: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    return tuple(c for c in _billable_codes(cs) if _within(c, ranges))
+
+
+@lru_cache(maxsize=4)
+def _billable_codes(cs: CodeSet) -> tuple[str, ...]:
+    return tuple(cs.all_codes())
+
+
+@lru_cache(maxsize=4096)
+def _range_details(cs: CodeSet, ranges: tuple[tuple[str, str], ...]) -> tuple[tuple[str, tuple], ...]:
+    """(code, its wordings as (wording, the stems that set it apart)) for each billable code of
+    the range: the stems of its title (each "X and Y" alternative) that not every code of the
+    range holds."""
+    titles = {c: [plain_wording(w) for w in [cs.description(c), *and_alternatives(cs.description(c))]]
+              for c in _billable_in(cs, ranges)}
+    shared = _range_shared(cs, ranges)
+    return tuple((c, tuple((w, apart) for w in wordings if (apart := stated_stems(w) - shared)))
+                 for c, wordings in titles.items())
+
+
+@lru_cache(maxsize=4096)
+def _range_shared(cs: CodeSet, ranges: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """The stems every title of the range's billable codes holds ("non-pressure chronic ulcer")."""
+    return frozenset.intersection(*(stated_stems(plain_wording(cs.description(c))) for c in _billable_in(cs, ranges)))
+
+
+def _range_condition(cs: CodeSet, ranges: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """Those of them that name the condition, not how it runs ("ulcer", not "chronic")."""
+    return _range_shared(cs, ranges) - _QUALIFYING
+
+
 _PLANNED = re.compile(r"\b(?:start\w*|will|plan\w*|consider\w*|discuss\w*|candidate|refer\w*|evaluat\w*|"
                       r"needs?|may|if|prepar\w*|future|eventual\w*)\b", re.I)
 
@@ -1800,6 +1939,29 @@ def tobacco_history(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple
         for m in _FORMER_SMOKER.finditer(note, a, b):
             if not _WANTS_TO_QUIT.search(note, a, m.start()):
                 return {"Z87.891": m.span()}
+    return {}
+
+
+# Cigarettes counted: "half a pack a day", "15 cigarettes a day", "1 ppd".
+_CIGARETTES = re.compile(r"\b(?:cigarettes?|packs?|ppd)\b", re.I)
+
+
+def current_smoking(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """F17.210 "Nicotine dependence, cigarettes, uncomplicated" where an affirmed clause of an
+    encounter note says the patient smokes now and its sentence counts cigarettes or packs
+    ("Smokes half a pack a day"): the Alphabetic Index reads a smoker as nicotine dependence
+    ("Smoker - see Dependence, drug, nicotine"), whether or not the assessment lists it.
+    {"F17.210": from the words that say so to the clause's end}. {} in a case report, where
+    `codes` hold a tobacco code (F17.2-, Z72.0), or for a relative ("Her father smokes")."""
+    if not encounter_note(note) or not cs.is_valid("F17.210") \
+            or any(code_key(c).startswith(("F172", "Z720")) for c in codes):
+        return {}
+    relatives = family_history_statements(note)
+    for a, b in clauses(note):
+        now = _SMOKES_NOW.search(note, a, b)
+        if now and _CIGARETTES.search(note, *_sentence_around(note, a)) \
+                and not any(x <= a < y for x, y in relatives):
+            return {"F17.210": (now.start(), b)}
     return {}
 
 

@@ -16,10 +16,22 @@ _STOPWORDS = frozenset(
 )
 
 
+# Forms of one word that the suffixes below leave apart, where notes write one and the code set
+# the other: "calculous cholecystitis" is K80's "calculus of gallbladder with ... cholecystitis",
+# "polycystic ovary syndrome" E28.2 "Polycystic ovarian syndrome", "ingrown toenail" L60.0
+# "Ingrowing nail", "menopausal" the "menopause" of N95's terms, "head lice" B85.0's "Head-louse
+# infestation". Each stems as the first form, and
+# a text's word is searched in each form (`expand`).
+_WORD_FAMILY_GROUPS = (("calculus", "calculous"), ("ovary", "ovarian", "ovaries"), ("ingrowing", "ingrown"),
+                       ("menopause", "menopausal"), ("louse", "lice"))
+_WORD_FAMILIES = {form: group for group in _WORD_FAMILY_GROUPS for form in group}
+
+
 @lru_cache(maxsize=131072)  # the hottest call of retrieval: the same words recur in every search
 def stem(word: str) -> str:
     """A light stemmer for ranking: diabetes/diabetic -> diabet, kidneys -> kidney,
     hypertension/hypertensive -> hypertens."""
+    word = _WORD_FAMILIES[word][0] if word in _WORD_FAMILIES else word
     # -ion/-ive: hypertension and hypertensive, infection and infective, as the index's porter
     # stemmer already matches them.
     for suffix in ("ions", "ies", "es", "ic", "al", "ion", "ive", "s", "ed", "ing"):
@@ -66,7 +78,14 @@ _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
              # A hiatal hernia is K44's "hiatus hernia"; vulvovaginal, B37.31's "vulva and vagina".
              "hiatal": "hiatal hiatus", "vulvovaginal": "vulvovaginal vulva vagina",
              # Herpes labialis is herpes simplex of the lip (B00.1 "Herpes simplex labialis").
-             "labialis": "labialis simplex"}
+             "labialis": "labialis simplex",
+             # Anaphylaxis is the anaphylactic reaction of T78.0- and T88.6.
+             "anaphylaxis": "anaphylaxis anaphylactic reaction",
+             # Triglycerides are the glycerides of E78.1 "Pure hyperglyceridemia".
+             "hypertriglyceridemia": "hypertriglyceridemia hyperglyceridemia",
+             # The code set's nail is a toe's or a finger's ("Ingrowing nail", L60.0).
+             "toenail": "toenail nail toe", "toenails": "toenails nail toe",
+             "fingernail": "fingernail nail finger", "fingernails": "fingernails nail finger"}
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -84,11 +103,14 @@ _EXPANSIONS = {abbr: tuple(words.split()) for abbr, words in (_ABBREVIATIONS | _
 
 
 def expand(word: str) -> tuple[str, ...]:
-    """A lower-cased word, or the words its abbreviation stands for ("copd" -> chronic ...); a
-    plural in -oses as its singular in -osis ("keratoses" -> keratosis), as the code set names
-    it (the stemmers part them: keratos, keratosi)."""
+    """A lower-cased word, or the words its abbreviation stands for ("copd" -> chronic ...), or
+    it and its other forms ("ovary" -> ovary, ovarian, ovaries); a plural in -oses as its singular
+    in -osis ("keratoses" -> keratosis), as the code set names it (the stemmers part them:
+    keratos, keratosi)."""
     if word in _EXPANSIONS:
         return _EXPANSIONS[word]
+    if word in _WORD_FAMILIES:
+        return (word, *(form for form in _WORD_FAMILIES[word] if form != word))
     return (word[:-2] + "is",) if len(word) > 6 and word.endswith("oses") else (word,)
 
 
@@ -117,13 +139,39 @@ _CORONARY_STENT = re.compile(
     r"right coronary|left main|coronary)\b)")
 
 
+# A spine level names its region, as the code set's spine codes do ("Intervertebral disc disorders
+# with radiculopathy, lumbosacral region" for L5-S1); a herniated disc is the index's "displacement,
+# intervertebral disc".
+_SPINE_LEVEL = re.compile(r"\b([ctl])(\d{1,2}) ?(?:-|to) ?([ctls])?(\d{1,2})\b")
+_SPINE_REGIONS = {("c", "c"): "cervical", ("c", "t"): "cervicothoracic", ("t", "t"): "thoracic",
+                  ("t", "l"): "thoracolumbar", ("l", "l"): "lumbar", ("l", "s"): "lumbosacral"}
+_HERNIATED_DISC = re.compile(r"\b(?:herniated|bulging|protruding|extruded|slipped) dis[ck]s?\b|"
+                             r"\bdis[ck]s? (?:herniation|protrusion|bulge|extrusion)s?\b")
+
+
+def _spine_region(m: re.Match) -> str:
+    first, second = m.group(1), m.group(3) or m.group(1)
+    region = _SPINE_REGIONS.get((first, second))
+    return f"{m.group()} {region}" if region else m.group()
+
+
+# The lateral malleolus is the fibula's lower end, the medial the tibia's, as the fracture codes
+# name them: S82.64- "Nondisplaced fracture of lateral malleolus of right fibula".
+_MALLEOLUS = re.compile(r"\b(lateral|medial) malleol(?:us|ar|i)\b")
+_MALLEOLUS_BONES = {"lateral": "fibula", "medial": "tibia"}
+
+
 def _in_code_set_words(text: str) -> str:
     """A lower-cased text in the code set's words: its "lower limb" and "upper extremity" read as
     "leg" and "arm", its "low back pain" as lumbago too, its "tobacco dependence" as nicotine's,
-    its coronary stent as the presence of a coronary angioplasty implant."""
+    its coronary stent as the presence of a coronary angioplasty implant, a malleolus with its bone,
+    a spine level with its region ("L5-S1": lumbosacral), a herniated disc as a displaced one."""
     text = _LIMB.sub(lambda m: _LIMB_WORDS[m.group(1)], text.lower())
     text = _TOBACCO_DEPENDENCE.sub("tobacco nicotine dependence", text)
     text = _CORONARY_STENT.sub(lambda m: m.group() + " presence of coronary angioplasty implant", text)
+    text = _MALLEOLUS.sub(lambda m: f"{m.group()} {_MALLEOLUS_BONES[m.group(1)]}", text)
+    text = _SPINE_LEVEL.sub(_spine_region, text)
+    text = _HERNIATED_DISC.sub(lambda m: f"{m.group()} intervertebral disc displacement", text)
     return _LOW_BACK_PAIN.sub("low back pain lumbago", text)
 
 

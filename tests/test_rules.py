@@ -835,6 +835,14 @@ def test_a_slashed_pair_of_a_code_is_either_word(cs):
      {"Z79.51": "fluticasone-salmeterol"}),
     ("HPI: fluticasone nasal spray daily.\nPlan: continue fluticasone.", {}),   # not inhaled
     ("HPI: on apixaban.\nPlan: continue apixaban for 3 more days, then stop.", {}),  # a set time
+    ("HPI: on apixaban after the embolism.\nPlan: Continue apixaban for 3 months total.", {"Z79.01": "apixaban"}),
+    # Systemic steroids and antimetabolites, by mouth or by vein, not a short course nor a cream.
+    ("Assessment: Polymyalgia rheumatica, improving on long-term prednisone.", {"Z79.52": "prednisone"}),
+    ("HPI: on methotrexate 15 mg weekly.\nPlan: Continue methotrexate and folic acid.", {"Z79.631": "methotrexate"}),
+    ("HPI: on prednisone 40 mg.\nPlan: continue prednisone to complete 5 days.", {}),
+    ("HPI: COPD flare on prednisone.\nPlan: Continue prednisone for 2 more days.", {}),
+    ("HPI: uses hydrocortisone cream.\nPlan: continue hydrocortisone cream.", {}),
+    ("Plan: start prednisone 15 mg daily.", {}),
     # A change to another drug of the class: the class's therapy goes on.
     ("HPI: on fluticasone-salmeterol 250/50 twice daily.\nPlan: Step up to budesonide-formoterol.",
      {"Z79.51": "fluticasone-salmeterol"}),
@@ -843,9 +851,10 @@ def test_a_slashed_pair_of_a_code_is_either_word(cs):
     ("HPI: no anticoagulant.\nPlan: switch to apixaban if AF recurs.", {}),      # none taken now
 ])
 def test_a_drug_the_note_says_is_taken_long_term_gets_its_z79_code(cs, note, added):
-    """A coder codes the long-term use of an anticoagulant (Z79.01), antiplatelet (Z79.02) or
-    aspirin (Z79.82) wherever the note says the patient takes it long term, whether or not a
-    diagnosis asks for it; the drug's name is the evidence."""
+    """A coder codes the long-term use of an anticoagulant (Z79.01), antiplatelet (Z79.02),
+    aspirin (Z79.82), systemic steroid (Z79.52) or antimetabolite (Z79.631) wherever the note
+    says the patient takes it long term, whether or not a diagnosis asks for it; the drug's name
+    is the evidence."""
     found = rules.long_term_therapy(cs, note, [])
     assert {code: note[a:b] for code, (a, b) in found.items()} == added
     assert rules.long_term_therapy(cs, note, list(added)) == {}  # already suggested
@@ -1332,3 +1341,89 @@ def test_a_code_the_note_says_with_one_of_its_words_absent_is_contradicted(cs):
     note = "Clinic visit.\nLabs: ferritin 18, hemoglobin normal.\nAssessment: Iron deficiency without anemia.\n"
     assert rules.contradicted(cs, note, ["D50.9", "E61.1"]) == [Rejected("D50.9", rules.CONTRADICTED)]
     assert rules.contradicted(cs, note.replace("without anemia", "anemia"), ["D50.9"]) == []
+
+
+@pytest.mark.parametrize("assessment, kept, gone", [
+    # E53.8's term "Vitamin B12 deficiency" is a part of D51.0's title.
+    ("Pernicious anemia with vitamin B12 deficiency.", "D51.0", "E53.8"),
+])
+def test_a_code_stated_only_in_the_words_of_another_stated_title_goes(cs, assessment, kept, gone):
+    note = f"Clinic visit.\nHPI: follow-up.\nAssessment: {assessment}\nPlan: treat.\n"
+    assert rules.reported_by_stated(cs, note, [kept, gone]) == [Rejected(gone, rules.LESS_SPECIFIC)]
+    result = fixed_pipeline(cs, [(kept, 0.9), (gone, 0.9)]).suggest(note)
+    assert kept in result.codes and gone not in result.codes
+
+
+def test_a_code_the_other_asks_for_stays_beside_it(cs):
+    """I16.0 asks for the hypertension (Code also), E11.22 for the stage of the CKD (N18.1-N18.6):
+    each stays, and so does N18.9, a CKD of unknown stage, of the category E11.22 asks for."""
+    note = ("Clinic visit.\nHPI: follow-up.\nAssessment:\n1. Hypertensive urgency. Essential hypertension.\n"
+            "2. Type 2 diabetes with diabetic chronic kidney disease, chronic kidney disease stage 4.\nPlan: labs.\n")
+    assert rules.reported_by_stated(cs, note, ["I16.0", "I10", "E11.22", "N18.4"]) == []
+    assert rules.reported_by_stated(cs, note, ["E11.22", "N18.9"]) == []  # a CKD of unknown stage
+
+
+def test_a_sibling_said_beside_the_generic_wording_is_the_specific_code(cs):
+    """"Pernicious anemia with vitamin B12 deficiency" says D51.9's words and D51.0's inclusion
+    term "Pernicious anemia" in one sentence: D51.0, not the unspecified D51.9."""
+    note = "Clinic visit.\nHPI: tired.\nAssessment: Pernicious anemia with vitamin B12 deficiency.\nPlan: B12.\n"
+    assert rules.specific_in_assessment(cs, note, ["D51.9"]) == {"D51.9": "D51.0"}
+    assert rules.specific_in_assessment(cs, note.replace("Pernicious anemia with v", "V"), ["D51.9"]) == {}
+
+
+def test_a_plan_item_makes_no_second_guess_an_assessment_item(cs):
+    """K75.9 "Inflammatory liver disease" is only a part of the fatty liver disease item (K76.0);
+    "Repeat liver enzymes" in the plan diagnoses nothing."""
+    note = ("Hepatology referral.\nHPI: elevated liver enzymes.\nAssessment:\n1. Nonalcoholic fatty liver disease.\n"
+            "2. Hyperlipidemia.\nPlan: Weight loss. Repeat liver enzymes in 6 months.\n")
+    assert Rejected("K75.9", rules.OTHER_STATED) in rules.alternative_stated(cs, note, ["K76.0", "E78.5", "K75.9"])
+
+
+def test_a_residual_symptom_beside_its_stated_sibling_goes(cs):
+    note = ("Urology consultation.\nHPI: blood on urinalysis.\nAssessment: Asymptomatic microscopic hematuria.\n"
+            "Plan: CT.\n")
+    assert rules.alternative_stated(cs, note, ["R31.21", "R31.29"]) == [Rejected("R31.29", rules.OTHER_STATED)]
+
+
+@pytest.mark.parametrize("history, added", [
+    ("Smokes half a pack a day.", True),
+    ("Currently smokes 10 cigarettes a day, not ready to quit.", True),
+    ("Smokes marijuana on weekends.", False),            # no cigarettes counted
+    ("Her father smokes 2 packs a day at home.", False),  # a relative
+    ("Quit smoking 5 years ago, 20 pack-years.", False),  # not now
+    ("Denies that he smokes cigarettes.", False),
+])
+def test_a_current_cigarette_smoker_is_coded_as_nicotine_dependence(cs, history, added):
+    note = f"Dermatology visit.\nHPI: 29-year-old with painful nodules. {history}\nAssessment: Acne.\nPlan: advised.\n"
+    found = rules.current_smoking(cs, note, ["L70.0"])
+    assert list(found) == (["F17.210"] if added else [])
+    assert rules.current_smoking(cs, note, ["L70.0", "F17.200"]) == {}   # a tobacco code already
+    assert rules.current_smoking(cs, f"Case report. {history}", []) == {}  # no encounter note
+
+
+@pytest.mark.parametrize("assessment, asking, added", [
+    ("Diabetic foot ulcer of the right heel with fat layer exposed.", "E11.621", "L97.412"),
+    ("Type 2 diabetes with foot ulcer of the left midfoot, limited to breakdown of skin.", "E11.621", "L97.421"),
+    ("Diabetic foot ulcer.", "E11.621", None),                     # no site said: no guess
+    ("Type 2 diabetes with foot ulcer, right ankle and foot pain.", "E11.621", None),
+])
+def test_a_range_a_code_asks_for_is_coded_where_the_assessment_says_its_detail(cs, assessment, asking, added):
+    """E11.621 asks for the ulcer's site and depth (L97.4-, L97.5-): the code of the range whose own
+    words the assessment says beyond the range's shared "Non-pressure chronic ulcer of"; not an
+    "other part of foot" code where a named part (heel) says as much."""
+    note = f"Wound clinic.\nHPI: ulcer for 6 weeks.\nAssessment: {assessment}\nPlan: offloading.\n"
+    found = rules.detail_asked(cs, note, [asking])
+    assert list(found) == ([added] if added else [])
+    if added:
+        assert found[added][1] == [asking]
+        assert rules.detail_asked(cs, note, [asking, "L97.419"]) == {}  # the range is coded already
+
+
+def test_a_stated_code_names_no_other_part_the_note_did_not_name(cs):
+    """"Urinary tract infection in pregnancy ... 22 weeks" says O23.42's words (its "unspecified"
+    aside, the weeks coded apart as Z3A.22) and as many of O23.32 "Infections of other parts of
+    urinary tract in pregnancy": the code that names no other part."""
+    note = ("Obstetric visit.\nHPI: 27-year-old G2P1 at 22 weeks 3 days with dysuria.\n"
+            "Assessment: Urinary tract infection in pregnancy due to E. coli, second trimester, 22 weeks.\n"
+            "Plan: Cephalexin.\n")
+    assert rules.stated_in_assessment(cs, note, ["O23.32", "O23.42"], []) == ["O23.42"]

@@ -340,3 +340,37 @@ def test_a_plural_reads_as_its_singular_where_the_stemmer_cuts_them_apart():
 def test_what_a_note_must_say_to_state_a_wording(wording, stated):
     assert stated_stems(wording) == stated
     assert essential_stems(wording) >= stated  # the code-set search's cover is unchanged
+
+
+@pytest.mark.parametrize("note_words, code_set_words", [
+    ("polycystic ovary syndrome", "Polycystic ovarian syndrome"),       # E28.2
+    ("calculous cholecystitis", "Calculus of gallbladder with acute cholecystitis"),
+    ("ingrown toenail", "Ingrowing nail"),                              # L60.0: the toe's nail
+    ("menopausal", "natural (age-related) menopause"),                  # N95.1's term
+    ("head lice", "Head-louse infestation"),                            # B85.0
+    ("hypertriglyceridemia", "Pure hyperglyceridemia"),                 # E78.1
+    ("right lateral malleolus", "lateral malleolus of right fibula"),   # S82.64-
+    ("anaphylaxis", "Anaphylactic reaction due to peanuts"),            # T78.01-
+    ("L5-S1", "Intervertebral disc disorders with radiculopathy, lumbosacral region"),  # M51.17
+])
+def test_a_word_the_note_writes_in_another_form_reads_as_the_code_sets(note_words, code_set_words):
+    """Forms of one word the light stemmer leaves apart, a nail as the toe's, a synonym and a bone's
+    part: each word of the note stems as a word of the code set's wording."""
+    from models.text import stems
+
+    code_set = stems(code_set_words)
+    for word in note_words.split():
+        assert stems(word) & code_set, word
+    # The malleolus says its bone, as the fracture codes name it; a spine level its region.
+    assert stems("fibula") <= stems("lateral malleolus") and stems("tibia") <= stems("medial malleolar")
+    for level, region in (("C5-C6", "cervical"), ("C7-T1", "cervicothoracic"), ("T12-L1", "thoracolumbar"),
+                          ("L4-5", "lumbar"), ("L5-S1", "lumbosacral")):
+        assert stems(region) <= stems(f"stenosis at {level}"), level
+    assert stems("reaction intervertebral displacement") <= stems("anaphylaxis; herniated disc")
+
+
+def test_the_code_set_search_finds_what_the_note_writes_in_another_form(cs):
+    assert cs.search("Ingrown toenail of the right great toe", billable_only=True, limit=40)[0].code != ""
+    assert "L60.0" in [h.code for h in cs.search("Ingrown toenail", billable_only=True, limit=5)]
+    assert cs.search("Polycystic ovary syndrome", billable_only=True)[0].code == "E28.2"
+    assert "B85.0" == cs.search("Head lice infestation", billable_only=True)[0].code

@@ -115,6 +115,14 @@ class ServerModelsLookup:
         return self._answer.result()
 
 
+def join(owner: QObject, timeout_ms: int = 10_000) -> None:
+    """Wait for the worker threads `owner` started to end (their worker has reported; the thread
+    is winding down): a process that exits while one still runs is aborted by Qt."""
+    for thread in owner.findChildren(QThread):
+        thread.quit()
+        thread.wait(timeout_ms)
+
+
 def start(worker: QObject, owner: QObject) -> QThread:
     """Run `worker.run` on a new thread; the thread and worker are cleaned up when it ends."""
     thread = QThread(owner)

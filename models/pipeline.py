@@ -357,7 +357,11 @@ class Pipeline:
             out.append(s)
         kept = [s.code for s in out]
         asked = (rules.drug_therapy(self.cs, certain, kept) | rules.body_mass_index(self.cs, certain, kept)
-                 | rules.status_asked(self.cs, certain, kept) | rules.detail_asked(self.cs, certain, kept))
+                 | rules.status_asked(self.cs, certain, kept))
+        # A range's detail is said in an assessment sentence: its evidence, the words of its title
+        # there ("ulcer of the right heel with fat layer exposed"), not the whole sentence.
+        asked |= {code: (narrow(note, span, [self.cs.description(code)]), asking)
+                  for code, (span, asking) in rules.detail_asked(self.cs, certain, kept).items()}
         for code, (span, asking) in asked.items():
             # As sure as the surest code asking for it.
             probability = max(x.confidence for x in out if x.code in asking)

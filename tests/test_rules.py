@@ -1427,3 +1427,12 @@ def test_a_stated_code_names_no_other_part_the_note_did_not_name(cs):
             "Assessment: Urinary tract infection in pregnancy due to E. coli, second trimester, 22 weeks.\n"
             "Plan: Cephalexin.\n")
     assert rules.stated_in_assessment(cs, note, ["O23.32", "O23.42"], []) == ["O23.42"]
+
+
+def test_the_detail_a_code_asks_for_comes_in_with_its_own_words_as_evidence(cs):
+    note = ("Wound clinic.\nHPI: ulcer for 6 weeks.\nAssessment: Diabetic foot ulcer of the right heel with fat "
+            "layer exposed, type 2 diabetes mellitus.\nPlan: offloading.\n")
+    result = fixed_pipeline(cs, [("E11.621", 0.9)]).suggest(note)
+    added = next(s for s in result.suggestions if s.code == "L97.412")
+    assert added.evidence.text == "ulcer of the right heel with fat layer exposed"
+    assert added.asked_by == ["E11.621"]

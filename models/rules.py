@@ -221,6 +221,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from bisect import bisect_left, bisect_right
 from functools import lru_cache, partial
 from typing import Callable, NamedTuple
 
@@ -627,8 +628,7 @@ def reported_by_stated(cs: CodeSet, note: str, codes: list[str]) -> list[Rejecte
             and all(any(w < h for h in held) for w in said[code])
 
     def asked(code: str) -> bool:  # N18.9 beside E11.22: its category is the one asked for
-        return any(_asks_for(cs, c, code) or _asks_for(cs, c, code, category=True)
-                   for c in codes if c != code and cs.is_valid(c))
+        return any(_asks_for(cs, c, code, category=True) for c in codes if c != code and cs.is_valid(c))
 
     return [Rejected(c, LESS_SPECIFIC) for c in said
             if any(reports(o, c) for o in said if o != c) and not asked(c)]
@@ -1737,24 +1737,22 @@ def detail_asked(cs: CodeSet, note: str, codes: list[str]) -> dict[str, tuple[tu
 def _asked_ranges(cs: CodeSet, code: str) -> tuple[tuple[tuple[str, str], ...], ...]:
     """The key ranges of each "Use additional code" line of `code` and its ancestors that asks
     for a range of codes, not one code ("site of ulcer (L97.4-, L97.5-)")."""
-    out = []
-    for link in [code, *cs.ancestors(code)]:
-        for text in cs.record(link).use_additional_code:
-            for line in text.splitlines():
-                ranges = tuple(note_ranges(line))
-                if ranges and len(_billable_in(cs, ranges)) > 1:
-                    out.append(ranges)
-    return tuple(dict.fromkeys(out))
+    out = (tuple(note_ranges(line)) for line in _use_additional_lines(cs, code))
+    return tuple(dict.fromkeys(ranges for ranges in out if len(_billable_in(cs, ranges)) > 1))
 
 
 @lru_cache(maxsize=4096)
 def _billable_in(cs: CodeSet, ranges: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    return tuple(c for c in _billable_codes(cs) if _within(c, ranges))
+    """The billable codes whose keys fall in the ranges, in the code set's key order."""
+    keys, codes = _billable_keys(cs)
+    return tuple(c for lo, hi in ranges for c in codes[bisect_left(keys, lo):bisect_right(keys, hi)])
 
 
 @lru_cache(maxsize=4)
-def _billable_codes(cs: CodeSet) -> tuple[str, ...]:
-    return tuple(cs.all_codes())
+def _billable_keys(cs: CodeSet) -> tuple[list[str], list[str]]:
+    """Every billable code's key, sorted, and the codes in that order: a range is two bisections."""
+    pairs = sorted((code_key(c), c) for c in cs.all_codes())
+    return [k for k, _ in pairs], [c for _, c in pairs]
 
 
 @lru_cache(maxsize=4096)
@@ -1831,15 +1829,20 @@ def _class_code(cs: CodeSet, class_name: str) -> str | None:
     return next((c for c in cs.billable_descendants("Z79") if re.search(wording, cs.description(c), re.I)), None)
 
 
+def _use_additional_lines(cs: CodeSet, code: str):
+    """Each line of the "Use additional code" notes of `code` and its ancestors."""
+    for link in [code, *cs.ancestors(code)]:
+        for note in cs.record(link).use_additional_code:
+            yield from note.splitlines()
+
+
 def _asking_lines(cs: CodeSet, code: str):
     """(line, the billable code it names) for each line of the "Use additional code" notes of
     `code` and its ancestors that names one in parentheses ("insulin (Z79.4)" on E11)."""
-    for link in [code, *cs.ancestors(code)]:
-        for note in cs.record(link).use_additional_code:
-            for line in note.splitlines():
-                asked = _PARENTHESIZED_CODE.search(line)
-                if asked and cs.is_billable(asked.group(1)):
-                    yield line, cs.normalize(asked.group(1))
+    for line in _use_additional_lines(cs, code):
+        asked = _PARENTHESIZED_CODE.search(line)
+        if asked and cs.is_billable(asked.group(1)):
+            yield line, cs.normalize(asked.group(1))
 
 
 @lru_cache(maxsize=65536)

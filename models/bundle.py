@@ -28,7 +28,7 @@ from pathlib import Path, PureWindowsPath
 from .contract import CONTRACT_VERSION, VERIFIER_CONTRACT
 from .errors import CoderError
 from .files import sha256_file
-from .runtimes import cpu_has_native_bf16
+from .runtimes import cpu_has_amx_bf16, cpu_has_native_bf16, torch_installed
 
 BUNDLE_FORMAT = 1
 BUNDLE_FILE = "bundle.json"
@@ -101,15 +101,24 @@ class Bundle:
     def default_model(self) -> BundleModel | None:
         return next((m for m in self.models if m.default), None)
 
-    def model_to_run(self) -> BundleModel | None:
+    def model_to_run(self, with_torch: bool = False) -> BundleModel | None:
         """The default model, or the bundle's BF16 GGUF in its place where the default is a GGUF
         and this CPU computes bf16 natively (AVX512-BF16, AMX): the same weights at higher
         precision, and there the fastest to read a prompt (llama.cpp, 2 cores with AVX512-BF16:
         1.84 s per note against Q4_K_M's 2.56 s). Elsewhere llama.cpp widens bf16 in software
-        (not measured), so the default stays."""
+        (not measured), so the default stays.
+
+        `with_torch`: the caller can run the merged model through torch (the builder's evaluate,
+        benchmark and serve; the packaged app has no torch). On a CPU with AMX a verifier's
+        merged model then runs in bf16 instead (`transformers_runtime.auto_dtype`): AMX computes
+        its products, where llama.cpp has no working AMX path (2 cores: 0.27 s against the BF16
+        GGUF's 1.24 s for a 990-token prompt)."""
         model = self.default_model()
         if model is None or model.format != "gguf" or not cpu_has_native_bf16():
             return model
+        merged = self.find_model(fmt="safetensors")
+        if with_torch and merged and self.verifier is not None and cpu_has_amx_bf16() and torch_installed():
+            return merged
         return next((m for m in self.models if m.format == "gguf" and m.variant.upper() == "BF16"), model)
 
     def find_model(self, fmt: str | None = None, variant: str | None = None) -> BundleModel | None:
@@ -123,15 +132,16 @@ class Bundle:
         target = Path(path).resolve()
         return next((m for m in self.models if self.path(m.path).resolve() == target), None)
 
-    def runtime_spec(self, choice: str | None = None) -> str:
+    def runtime_spec(self, choice: str | None = None, with_torch: bool = False) -> str:
         """The `open_runtime` spec for a choice: None or "bundle" (the default system: the
-        default model, or "retrieval" where `default_system` says so), a format
+        default model, or "retrieval" where `default_system` says so; `with_torch` as in
+        `model_to_run`), a format
         ("gguf", "onnx", "safetensors") or a variant ("Q8_0", "int8") of this bundle, "retrieval",
         or anything else `open_runtime` takes (a file, ollama:NAME, openai:URL#MODEL) as it is."""
         if choice == "retrieval":
             return "retrieval"
         if choice in (None, "", "bundle"):
-            model = self.model_to_run()
+            model = self.model_to_run(with_torch)
             if model is None or self.default_system == "retrieval":
                 return "retrieval"  # a retrieval-only bundle, or the model did not earn its place
             return str(self.path(model.path))

@@ -179,7 +179,7 @@ class Pipeline:
         server `model` serves this bundle's verifier (its server mode), not a generative model."""
         cs = cs or codeset_mod.load()
         retriever = bundle.load_retriever(cs)
-        spec = bundle.runtime_spec(model)
+        spec = bundle.runtime_spec(model, with_torch=True)  # the merged model on AMX, where torch is
         selector = open_bundle_selector(bundle, spec, options.get("served_verifier", False), **{
             k: v for k, v in options.items() if k in ("candidates", "use_candidates", "max_tokens")},
             **(runtime_options or {}))

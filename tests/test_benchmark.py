@@ -20,7 +20,11 @@ def test_benchmark_compares_every_runtime_of_a_bundle(tiny_bundle, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((run / "benchmark/benchmark.json").read_text())
     labels = [r["label"] for r in report["runtimes"]]
-    assert labels == ["retrieval", "transformers fp32", "GGUF Q4_K_M x1", "GGUF Q4_K_M x2"]
+    from models.runtimes import cpu_has_amx_bf16
+
+    # On a CPU with AMX, the merged model in bf16 too: what `--system bundle` runs there.
+    amx = ["transformers bf16 (AMX)"] if cpu_has_amx_bf16() else []
+    assert labels == ["retrieval", "transformers fp32", *amx, "GGUF Q4_K_M x1", "GGUF Q4_K_M x2"]
     by = {r["label"]: r for r in report["runtimes"]}
     assert all(r["notes"] == 3 for r in report["runtimes"])
     gguf = by["GGUF Q4_K_M x1"]
@@ -54,3 +58,14 @@ def test_bound_counts_bf16_only_where_the_cpu_has_it(monkeypatch, flags, dtypes)
 
     monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: flags)
     assert arithmetic_dtypes() == dtypes
+
+
+def test_the_bf16_torch_contender_runs_only_on_a_cpu_with_amx(monkeypatch, tiny_bundle):
+    import models.runtimes
+    from builder.benchmarks.runtimes import contenders
+
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["avx512f", "avx512_bf16"])
+    assert [c.label for c in contenders(tiny_bundle, [(2, 2)])] == ["retrieval", "transformers fp32", "GGUF Q4_K_M x2"]
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["avx512f", "avx512_bf16", "amx_bf16"])
+    found = {c.label: c.options for c in contenders(tiny_bundle, [(2, 2)])}
+    assert found["transformers fp32"]["dtype"] == "fp32" and found["transformers bf16 (AMX)"]["dtype"] == "bf16"

@@ -248,3 +248,35 @@ def test_the_bf16_gguf_runs_by_default_only_on_a_cpu_with_native_bf16(tmp_path, 
     assert b.runtime_spec(None) == str(tmp_path / q4.path)
     b.models, b.default_system = [q4, bf16], "retrieval"
     assert b.runtime_spec(None) == "retrieval"
+
+
+def test_on_a_cpu_with_amx_the_builder_runs_the_merged_verifier_through_torch(tmp_path, monkeypatch):
+    """AMX computes torch's bf16 products, where llama.cpp has no working AMX path: the builder
+    (evaluate, serve, benchmark: `with_torch`) runs the merged model there, with the stacker
+    fitted on full-precision margins; the app, register and served verifiers keep the GGUF."""
+    import models.runtimes
+    from models.bundle import Bundle, RetrieverPart, VerifierPart
+
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["avx512f", "avx512_bf16", "amx_bf16"])
+    q4 = bundle_mod.BundleModel("gguf/icd10-coder-Q4_K_M.gguf", "gguf", "Q4_K_M", "llama.cpp", True)
+    bf16 = bundle_mod.BundleModel("gguf/icd10-coder-BF16.gguf", "gguf", "BF16", "llama.cpp", False)
+    merged = bundle_mod.BundleModel("merged", "safetensors", "fp32", "transformers", False)
+    stage = {"inputs": ["verifier_margin"], "weights": [1.0], "bias": -3.0, "threshold": 0.5}
+    own = {bf16.path: {**stage, "bias": -2.0}}
+    b = Bundle(tmp_path, "b", "now", CONTRACT_VERSION, {}, RetrieverPart("r.json.gz", 0.2, "", ""),
+               models=[q4, bf16, merged], verifier=VerifierPart(1, stage, "", "", own))
+    assert b.runtime_spec(None, with_torch=True) == str(tmp_path / "merged")
+    assert b.stacker(b.runtime_spec(None, with_torch=True)).bias == -3.0  # the stage's own
+    assert b.runtime_spec(None) == str(tmp_path / bf16.path)  # the app: no torch in its package
+    assert b.runtime_spec("gguf", with_torch=True) == str(tmp_path / q4.path)  # a choice stands
+    from builder.distribution.register import bundle_gguf
+
+    assert bundle_gguf(b) == tmp_path / bf16.path
+    monkeypatch.setattr(bundle_mod, "torch_installed", lambda: False)
+    assert b.runtime_spec(None, with_torch=True) == str(tmp_path / bf16.path)
+    monkeypatch.setattr(bundle_mod, "torch_installed", lambda: True)
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["avx512f", "avx512_bf16"])  # no AMX
+    assert b.runtime_spec(None, with_torch=True) == str(tmp_path / bf16.path)
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["amx_bf16"])
+    b.verifier = None  # a generative bundle: its GGUF writes the answer as before
+    assert b.runtime_spec(None, with_torch=True) == str(tmp_path / bf16.path)

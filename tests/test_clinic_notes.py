@@ -23,7 +23,7 @@ def rows():
 
 
 def test_rows_are_well_formed(rows):
-    assert 105 <= len(rows) <= 200
+    assert 105 <= len(rows) <= 250
     for row in rows:
         assert set(row) == {"id", "note", "codes", "why"}, row.get("id")
         assert re.fullmatch(r"clinic-\d{3}", row["id"]), row["id"]

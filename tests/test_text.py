@@ -374,3 +374,13 @@ def test_the_code_set_search_finds_what_the_note_writes_in_another_form(cs):
     assert "L60.0" in [h.code for h in cs.search("Ingrown toenail", billable_only=True, limit=5)]
     assert cs.search("Polycystic ovary syndrome", billable_only=True)[0].code == "E28.2"
     assert "B85.0" == cs.search("Head lice infestation", billable_only=True)[0].code
+
+
+def test_a_burning_sensation_is_no_burn(cs):
+    """"Burning, gritty eyes" and "burning with urination" say how it feels: the code set's
+    "Burn of ..." codes are injuries (T30.0 came from both)."""
+    from models.text import stem, stems
+
+    assert stem("burning") != stem("burn") == stem("burns") == stem("burned")
+    assert not stems("burn") & stems("burning, gritty eyes") and stems("burn") <= stems("second degree burns")
+    assert "T30.0" not in [h.code for h in cs.search("burning with urination", billable_only=True, limit=5)]

@@ -574,3 +574,29 @@ def test_the_stacker_reports_each_kind_of_note_and_judges_by_codiesp():
     assert cv["micro_f1"] == cv["by_kind"]["codiesp"] == 1.0 > cv["by_kind"]["synthetic"]
     alone, cv_alone = fit_stacker(a, ga, ("verifier_margin",))
     assert set(cv_alone["by_kind"]) == {"codiesp"} and 0.0 < alone["threshold"] < 1.0
+
+
+def test_a_bf16_transformers_runtime_scores_as_fp32_does(tiny_verifier_folder, monkeypatch):
+    """On a CPU with AMX a merged model runs in bf16 (`open_runtime`'s "auto"); its margins
+    stay those of fp32 within bf16's rounding, where the difference of two bf16 logits would not."""
+    import numpy as np
+
+    import models.runtimes
+    from models.runtimes import RuntimeUnavailable, open_runtime
+    from models.runtimes.transformers_runtime import TransformersRuntime
+
+    neutral = Stacker.verifier_alone()
+    note = NOTE + " " + "Follow-up in three months. " * 20
+    fp32, _ = VerifierSelector(TransformersRuntime(str(tiny_verifier_folder)), neutral).judge(note, CANDIDATES)
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["avx512f", "avx512_bf16", "amx_bf16"])
+    runtime = open_runtime(str(tiny_verifier_folder))
+    assert runtime.dtype == "bf16" and runtime.name.startswith("transformers bf16:")
+    bf16, _ = VerifierSelector(runtime, neutral).judge(note, CANDIDATES)
+    a = np.array([m for _, m, _ in fp32])
+    b = np.array([m for _, m, _ in bf16])
+    assert [c.code for c, _, _ in fp32] == [c.code for c, _, _ in bf16]
+    assert np.abs(a - b).max() < 0.05 * max(1.0, np.abs(a).max()), (a, b)
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["avx512f", "avx512_bf16"])
+    assert open_runtime(str(tiny_verifier_folder)).dtype == "fp32"  # no AMX: fp32
+    with pytest.raises(RuntimeUnavailable, match="Unknown dtype"):
+        TransformersRuntime(str(tiny_verifier_folder), dtype="fp8")

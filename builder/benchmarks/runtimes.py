@@ -37,7 +37,7 @@ from builder.stages.export import GGUF_TYPES
 from models import codeset as codeset_mod
 from models.files import write_json_atomic, write_text_atomic
 from models.pipeline import Pipeline
-from models.runtimes import RuntimeUnavailable, cpu_flags, cpu_has_native_bf16
+from models.runtimes import RuntimeUnavailable, cpu_flags, cpu_has_amx_bf16, cpu_has_native_bf16
 from models.select import open_selector
 
 
@@ -72,7 +72,9 @@ def contenders(bundle, threads: list[tuple[int, int]]) -> list[Contender]:
                                                    if m.variant in GGUF_TYPES else 0)):
         path = str(bundle.path(m.path))
         if m.format == "safetensors":
-            out.append(Contender("transformers fp32", path, {"threads": most}))
+            out.append(Contender("transformers fp32", path, {"threads": most, "dtype": "fp32"}))
+            if cpu_has_amx_bf16():  # what `--system bundle` runs there (Bundle.model_to_run)
+                out.append(Contender("transformers bf16 (AMX)", path, {"threads": most, "dtype": "bf16"}))
         elif m.format == "onnx":
             out.append(Contender(f"ONNX {m.variant}", path, {"threads": most}))
         else:

@@ -132,7 +132,7 @@ def _parts(cfg: BuildConfig, bundle: str | None, system: str):
     cs = codeset_mod.load()
     if bundle or (Path(cfg.run_dir) / RUN_BUNDLE / BUNDLE_FILE).is_file():
         found = resolve(bundle, cfg.run_dir)
-        return found, found.load_retriever(cs), found.runtime_spec(system)
+        return found, found.load_retriever(cs), found.runtime_spec(system, with_torch=True)
     if system == "bundle":
         raise EvalDataError(f"{cfg.run_dir} has no bundle: run `python -m builder bundle` first, "
                             "or give --bundle.")

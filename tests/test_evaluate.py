@@ -99,7 +99,7 @@ def test_transformers_runtime_on_a_tiny_model_returns_only_fy2026_codes(
     from builder.answer_check import CHECK_NOTES
 
     runtime = open_runtime(str(tiny_llama_folder))
-    assert runtime.name.startswith("transformers:")
+    assert runtime.name.split(":")[0] in ("transformers fp32", "transformers bf16")  # bf16 on AMX
     # Without the coding rules: what the model wrote is under test, not what the rules add.
     result = Pipeline(runtime, cs, max_tokens=24, coding_rules=False).suggest("Essential hypertension, stable.")
     assert len(result.raw_answers) == 1 and result.raw_answers[0]  # random weights: gibberish
@@ -159,6 +159,8 @@ def test_report_names_each_kind_of_system_by_runtime_not_by_path():
     assert name("verifier:openai:http://127.0.0.1:8765/v1#icd10-verifier") == \
         "verifier served by openai (icd10-verifier) over the ranker"
     assert name("transformers:run/merged") == "merged (PyTorch fp32) + candidates"
+    assert name("verifier:transformers bf16:run/bundle/merged", "bundle") == \
+        "verifier merged (PyTorch bf16) over the ranker"  # what the builder runs on AMX
     assert name("llama.cpp:x/icd10-coder-Q8_0.gguf", with_candidates=False) == \
         "GGUF Q8_0 (llama.cpp), zero-shot"
     assert name("retrieval", "retrieval") == "retrieval alone"

@@ -279,7 +279,7 @@ def test_ollama_gives_the_verifier_the_same_scores(tiny_f16_gguf, tmp_path):
             old.judge(NOTE, CANDIDATES)
 
 
-def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_verifier_folder, tmp_path, cs):
+def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_verifier_folder, tmp_path, cs, monkeypatch):
     """merge -> export (the GGUF's stacker refitted on its own margins) -> bundle -> the pipeline
     the app and the server build from it judges with the verifier and that stacker."""
     import shutil
@@ -328,6 +328,10 @@ def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_ver
     assert made.verifier is not None and made.verifier.contract == 1
     own = made.verifier.stackers["gguf/icd10-coder-Q8_0.gguf"]
     assert own != made.verifier.stacker  # refitted on the GGUF's margins
+    # (On a CPU with AMX the builder runs the merged model instead: tests/test_bundle.py.)
+    import models.runtimes
+
+    monkeypatch.setattr(models.runtimes, "cpu_flags", lambda: ["avx2", "fma"])
     pipeline = Pipeline.from_bundle(made, None, cs)
     assert isinstance(pipeline.selector, VerifierSelector)
     assert pipeline.selector.stacker == Stacker.from_dict(own)

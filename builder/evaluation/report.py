@@ -21,10 +21,11 @@ def system_name(m: dict) -> str:
     verifier = system.startswith("verifier:")  # a model judging the ranker's candidates
     runtime, _, where = system.removeprefix("verifier:").partition(":")
     path = Path(where)
+    dtype = runtime.partition(" ")[2] or "fp32"  # "transformers bf16" on a CPU with AMX
     if system == "retrieval":  # asked for, or what the bundle runs by default
         return "retrieval alone" + (" (the bundle's default)" if label == "bundle" else "")
     if label == "base":
-        name = "base model (PyTorch fp32)"
+        name = f"base model (PyTorch {dtype})"
     elif runtime == "llama.cpp":
         qtype = path.stem.rsplit("-", 1)[-1] if path.stem.startswith("icd10-coder-") else path.stem
         name = f"GGUF {qtype} (llama.cpp)"
@@ -33,7 +34,7 @@ def system_name(m: dict) -> str:
     elif runtime in ("openai", "ollama"):
         name = f"served by {runtime} ({where.rpartition('#')[2] or where})"
     else:
-        name = f"{path.name} (PyTorch fp32)"
+        name = f"{path.name} (PyTorch {dtype})"
     if verifier:
         return f"verifier {name} over the ranker"
     return name + (" + candidates" if m["with_candidates"] else ", zero-shot")

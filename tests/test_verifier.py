@@ -279,7 +279,8 @@ def test_ollama_gives_the_verifier_the_same_scores(tiny_f16_gguf, tmp_path):
             old.judge(NOTE, CANDIDATES)
 
 
-def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_verifier_folder, tmp_path, cs, monkeypatch):
+def test_a_verifier_run_becomes_a_bundle_whose_gguf_has_its_own_stacker(tiny_verifier_folder, tmp_path, cs,
+                                                                       monkeypatch):
     """merge -> export (the GGUF's stacker refitted on its own margins) -> bundle -> the pipeline
     the app and the server build from it judges with the verifier and that stacker."""
     import shutil

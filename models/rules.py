@@ -1029,7 +1029,12 @@ def wordings(cs: CodeSet, code: str) -> list[str]:
     description = cs.description(code)
     said = _wordings(cs, cs.normalize(code))
     either = {alt for w, _ in said if not and_list(w) and not two_names(w) for alt in and_alternatives(w)}
-    return [w for w, _ in said if w != description and w not in either]
+    out = [w for w, _ in said if w != description and w not in either]
+    # The 7th character's meaning is the retriever's choice (models/seventh.py), not words the
+    # note must say: "Heat exhaustion" is the evidence of T67.5XXA "Heat exhaustion,
+    # unspecified, initial encounter".
+    bare = [b for w in [description, *out] if (b := _without_encounter(cs, code, w)) != w]
+    return list(dict.fromkeys(out + bare))
 
 
 _UNILATERAL, _BILATERAL = stem("unilateral"), stem("bilateral")

@@ -697,6 +697,29 @@ def test_a_code_stated_through_its_parents_title_has_those_words_as_evidence(cs)
     assert "unsupported" not in s.flags  # the app would say "no evidence found"
 
 
+@pytest.mark.parametrize("assessment, pool, stated", [
+    ("Crohn disease of small intestine.", ["K50.00", "K50.90"], ["K50.00"]),
+    ("Meniere disease of the left ear.", ["H81.02", "H81.09"], ["H81.02"]),
+    # (Not an eponym: a "midshaft" fracture is the code set's "fracture of shaft".)
+    ("Closed displaced left midshaft clavicle fracture, initial encounter.",
+     ["S42.022A", "S42.002A", "S42.025A"], ["S42.022A"]),
+])
+def test_the_assessment_states_an_eponym_without_its_possessive_or_accents(cs, assessment, pool, stated):
+    assert rules.stated_in_assessment(cs, f"Assessment: {assessment}\nPlan: follow up.\n", pool, []) == stated
+
+
+def test_an_injury_stated_without_its_encounter_has_those_words_as_evidence(cs):
+    """"Heat exhaustion" is T67.5XXA "Heat exhaustion, unspecified, initial encounter": the 7th
+    character is the retriever's choice (models/seventh.py), not words the note must say, so the
+    code has evidence and an encounter note keeps it."""
+    note = ("Urgent care visit.\nHPI: roofer dizzy and sweating after 6 hours in the heat today.\n"
+            "Assessment: Heat exhaustion.\nPlan: IV fluids, rest.\n")
+    assert "Heat exhaustion, unspecified" in rules.wordings(cs, "T67.5XXA")
+    result = fixed_pipeline(cs, [("T67.5XXA", 0.7)]).suggest(note)
+    assert result.codes == ["T67.5XXA"]
+    assert result.suggestions[0].evidence.text == "Heat exhaustion"
+
+
 def test_a_combination_the_assessment_names_reports_its_cause_however_sure(cs):
     """"Hypertensive heart disease" in the assessment: the I11 code reports the hypertension, so
     I10 goes even where the selector was surer of it (the two contradict only where the note does

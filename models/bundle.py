@@ -116,8 +116,8 @@ class Bundle:
         model = self.default_model()
         if model is None or model.format != "gguf" or not cpu_has_native_bf16():
             return model
-        merged = self.find_model(fmt="safetensors")
-        if with_torch and merged and self.verifier is not None and cpu_has_amx_bf16() and torch_installed():
+        if with_torch and self.verifier is not None and cpu_has_amx_bf16() and torch_installed() and (
+                merged := self.find_model(fmt="safetensors")):
             return merged
         return next((m for m in self.models if m.format == "gguf" and m.variant.upper() == "BF16"), model)
 

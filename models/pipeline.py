@@ -314,10 +314,12 @@ class Pipeline:
                 s.flags.append(Flag.STATED)
             replaced.append(s)
         pool = [c.code for c in sorted(candidates.values(), key=lambda c: -c.score)[: self.pool]]
-        for code in rules.stated_in_assessment(self.cs, certain, pool, [s.code for s in replaced]):
+        for code in rules.stated_in_assessment(self.cs, certain, rules.with_siblings(self.cs, pool),
+                                               [s.code for s in replaced]):
             # The assessment says it in the code set's words: as sure as such codes prove to be.
-            probability = max(candidates[code].score, self._stated_confidence())
-            s = self.validate(note, CodedItem(code, probability=probability), candidates[code])
+            found = candidates.get(code)
+            probability = max(found.score if found else 0.0, self._stated_confidence())
+            s = self.validate(note, CodedItem(code, probability=probability), found)
             s.flags.append(Flag.STATED)
             replaced.append(s)
         # After the codes the assessment states came in: they are its diagnoses too.

@@ -265,7 +265,7 @@ __all__ = ["CONTRADICTED", "EXCLUDED", "FAMILY_NOT_IN_ASSESSMENT", "IN_COMBINATI
            "alternative_stated", "apply", "certain_part", "contradicted", "is_diagnosis", "wordings",
            "body_mass_index", "drug_therapy", "long_term_therapy", "established_in_assessment",
            "history_of", "immunization", "in_personal_history", "routine_examination",
-           "specific_in_assessment", "stated_in_assessment", "unassessed", "wrong_side"]
+           "specific_in_assessment", "stated_in_assessment", "unassessed", "with_siblings", "wrong_side"]
 
 LESS_SPECIFIC = "less_specific"
 INTEGRAL_SYMPTOM = "integral_symptom"
@@ -780,7 +780,8 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         rivals = [w for c, w in stated_by.items() if _category(cs, c) == category]
         generic = any(_GENERIC.search(cs.description(c)) for c in stated_by if _category(cs, c) == category)
         if code in valid or category in taken and (generic or not _states_more(_stated_wordings(cs, code, affirmed),
-                                                                                rivals)):
+                                                                                rivals)) and not all(
+                _another_complication(cs, code, c) for c in stated_by if _category(cs, c) == category):
             continue
         # Stated, and not just part of what a chosen code says ("malignant neoplasm" is C61's
         # "malignant neoplasm of prostate", not C80.1).
@@ -802,6 +803,35 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
         if len(options) == 1 or options[0][0] > options[1][0]:
             out.append(options[0][1])
     return [c for c in out if not _agent_named_by(cs, c, [o for o in valid + out if o != c])]
+
+
+_WITH = re.compile(r"^(.+?)\s+\bwith\b\s+(.+)$", re.I)
+
+
+def _another_complication(cs: CodeSet, code: str, other: str) -> bool:
+    """Are `code` and `other` two "with" codes of one condition that name different things
+    after "with": E11.65 "Type 2 diabetes mellitus with hyperglycemia" beside E11.22 "... with
+    diabetic chronic kidney disease"? The guidelines code as many of those as the note states (a
+    category's codes are otherwise one condition told apart, one code a condition)."""
+    mine, theirs = (_WITH.match(cs.description(c)) for c in (code, other))
+    if not mine or not theirs or mine[1].lower() != theirs[1].lower() \
+            or any(_GENERIC.search(cs.description(c)) for c in (code, other)):
+        return False
+    a, b = stated_stems(mine[2]), stated_stems(theirs[2])
+    return bool(a - b) and bool(b - a)
+
+
+def with_siblings(cs: CodeSet, codes: list[str], family: int = 6) -> list[str]:
+    """`codes` and, after them, the billable siblings of each (the codes under its parent) where
+    the parent holds at most `family` of them, 7th characters aside (models/seventh.py chooses
+    those): the code-set search can rank the one a note states below its sibling (A04.71
+    "..., recurrent" above A04.72 for "Clostridioides difficile colitis")."""
+    out = dict.fromkeys(codes)
+    for code in codes:
+        parent = cs.parent(code) if cs.is_valid(code) and not cs.seventh_variants(code) else None
+        if parent and len(siblings := cs.billable_descendants(parent)) <= family:
+            out.update(dict.fromkeys(siblings))
+    return list(out)
 
 
 def _states_more(mine: list[frozenset[str]], theirs: list[list[frozenset[str]]]) -> bool:
@@ -957,7 +987,11 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     own += [(w, stated_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
-    inherited = [(w, stated_stems(w) | side) for term in cs.inclusion_terms(code, inherited=True)[len(terms):]
+    # A term from above holds for every code under it with what the code's own title adds:
+    # "Clostridioides difficile colitis" (A04.7) is A04.72, and A04.71 only where the note says
+    # "recurrent".
+    adds = side | _title_adds(cs, code)
+    inherited = [(w, stated_stems(w) | adds) for term in cs.inclusion_terms(code, inherited=True)[len(terms):]
                  if not _OTHER_SPECIFIED.match(term) for w in slash_alternatives(plain_wording(term))]
     # The parent's title with the code's side: "Carpal tunnel syndrome" + right is G56.01.
     parent = next(iter(cs.ancestors(cs.ancestors(code)[0] if cs.seventh_variants(code) else code)), None)
@@ -965,6 +999,23 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
         title = plain_wording(cs.description(parent))
         inherited.append((title, stated_stems(title) | side))
     return tuple(own + inherited)
+
+
+# What a title says is absent is nothing a note must say: "..., not intractable", "... without gangrene".
+_ABSENT_QUALIFIER = re.compile(r",?\s*\b(?:without|not)\b[^,]*", re.I)
+
+
+def _title_adds(cs: CodeSet, code: str) -> frozenset[str]:
+    """The words a code's title adds to its parent's title, where it holds all of the parent's
+    (A04.71 "Enterocolitis due to Clostridium difficile, recurrent": recurrent), less its 7th
+    character's meaning and what it says is absent."""
+    base = cs.ancestors(code)[0] if cs.seventh_variants(code) and len(code_key(code)) == 7 else code
+    parents = cs.ancestors(base)
+    if not parents:
+        return frozenset()
+    mine = stated_stems(_ABSENT_QUALIFIER.sub("", plain_wording(_without_encounter(cs, code, cs.description(code)))))
+    theirs = stated_stems(_ABSENT_QUALIFIER.sub("", plain_wording(cs.description(parents[0]))))
+    return mine - theirs if theirs <= mine else frozenset()
 
 
 def _category_names(cs: CodeSet, code: str) -> list[str]:
@@ -1187,15 +1238,24 @@ def _stated_specific(cs: CodeSet, code: str, affirmed: list[_Sentence]) -> str |
     for other in cs.billable_descendants(category):
         if other == code:
             continue
-        best = 0
+        best, cover = 0, 0
         residual = bool(_RESIDUAL.search(cs.description(other)))  # its own terms say what it holds
-        for wording in said_by([cs.description(other)] * (not residual) + cs.inclusion_terms(other)):
+        # An "unspecified" code only where it holds the generic code's words: I47.9 "Paroxysmal
+        # tachycardia, unspecified" does not say I47.10's "Supraventricular tachycardia".
+        generic = bool(_GENERIC.search(cs.description(other)))
+        wordings = said_by([cs.description(other)] * (not residual) + cs.inclusion_terms(other))
+        words = set().union(*(stated_stems(w) for w in wordings))
+        for wording in wordings:
             wanted = stated_stems(wording)
-            if wanted - said and any(_states(wording, wanted, sentence) and says_more(wanted, sentence)
-                                     for sentence in affirmed):
-                best = max(best, len(wanted))
+            for sentence in affirmed:
+                if wanted - said and _states(wording, wanted, sentence) and (
+                        any(w <= wanted for _, w in own) if generic else says_more(wanted, sentence)):
+                    # As many words stated: the code whose wordings hold more of the sentence
+                    # ("Simple febrile seizure": R56.00's "Simple febrile convulsions" and
+                    # "Febrile seizure NOS", not R56.01's "Complicated febrile seizure").
+                    best, cover = max((best, cover), (len(wanted), len(words & sentence.words)))
         if best:
-            scored.append((best, other))
+            scored.append(((best, cover), other))
     scored.sort(reverse=True)
     if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
         return None
@@ -1485,7 +1545,8 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
     """Combination codes for the selected codes: {added code: (probability, the codes it
     combines)} and the selected codes those report (dropped). A selected code that a less sure
     selected combination would report goes into `outranked`, unless the assessment establishes
-    the combination ("Hypertensive heart disease": I10 goes beside I11.0)."""
+    the combination ("Hypertensive heart disease": I10 goes beside I11.0) or the codes beside it
+    ask for that combination (I10 beside I12.9 and N18.32: the rules would add I12.9)."""
     added: dict[str, tuple[float, list[str]]] = {}
     replaced: set[str] = set()
     covered: set[str] = set()
@@ -1504,8 +1565,10 @@ def _combine(cs: CodeSet, prob: dict[str, float], outranked: dict[str, list[str]
             replaced |= set(present)  # I12.9 "stage 1 through stage 4" beside N18.6: I12.0 is the one
             present = []
         if present:  # I12.9 already selected beside I10: it reports the hypertension
-            for c in reported:  # unless the less sure of the two: then they contradict
-                if max(prob[p] for p in present) >= prob[c] or any(p in established for p in present):
+            for c in reported:  # unless the less sure of the two: then they contradict, but
+                # where the codes beside ask for it (N18.32 with I10: I12.9), as if it were added
+                if max(prob[p] for p in present) >= prob[c] or any(p in established for p in present) \
+                        or code in present:
                     replaced.add(c)
                 else:
                     outranked.setdefault(c, []).extend(present)

@@ -93,7 +93,10 @@ _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
              "toenail": "toenail nail toe", "toenails": "toenails nail toe",
              "fingernail": "fingernail nail finger", "fingernails": "fingernails nail finger",
              # A midshaft fracture is of the bone's shaft (S42.02- "... fracture of shaft of clavicle").
-             "midshaft": "midshaft shaft"}
+             "midshaft": "midshaft shaft",
+             # C. difficile was renamed Clostridioides in 2016; the code set's titles keep
+             # "Clostridium" (A04.7- "Enterocolitis due to Clostridium difficile").
+             "clostridioides": "clostridioides clostridium"}
 # The Alphabetic Index's cross-references for words the code set's descriptions seldom use:
 # "Tumor - see Neoplasm, unspecified behavior", "Carcinoma - see Neoplasm, by site, malignant"
 # ("bladder carcinoma" -> C67.9, Malignant neoplasm of bladder). CodiEsp train, out of fold: micro-F1 0.5416
@@ -102,6 +105,7 @@ _SYNONYMS = {"distal": "distal lower end", "proximal": "proximal upper end",
 # Dependence, nicotine" (3 more right codes, 12 more wrong ones), organ adjectives as their nouns
 # ("renal" -> kidney: 0.5427, the synthetic notes 0.4749 -> 0.4707).
 _INDEX_SEE = {"neoplasm": "tumor tumors tumour tumours",
+              "vaginitis": "vaginosis",  # "Vaginosis - see Vaginitis": bacterial vaginosis is N76.0
               "malignant neoplasm": "carcinoma carcinomas adenocarcinoma adenocarcinomas cancer cancers"}
 _SYNONYMS |= {w: f"{w} {target}" for target, words in _INDEX_SEE.items() for w in words.split()}
 # Word forms the code set writes otherwise, read in their place: "left-sided" is "left side" (too
@@ -257,9 +261,9 @@ def singulars(word: str) -> set[str]:
     return {word[:-1], word[:-2]} if word.endswith("s") else set()
 
 
-# Words that end in "-es" or "-ies" and are no plural.
+# Words that end in "-es" or "-ies" and are no plural (Clostridioides is a genus).
 _SINGULAR_ES = frozenset("diabetes herpes rabies scabies caries species series feces faeces nares tabes ascites "
-                         "rickets mumps measles shingles".split())
+                         "rickets mumps measles shingles clostridioides".split())
 
 
 def plural_twins(text: str) -> dict[str, str]:

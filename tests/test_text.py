@@ -6,11 +6,13 @@ from models.text import (
     bracket_alternatives,
     clauses,
     essential_stems,
+    key_words,
     plural_twins,
     sentences,
     sided_end,
     slash_alternatives,
     stated_stems,
+    stem,
 )
 
 
@@ -399,3 +401,12 @@ def test_a_burning_sensation_is_no_burn(cs):
     assert stem("burning") != stem("burn") == stem("burns") == stem("burned")
     assert not stems("burn") & stems("burning, gritty eyes") and stems("burn") <= stems("second degree burns")
     assert "T30.0" not in [h.code for h in cs.search("burning with urination", billable_only=True, limit=5)]
+
+
+def test_a_renamed_organism_and_an_index_cross_reference_read_as_the_code_sets_words():
+    """"Clostridioides" (renamed in 2016) is the code set's "Clostridium", and no plural;
+    "vaginosis" reads as "vaginitis" (the index: "Vaginosis - see Vaginitis")."""
+    note = key_words("Clostridioides difficile colitis")
+    assert {stem("clostridium"), stem("difficile")} <= note
+    assert stated_stems("Clostridioides difficile colitis") <= note
+    assert stem("vaginitis") in key_words("Bacterial vaginosis")

@@ -333,7 +333,8 @@ class Pipeline:
         naming_both = lru_cache(maxsize=None)(partial(rules.sentence_naming_both, self.cs, certain))
         applied = rules.apply([(s.code, s.confidence) for s in suggestions], self.cs,
                               rules.established_in_assessment(self.cs, certain, [s.code for s in suggestions]),
-                              lambda a, b: naming_both(a, b) is not None)
+                              lambda a, b: naming_both(a, b) is not None,
+                              frozenset(s.code for s in suggestions if Flag.STATED in s.flags))
         by_code = {s.code: s for s in suggestions}
         out = []
         for code, probability in applied.kept:

@@ -73,7 +73,9 @@ The reasons are plain strings:
     (`established`), where it is not stated itself: E11.9 beside "Type 1 diabetes mellitus with
     ketoacidosis" (E11 excludes E10), F32.9 beside "Major depressive disorder, recurrent,
     moderate" (F32 excludes F33); or stated only in the words of the other: E61.1 "Iron
-    deficiency" beside "Iron deficiency anemia" (D50.9; E61.1 excludes it). Excludes1 means
+    deficiency" beside "Iron deficiency anemia" (D50.9; E61.1 excludes it). Also beside a code
+    the assessment states in the code set's words, a symptom code too: G40.909 "Epilepsy" (from
+    the word "seizure") beside the R56.00 that "Simple febrile seizure" states. Excludes1 means
     never coded together, and the assessment says which one the physician means. Without an
     assessment (every CodiEsp case report) both stay, and the pipeline flags the conflict.
 
@@ -335,11 +337,15 @@ class Applied(NamedTuple):
 
 def apply(selected: list[tuple[str, float]], cs: CodeSet,
           established: frozenset[str] = frozenset(),
-          together: Callable[[str, str], bool] = lambda a, b: True) -> Applied:
+          together: Callable[[str, str], bool] = lambda a, b: True,
+          stated: frozenset[str] = frozenset()) -> Applied:
     """The selected (code, probability) pairs a coder would report, and the rest with a reason.
     Codes the code set does not know are kept as they are (validation reports them).
     `established`: codes the note's assessment states, which displace a generic code and a pain
     at their site whatever their probability (the physician has established the diagnosis).
+    `stated`: codes the assessment states in the code set's words, symptoms too: like
+    `established` they displace a code their Excludes1 notes forbid (G40.909 "Epilepsy" beside
+    the R56.00 that "Simple febrile seizure" states).
     `together(a, b)`: does the note name the two in one sentence (`sentence_naming_both`)? Only then
     do two codes the code set forbids together become the code that says both."""
     prob = {c: p for c, p in selected if cs.is_valid(c)}
@@ -376,7 +382,7 @@ def apply(selected: list[tuple[str, float]], cs: CodeSet,
             drop[code] = INTEGRAL_SYMPTOM
     for code in prob:  # F32.9 beside the F33.1 the assessment states: F32 excludes F33
         if code not in drop and any(
-                d in established and d not in drop and _excluded_by(cs, code, d)
+                (d in established or d in stated) and d not in drop and _excluded_by(cs, code, d)
                 and (code not in established or _says_less(cs, code, d)) for d in prob if d != code):
             drop[code] = EXCLUDED
     kept_specific = {c: [o for o in others if o not in drop] for c, others in outranked.items() if c not in drop}

@@ -1497,3 +1497,14 @@ def test_the_assessment_states_each_code_its_words_hold(cs, item, pool, stated):
 def test_an_unspecified_code_gives_way_only_to_a_code_that_says_more(cs, item, generic, specific):
     note = f"Clinic visit.\nHPI: 2-year-old boy.\nAssessment:\n1. {item}\nPlan: follow up.\n"
     assert rules.specific_in_assessment(cs, note, [generic]).get(generic) == specific
+
+
+def test_a_code_excluded_by_a_stated_symptom_code_goes(cs):
+    """"Simple febrile seizure" states R56.00 (a symptom code), whose category excludes epilepsy
+    (G40.-): the G40.909 that the word "seizure" suggested goes, as beside a stated diagnosis."""
+    note = ("ED note.\nHPI: 18-month-old boy, a 2-minute generalized seizure with a fever of 103 F, "
+            "runny nose for 2 days. No prior seizures.\n"
+            "Assessment: Simple febrile seizure. Viral upper respiratory infection.\nPlan: antipyretics.\n")
+    result = fixed_pipeline(cs, [("R56.9", 0.7), ("J06.9", 0.4), ("G40.909", 0.3)]).suggest(note)
+    assert sorted(result.codes) == ["J06.9", "R56.00"]
+    assert ("G40.909", rules.EXCLUDED) in [(r.raw, r.reason) for r in result.rejected]

@@ -811,19 +811,16 @@ def stated_in_assessment(cs: CodeSet, note: str, candidates: list[str], codes: l
     return [c for c in out if not _agent_named_by(cs, c, [o for o in valid + out if o != c])]
 
 
-_WITH = re.compile(r"^(.+?)\s+\bwith\b\s+(.+)$", re.I)
-
-
 def _another_complication(cs: CodeSet, code: str, other: str) -> bool:
     """Are `code` and `other` two "with" codes of one condition that name different things
     after "with": E11.65 "Type 2 diabetes mellitus with hyperglycemia" beside E11.22 "... with
     diabetic chronic kidney disease"? The guidelines code as many of those as the note states (a
     category's codes are otherwise one condition told apart, one code a condition)."""
-    mine, theirs = (_WITH.match(cs.description(c)) for c in (code, other))
-    if not mine or not theirs or mine[1].lower() != theirs[1].lower() \
+    mine, theirs = ([part.strip() for part in _WITH.split(cs.description(c), maxsplit=1)] for c in (code, other))
+    if len(mine) != 2 or len(theirs) != 2 or not all(mine + theirs) or mine[0].lower() != theirs[0].lower() \
             or any(_GENERIC.search(cs.description(c)) for c in (code, other)):
         return False
-    a, b = stated_stems(mine[2]), stated_stems(theirs[2])
+    a, b = stated_stems(mine[1]), stated_stems(theirs[1])
     return bool(a - b) and bool(b - a)
 
 
@@ -993,14 +990,14 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
     own += [(w, stated_stems(bare)) for w, _ in own if (bare := _without_encounter(cs, code, w)) != w]
     sides = _code_sides(cs, code)
     side = ({_BILATERAL} if len(sides) == 2 else {stem(next(iter(sides)))} if sides else set())
+    parent = next(iter(cs.ancestors(cs.ancestors(code)[0] if cs.seventh_variants(code) else code)), None)
     # A term from above holds for every code under it with what the code's own title adds:
     # "Clostridioides difficile colitis" (A04.7) is A04.72, and A04.71 only where the note says
     # "recurrent".
-    adds = side | _title_adds(cs, code)
+    adds = side | _title_adds(cs, code, parent)
     inherited = [(w, stated_stems(w) | adds) for term in cs.inclusion_terms(code, inherited=True)[len(terms):]
                  if not _OTHER_SPECIFIED.match(term) for w in slash_alternatives(plain_wording(term))]
     # The parent's title with the code's side: "Carpal tunnel syndrome" + right is G56.01.
-    parent = next(iter(cs.ancestors(cs.ancestors(code)[0] if cs.seventh_variants(code) else code)), None)
     if side and parent and not _RESIDUAL.search(cs.description(parent)):
         title = plain_wording(cs.description(parent))
         inherited.append((title, stated_stems(title) | side))
@@ -1011,16 +1008,14 @@ def _wordings(cs: CodeSet, code: str) -> tuple[tuple[str, frozenset[str]], ...]:
 _ABSENT_QUALIFIER = re.compile(r",?\s*\b(?:without|not)\b[^,]*", re.I)
 
 
-def _title_adds(cs: CodeSet, code: str) -> frozenset[str]:
-    """The words a code's title adds to its parent's title, where it holds all of the parent's
-    (A04.71 "Enterocolitis due to Clostridium difficile, recurrent": recurrent), less its 7th
-    character's meaning and what it says is absent."""
-    base = cs.ancestors(code)[0] if cs.seventh_variants(code) and len(code_key(code)) == 7 else code
-    parents = cs.ancestors(base)
-    if not parents:
+def _title_adds(cs: CodeSet, code: str, parent: str | None) -> frozenset[str]:
+    """The words a code's title adds to its `parent`'s title (above its 7th character's code),
+    where it holds all of the parent's (A04.71 "Enterocolitis due to Clostridium difficile,
+    recurrent": recurrent), less its 7th character's meaning and what it says is absent."""
+    if not parent:
         return frozenset()
     mine = stated_stems(_ABSENT_QUALIFIER.sub("", plain_wording(_without_encounter(cs, code, cs.description(code)))))
-    theirs = stated_stems(_ABSENT_QUALIFIER.sub("", plain_wording(cs.description(parents[0]))))
+    theirs = stated_stems(_ABSENT_QUALIFIER.sub("", plain_wording(cs.description(parent))))
     return mine - theirs if theirs <= mine else frozenset()
 
 
